@@ -1,0 +1,65 @@
+"""Writes MTRec's Hub model card (README.md) into a saved model folder.
+
+The card text is `model_cards/mtrec.md` (shipped inside the wheel as `modeling_mtrec/model_cards/mtrec.md`).
+Its YAML `model-index` holds the figures of the reference benchmark run; a card written for another model
+replaces them with that model's own dev metrics, or drops them when there are none, so that a card never shows
+numbers its model did not obtain.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard
+
+_CARD_NAME = "mtrec.md"
+# (metric key from compute_mind_metrics, model-index metric type, display name)
+_CARD_METRICS = (("auc", "roc_auc", "AUC"), ("mrr", "mrr", "MRR"), ("ndcg@5", "ndcg@5", "nDCG@5"), ("ndcg@10", "ndcg@10", "nDCG@10"))
+
+
+def card_template_path() -> Path:
+    """The packaged card in a wheel install, else the repository's `model_cards/` (editable install)."""
+    packaged = Path(__file__).parent / "model_cards" / _CARD_NAME
+    if packaged.is_file():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "model_cards" / _CARD_NAME
+
+
+def render_model_card(config, metrics: dict[str, float] | None = None, dataset_name: str | None = None) -> ModelCard:
+    """The MTRec card with `base_model` from the config and `model-index` from `metrics` (or none)."""
+    card = ModelCard(card_template_path().read_text(encoding="utf-8"))
+    base_model = getattr(config, "encoder_name_or_path", None)
+    if base_model and not os.path.isdir(base_model):
+        card.data.base_model = base_model
+    elif base_model:
+        # A local folder is no Hub id; keep the reference card's base model if it names the same architecture.
+        card.data.base_model = card.data.base_model if "MiniLM" in base_model else None
+    card.data.eval_results = None
+    if metrics:
+        card.data.model_name = card.data.model_name or "MTRec"
+        card.data.eval_results = [
+            EvalResult(
+                task_type="text-ranking",
+                task_name="News recommendation",
+                dataset_type=dataset_name or "custom",
+                dataset_name=dataset_name or "custom MIND-format dev split",
+                dataset_split="dev",
+                metric_type=metric_type,
+                metric_name=display,
+                metric_value=round(float(metrics[key]), 4),
+            )
+            for key, metric_type, display in _CARD_METRICS
+            if key in metrics
+        ]
+    return card
+
+
+def write_model_card(
+    output_dir: str | os.PathLike, config, metrics: dict[str, float] | None = None, dataset_name: str | None = None
+) -> Path:
+    """Writes README.md into `output_dir` and returns its path."""
+    path = Path(output_dir) / "README.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    render_model_card(config, metrics=metrics, dataset_name=dataset_name).save(path)
+    return path

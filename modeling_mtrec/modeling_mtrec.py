@@ -1,0 +1,275 @@
+"""MTRec: Multi-Task Learning over BERT for News Recommendation.
+
+Bi, Li, Huang, Wang, Zhu, Wang. Findings of ACL 2022. https://aclanthology.org/2022.findings-acl.209
+
+News encoder: BERT over the title; the news vector r is the final hidden state at [CLS] (Sec. 3.1).
+User encoder: additive attention over the user's clicked news, r_u = sum_i a_i r_i with
+a_i = softmax_i(q . tanh(W r_i + b)) (Sec. 3.1). Click score: s_j = r_j . r_u.
+Main loss: softmax over one clicked and K non-clicked news of the same impression (Sec. 3.1, Eq. 3).
+Auxiliary tasks on the BERT output (Sec. 3.2, 3.3): news category from [CLS]; NER as per-token BIO tags.
+L = L_main + L_category + L_ner. The gradient surgery that combines them during training lives in
+`trainer.MTRecTrainer`; this file only computes the losses.
+
+NOTE: departures from / precisions of the paper.
+- A user whose history is empty (or holds only news unknown to news.tsv) gets r_u = 0, so every candidate
+  scores 0 and the ranking is uniform. The paper does not cover this case; a zero vector adds no parameters and
+  makes "no evidence" explicit instead of inventing a learned default user.
+- The main loss is written for any number of clicks per row: every clicked candidate is scored against all the
+  row's non-clicked ones. With one click and K negatives (training) it is exactly the paper's Eq. 3; on whole
+  impressions (evaluation) it stays defined.
+- Losses are computed in float32 even under autocast, so fp16/bf16 training does not lose the softmax tails.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import BertModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.models.bert.modeling_bert import BertEmbeddings
+from transformers.utils import ModelOutput, logging
+
+from .configuration_mtrec import MTRecConfig
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class MTRecOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*):
+        L_main + L_category + L_ner over the losses whose labels were given (unweighted, as in the paper's Eq. 6;
+        the λ of the gradient surgery is a training argument, applied by `MTRecTrainer`).
+    main_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        Click loss, returned when `labels` is given.
+    category_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        Category cross-entropy averaged over the distinct news of the batch; `None` when the task is off or
+        `category_labels` is absent.
+    ner_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        BIO cross-entropy averaged over the labelled title tokens; `None` when the task is off or `ner_labels`
+        is absent.
+    logits (`torch.FloatTensor` of shape `(batch_size, num_candidates)`):
+        Click scores s_j = r_j . r_u.
+    news_embeds (`torch.FloatTensor` of shape `(num_news, hidden_size)`):
+        [CLS] vectors of the batch's distinct news.
+    user_embeds (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        User vectors.
+    """
+
+    loss: torch.FloatTensor | None = None
+    main_loss: torch.FloatTensor | None = None
+    category_loss: torch.FloatTensor | None = None
+    ner_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    news_embeds: torch.FloatTensor | None = None
+    user_embeds: torch.FloatTensor | None = None
+
+
+class AdditiveAttention(nn.Module):
+    """a_i = softmax_i(q . tanh(W x_i + b)); returns sum_i a_i x_i over the unmasked i (zeros if none)."""
+
+    def __init__(self, hidden_size: int, attention_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(hidden_size, attention_dim)
+        self.query = nn.Parameter(torch.empty(attention_dim))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # x: (B, H, D), mask: (B, H) bool
+        scores = torch.tanh(self.proj(x)) @ self.query.to(x.dtype)  # (B, H, A) @ (A,) -> (B, H)
+        scores = scores.float().masked_fill(~mask, torch.finfo(torch.float32).min)
+        # Masked entries get exactly zero weight, so padding never changes r_u. A row with no valid entry would
+        # get a uniform softmax over padding; multiplying by the mask turns that into r_u = 0 (see module NOTE).
+        weights = torch.softmax(scores, dim=-1) * mask  # (B, H)
+        return torch.einsum("bh,bhd->bd", weights.to(x.dtype), x)  # (B, H) x (B, H, D) -> (B, D)
+
+
+def click_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """-log(exp(s+) / (exp(s+) + sum_k exp(s-_k))) averaged over the clicked candidates.
+
+    logits: (B, C) scores; labels: (B, C) with 1 clicked, 0 not clicked, -100 padding.
+    """
+    logits = logits.float()
+    very_negative = torch.finfo(torch.float32).min
+    # log sum_k exp(s-_k) per row; a finite floor instead of -inf keeps the backward pass NaN-free on rows
+    # without negatives (their positives then cost log(1) = 0).
+    neg_lse = torch.logsumexp(logits.masked_fill(labels != 0, very_negative), dim=-1, keepdim=True)  # (B, 1)
+    per_candidate = torch.logaddexp(logits, neg_lse) - logits  # (B, C): -log softmax of s_j against negatives
+    positives = labels == 1
+    return (per_candidate * positives).sum() / positives.sum().clamp(min=1)
+
+
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy averaged over labels != -100; 0 (still in the graph) when nothing is labelled."""
+    logits = logits.float().reshape(-1, logits.shape[-1])
+    labels = labels.reshape(-1)
+    total = F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
+    # Dividing by a clamped count instead of using reduction="mean" avoids NaN on batches without labels and a
+    # host sync on the count.
+    return total / (labels != -100).sum().clamp(min=1)
+
+
+class MTRecPreTrainedModel(PreTrainedModel):
+    config: MTRecConfig
+    config_class = MTRecConfig
+    base_model_prefix = "mtrec"
+    main_input_name = "news_input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _no_split_modules = ["BertEmbeddings", "BertLayer"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, AdditiveAttention):
+            init.normal_(module.query, mean=0.0, std=self.config.initializer_range)
+        elif isinstance(module, BertEmbeddings):
+            # Same buffers BertPreTrainedModel._init_weights sets: our base class is not BERT's.
+            init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+            init.zeros_(module.token_type_ids)
+
+
+class MTRecModel(MTRecPreTrainedModel):
+    """MTRec news recommender with its category and NER heads; owns its losses (see `forward`)."""
+
+    def __init__(self, config: MTRecConfig):
+        super().__init__(config)
+        hidden = config.hidden_size
+        # The [CLS] hidden state is the news vector (Sec. 3.1), so BERT's pooler would be dead weight.
+        self.news_encoder = BertModel(config.encoder_config, add_pooling_layer=False)
+        self.user_encoder = AdditiveAttention(hidden, config.user_attention_dim)
+        self.head_dropout = nn.Dropout(config.head_dropout)
+        self.category_head = (
+            nn.Linear(hidden, config.num_categories)
+            if config.use_category_task and config.num_categories > 0
+            else None
+        )
+        self.ner_head = nn.Linear(hidden, len(config.ner_labels)) if config.use_ner_task else None
+        self.post_init()
+
+    @classmethod
+    def from_pretrained_encoder(
+        cls, encoder_name_or_path: str, *, encoder_kwargs: dict | None = None, **config_kwargs
+    ) -> MTRecModel:
+        """Builds MTRec around a pretrained BERT: a Hub id (`bert-base-uncased`) or a local folder.
+
+        The encoder's weights are loaded into `news_encoder`; the user encoder and heads are freshly initialised.
+        `config_kwargs` go to [`MTRecConfig`] (e.g. `id2category`, `max_title_length`).
+        """
+        encoder = BertModel.from_pretrained(
+            encoder_name_or_path, add_pooling_layer=False, dtype=torch.float32, **(encoder_kwargs or {})
+        )
+        config_kwargs.setdefault("encoder_name_or_path", str(encoder_name_or_path))
+        config = MTRecConfig(encoder_config=encoder.config.to_dict(), **config_kwargs)
+        model = cls(config)
+        model.news_encoder.load_state_dict(encoder.state_dict())
+        return model
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        super().save_pretrained(save_directory, *args, **kwargs)
+        # The Hub card travels with the weights (push_to_hub saves through here). Only written when the folder
+        # has none, so a card with evaluation results (MTRecTrainer.create_model_card) is kept.
+        if not kwargs.get("is_main_process", True) or os.path.exists(os.path.join(save_directory, "README.md")):
+            return
+        try:
+            from modeling_mtrec.model_card import write_model_card
+        except ImportError:  # loaded as Hub remote code without the package installed: no card template here
+            logger.info("modeling_mtrec is not installed; no model card written to %s", save_directory)
+        else:
+            write_model_card(save_directory, self.config)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.news_encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.news_encoder.set_input_embeddings(value)
+
+    def _encode_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        # (N, L) -> (N, L, D)
+        return self.news_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def encode_news(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """News vectors r: BERT's final [CLS] state. (N, L) -> (N, D)."""
+        return self._encode_tokens(input_ids, attention_mask)[:, 0]
+
+    def encode_user(self, history_embeds: torch.Tensor, history_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """User vectors r_u from clicked-news vectors. (B, H, D), (B, H) -> (B, D); r_u = 0 for an empty history."""
+        if history_mask is None:
+            history_mask = torch.ones(history_embeds.shape[:2], dtype=torch.bool, device=history_embeds.device)
+        return self.user_encoder(history_embeds, history_mask.bool())
+
+    @staticmethod
+    def score(user_embeds: torch.Tensor, candidate_embeds: torch.Tensor) -> torch.Tensor:
+        """s_j = r_j . r_u. (B, D), (B, C, D) -> (B, C)."""
+        return torch.einsum("bcd,bd->bc", candidate_embeds, user_embeds)
+
+    def forward(
+        self,
+        news_input_ids: torch.LongTensor,
+        news_attention_mask: torch.Tensor | None = None,
+        history_index: torch.LongTensor | None = None,
+        history_mask: torch.Tensor | None = None,
+        candidate_index: torch.LongTensor | None = None,
+        candidate_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        category_labels: torch.LongTensor | None = None,
+        ner_labels: torch.LongTensor | None = None,
+        return_dict: bool | None = None,
+    ) -> MTRecOutput | tuple:
+        r"""
+        The batch carries each distinct news once; users and candidates point into it, so BERT runs once per news.
+
+        news_input_ids (`torch.LongTensor` of shape `(num_news, title_length)`): title tokens of the distinct news.
+        news_attention_mask (`torch.Tensor` of shape `(num_news, title_length)`): 1 on real tokens.
+        history_index (`torch.LongTensor` of shape `(batch_size, history_length)`): rows of `news_input_ids` clicked
+            by each user, oldest first.
+        history_mask (`torch.Tensor` of shape `(batch_size, history_length)`): True on real history entries.
+        candidate_index (`torch.LongTensor` of shape `(batch_size, num_candidates)`): rows of the candidates.
+        candidate_mask (`torch.Tensor` of shape `(batch_size, num_candidates)`): True on real candidates.
+        labels (`torch.LongTensor` of shape `(batch_size, num_candidates)`): 1 clicked, 0 not, -100 padding.
+        category_labels (`torch.LongTensor` of shape `(num_news,)`): category id per news, -100 to ignore.
+        ner_labels (`torch.LongTensor` of shape `(num_news, title_length)`): BIO tag id per token, -100 to ignore.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        hidden = self._encode_tokens(news_input_ids, news_attention_mask)  # (N, L, D)
+        news_embeds = hidden[:, 0]  # (N, D): [CLS]
+
+        logits = user_embeds = main_loss = category_loss = ner_loss = None
+        if history_index is not None and candidate_index is not None:
+            history_embeds = news_embeds[history_index]  # (B, H, D)
+            if history_mask is None:
+                history_mask = torch.ones_like(history_index, dtype=torch.bool)
+            user_embeds = self.encode_user(history_embeds, history_mask)  # (B, D)
+            logits = self.score(user_embeds, news_embeds[candidate_index])  # (B, C, D) . (B, D) -> (B, C)
+            if labels is not None:
+                if candidate_mask is not None:
+                    labels = labels.masked_fill(~candidate_mask.bool(), -100)
+                main_loss = click_loss(logits, labels)
+
+        if self.category_head is not None and category_labels is not None:
+            category_logits = self.category_head(self.head_dropout(news_embeds))  # (N, num_categories)
+            category_loss = masked_cross_entropy(category_logits, category_labels)
+        if self.ner_head is not None and ner_labels is not None:
+            tag_logits = self.ner_head(self.head_dropout(hidden))  # (N, L, num_tags)
+            ner_loss = masked_cross_entropy(tag_logits, ner_labels)
+
+        present = [part for part in (main_loss, category_loss, ner_loss) if part is not None]
+        loss = torch.stack(present).sum() if present else None
+
+        output = MTRecOutput(
+            loss=loss,
+            main_loss=main_loss,
+            category_loss=category_loss,
+            ner_loss=ner_loss,
+            logits=logits,
+            news_embeds=news_embeds,
+            user_embeds=user_embeds,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = ["MTRecPreTrainedModel", "MTRecModel", "MTRecOutput"]

@@ -1,0 +1,271 @@
+"""MTRec training: `MTRecTrainingArguments` and `MTRecTrainer` with MTRec's gradient surgery.
+
+Gradient surgery (Bi et al., Findings of ACL 2022, Sec. 3.4). Over the parameters that the main and the
+auxiliary losses share (the BERT news encoder), flattened together:
+
+    g_main = ∇L_main,   g_aux = λ ∇(L_category + L_ner)
+    if g_aux · g_main < 0:   g_aux ← g_aux − (g_aux · g_main / ‖g_main‖²) g_main
+    update = g_main + g_aux
+
+The auxiliary tasks serve the main one, so only the auxiliary gradient is projected; the main gradient is never
+modified. Parameters reached by one side only take that side's gradient (user encoder: g_main; category and NER
+heads: the λ-scaled g_aux). Modes: `mtrec` (above), `pcgrad` (symmetric PCGrad, Yu et al. 2020: each of g_main and
+g_aux projected off the other when they conflict), `none` (plain g_main + g_aux in one backward, the ablation).
+
+How it stays exact beyond one process and one micro-batch:
+- The two per-task gradients come from `torch.autograd.grad`, never from a second `backward` through the
+  (possibly DDP-wrapped) model, and the forward runs under `no_sync`, so the DDP reducer is never triggered;
+  the per-task gradients are all-reduced by hand, one flat buffer per task, so the projection sees the
+  gradients averaged over all processes.
+- Per-task gradients are accumulated over the micro-batches of a step; the surgery runs once, on the totals, at
+  the micro-batch where accelerate syncs gradients.
+- Under fp16 both losses are multiplied by the GradScaler's scale. The projection is invariant to a common
+  scale (the sign of the dot product and the coefficient (s·a·s·m)/(s²‖m‖²)·s·m = s·proj), so it runs on the
+  scaled gradients and the scaler then unscales (or skips an inf/NaN step) as usual.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+from accelerate.utils import DistributedType
+from torch import nn
+from transformers import Trainer, TrainingArguments
+
+SURGERY_MODES = ("mtrec", "pcgrad", "none")
+# Set-ups where the per-task gradients are full, replicated tensors that the hand-written all-reduce can average.
+_SUPPORTED_DISTRIBUTED = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+
+
+@dataclass
+class MTRecTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus MTRec's multi-task knobs."""
+
+    aux_weight: float = field(
+        default=0.3,
+        metadata={"help": "λ: weight of the merged auxiliary (category + NER) gradient (MTRec Sec. 3.4; 0.3)."},
+    )
+    gradient_surgery: str = field(
+        default="mtrec",
+        metadata={
+            "help": "How the main and auxiliary gradients are combined: 'mtrec' (project the auxiliary gradient "
+            "off the main one when they conflict), 'pcgrad' (project both), 'none' (plain sum).",
+            "choices": list(SURGERY_MODES),
+        },
+    )
+    # The batches carry index tensors and labels the model reads by name; the columns of the sample datasets
+    # (history, positive, negatives) are consumed by the collator, so Trainer must not drop them.
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collator."})
+    # Only the click labels are gathered at evaluation: metrics are computed per impression from them.
+    label_names: list[str] | None = field(default_factory=lambda: ["labels"], metadata={"help": "Label keys."})
+
+    def __post_init__(self):
+        if self.gradient_surgery not in SURGERY_MODES:
+            raise ValueError(f"`gradient_surgery` must be one of {SURGERY_MODES}, got {self.gradient_surgery!r}")
+        if not self.aux_weight >= 0:
+            raise ValueError(f"`aux_weight` (λ) must be >= 0, got {self.aux_weight}")
+        super().__post_init__()
+
+
+def project_conflicting(
+    g_main: torch.Tensor, g_aux: torch.Tensor, mode: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Applies the surgery to two flat gradients of the shared parameters.
+
+    Returns (g_main', g_aux', dot, cosine) where dot and cosine are taken before any projection. A zero or
+    non-finite gradient leaves both untouched (nothing to project onto, or a step the scaler will skip).
+    """
+    dot = torch.dot(g_main, g_aux)
+    main_sq, aux_sq = torch.dot(g_main, g_main), torch.dot(g_aux, g_aux)
+    cosine = dot / (main_sq.sqrt() * aux_sq.sqrt()).clamp(min=torch.finfo(dot.dtype).tiny)
+    conflict = bool(dot < 0) and bool(torch.isfinite(dot))
+    if mode == "none" or not conflict:
+        return g_main, g_aux, dot, cosine
+    new_aux = g_aux - (dot / main_sq) * g_main if main_sq > 0 else g_aux
+    if mode == "mtrec":
+        return g_main, new_aux, dot, cosine
+    new_main = g_main - (dot / aux_sq) * g_aux if aux_sq > 0 else g_main  # pcgrad: symmetric
+    return new_main, new_aux, dot, cosine
+
+
+class MTRecTrainer(Trainer):
+    """`Trainer` whose update follows MTRec's gradient surgery; see the module docstring.
+
+    Overrides, and why:
+    - `compute_loss`: the model returns each task's loss; the objective is L_main + λ(L_category + L_ner), and the
+      task losses are kept for logging.
+    - `training_step`: the surgery modes need the two per-task gradients separately.
+    - `log`: adds the task losses, the g_main/g_aux cosine and the share of conflicting steps to the training logs.
+    - `create_model_card`: writes MTRec's model card instead of the generic Trainer card.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.compute_metrics is None:
+            from .metrics import compute_mind_metrics
+
+            # Evaluation is over whole impressions: AUC, MRR, nDCG@5/10 as in MIND's official scorer.
+            self.compute_metrics = compute_mind_metrics
+        mode = getattr(self.args, "gradient_surgery", "none")
+        if mode != "none" and self.accelerator.distributed_type not in _SUPPORTED_DISTRIBUTED:
+            raise ValueError(
+                f"gradient_surgery={mode!r} runs under {[t.value for t in _SUPPORTED_DISTRIBUTED]} "
+                f"(single process and DDP), not {self.accelerator.distributed_type.value}: sharded gradients "
+                "(FSDP, DeepSpeed) would make the projection use per-shard dot products. "
+                "Use DDP, or gradient_surgery='none'."
+            )
+        self._logged_sums: dict[str, float] = defaultdict(float)
+        self._logged_counts: dict[str, int] = defaultdict(int)
+        self._grad_acc: dict[str, list[torch.Tensor | None]] | None = None
+
+    # ----------------------------------------------------------------------------------------------- losses
+
+    @property
+    def _aux_weight(self) -> float:
+        return float(getattr(self.args, "aux_weight", 0.3))
+
+    def _record(self, name: str, value: float) -> None:
+        self._logged_sums[name] += value
+        self._logged_counts[name] += 1
+
+    def _split_losses(self, outputs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if outputs.main_loss is None:
+            raise ValueError("MTRecTrainer needs click `labels` in every training batch (the main task).")
+        aux = [loss for loss in (outputs.category_loss, outputs.ner_loss) if loss is not None]
+        if self.model.training:
+            self._record("main_loss", outputs.main_loss.item())
+            for name in ("category_loss", "ner_loss"):
+                if getattr(outputs, name) is not None:
+                    self._record(name, getattr(outputs, name).item())
+        return outputs.main_loss, (torch.stack(aux).sum() if aux else None)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        main_loss, aux_loss = self._split_losses(outputs)
+        loss = main_loss if aux_loss is None else main_loss + self._aux_weight * aux_loss
+        return (loss, outputs) if return_outputs else loss
+
+    # ------------------------------------------------------------------------------------- gradient surgery
+
+    def training_step(self, model: nn.Module, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
+        if self.args.gradient_surgery == "none":
+            return super().training_step(model, inputs, num_items_in_batch)
+
+        model.train()
+        if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
+            self.optimizer.train()
+        inputs = self._prepare_inputs(inputs)
+        # no_sync: the DDP reducer must not fire; the per-task gradients are averaged by hand below.
+        with self.accelerator.no_sync(model), self.compute_loss_context_manager():
+            outputs = model(**inputs)
+        main_loss, aux_loss = self._split_losses(outputs)
+
+        # Same normalisation as Trainer.training_step: each micro-batch loss is a mean, so divide by the number
+        # of micro-batches in the step; under fp16 multiply by the GradScaler's scale (see module docstring).
+        scale = 1.0 / self.current_gradient_accumulation_steps
+        main_obj = main_loss * scale
+        aux_obj = None if aux_loss is None else aux_loss * (self._aux_weight * scale)
+        scaler = self.accelerator.scaler
+        params = [p for p in model.parameters() if p.requires_grad]
+        g_main = torch.autograd.grad(
+            scaler.scale(main_obj) if scaler is not None else main_obj,
+            params,
+            retain_graph=aux_obj is not None,
+            allow_unused=True,
+        )
+        if aux_obj is not None:
+            g_aux = torch.autograd.grad(
+                scaler.scale(aux_obj) if scaler is not None else aux_obj, params, allow_unused=True
+            )
+        else:
+            g_aux = (None,) * len(params)
+        self._accumulate(g_main, g_aux)
+        if self.accelerator.sync_gradients:
+            self._apply_surgery(params)
+
+        objective = main_obj if aux_obj is None else main_obj + aux_obj
+        return objective.detach()
+
+    def _accumulate(self, g_main: tuple, g_aux: tuple) -> None:
+        if self._grad_acc is None:
+            self._grad_acc = {"main": [None] * len(g_main), "aux": [None] * len(g_aux)}
+        for side, grads in (("main", g_main), ("aux", g_aux)):
+            acc = self._grad_acc[side]
+            for i, g in enumerate(grads):
+                if g is not None:
+                    acc[i] = g if acc[i] is None else acc[i] + g
+
+    def _apply_surgery(self, params: list[torch.Tensor]) -> None:
+        acc, self._grad_acc = self._grad_acc, None
+        g_main, g_aux = acc["main"], acc["aux"]
+        if self.accelerator.num_processes > 1:
+            g_main, g_aux = self._all_reduce_mean(g_main, params), self._all_reduce_mean(g_aux, params)
+        shared = [i for i in range(len(params)) if g_main[i] is not None and g_aux[i] is not None]
+        if shared:
+            flat_main = torch.cat([g_main[i].reshape(-1) for i in shared]).float()
+            flat_aux = torch.cat([g_aux[i].reshape(-1) for i in shared]).float()
+            new_main, new_aux, dot, cosine = project_conflicting(flat_main, flat_aux, self.args.gradient_surgery)
+            if torch.isfinite(dot):
+                self._record("grad_cosine", cosine.item())
+                self._record("conflict_rate", float(dot < 0))
+            combined = (new_main + new_aux).split([g_main[i].numel() for i in shared])
+            for i, flat in zip(shared, combined):
+                g_main[i], g_aux[i] = flat.view_as(params[i]).to(params[i].dtype), None
+        for i, param in enumerate(params):
+            grad = g_main[i] if g_aux[i] is None else (g_aux[i] if g_main[i] is None else g_main[i] + g_aux[i])
+            if grad is None:
+                continue
+            param.grad = grad if param.grad is None else param.grad + grad
+
+    def _all_reduce_mean(self, grads: list[torch.Tensor | None], params: list[torch.Tensor]) -> list:
+        """Averages one task's gradients over processes in one flat buffer (a missing gradient counts as 0)."""
+        present = torch.tensor([g is not None for g in grads], device=params[0].device, dtype=torch.int32)
+        torch.distributed.all_reduce(present)  # a parameter one process did not reach may be reached by another
+        flat = torch.cat(
+            [
+                (g if g is not None else torch.zeros_like(p)).reshape(-1).float()
+                for g, p, n in zip(grads, params, present.tolist())
+                if n > 0
+            ]
+        ) if bool(present.any()) else None
+        if flat is None:
+            return [None] * len(grads)
+        torch.distributed.all_reduce(flat)
+        flat /= self.accelerator.num_processes
+        kept = [i for i, n in enumerate(present.tolist()) if n > 0]
+        out: list[torch.Tensor | None] = [None] * len(grads)
+        for i, chunk in zip(kept, flat.split([params[i].numel() for i in kept])):
+            out[i] = chunk.view_as(params[i]).to(params[i].dtype)
+        return out
+
+    # -------------------------------------------------------------------------------------------- logging
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # Training logs carry "loss"; add the averages gathered since the last one so they reach every
+        # `report_to` integration (TensorBoard, W&B) through the Trainer's own callbacks.
+        if "loss" in logs and self._logged_counts:
+            for name, total in self._logged_sums.items():
+                logs[name] = round(total / self._logged_counts[name], 6)
+            self._logged_sums.clear()
+            self._logged_counts.clear()
+        super().log(logs, start_time)
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        from .model_card import write_model_card
+
+        if not self.is_world_process_zero():
+            return
+        metrics = {}
+        for entry in self.state.log_history:
+            metrics.update({k[len("eval_"):]: v for k, v in entry.items() if k.startswith("eval_")})
+        write_model_card(
+            self.args.output_dir,
+            self.model.config,
+            metrics=metrics or None,
+            dataset_name=kwargs.get("dataset") if isinstance(kwargs.get("dataset"), str) else None,
+        )
+
+
+__all__ = ["MTRecTrainer", "MTRecTrainingArguments", "project_conflicting", "SURGERY_MODES"]
