@@ -9,7 +9,7 @@ from __future__ import annotations
 from transformers import BertConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-# BIO over MIND's untyped title entities: the paper tags entity mentions, not entity types (Sec. 3.3).
+# BIO over MIND's untyped title entities: the paper tags entity mentions, not entity types.
 DEFAULT_NER_LABELS = ["O", "B", "I"]
 
 
@@ -21,17 +21,17 @@ class MTRecConfig(PreTrainedConfig):
     Args:
         encoder_config (`BertConfig` or `dict`, *optional*):
             Configuration of the BERT news encoder. Defaults to `bert-base-uncased`'s shape, the encoder of the
-            paper (Sec. 4.1). [`MTRecModel.from_pretrained_encoder`] fills it from a checkpoint.
+            paper. [`MTRecModel.from_pretrained_encoder`] fills it from a checkpoint.
         id2category (`dict[int, str]`, *optional*):
-            Category vocabulary of `news.tsv` for the category task (Sec. 3.2). `None` or empty disables the head.
+            Category vocabulary of `news.tsv` for the category task. `None` or empty disables the head.
         ner_labels (`list[str]`, *optional*, defaults to `["O", "B", "I"]`):
-            Per-token tag set of the NER task (Sec. 3.3).
+            Per-token tag set of the NER task.
         max_title_length (`int`, *optional*, defaults to 30):
-            Title tokens fed to BERT, [CLS] and [SEP] included (Sec. 4.1: titles truncated to 30 tokens).
+            Title tokens fed to BERT, [CLS] and [SEP] included (paper: titles truncated to 30 tokens).
         max_history_length (`int`, *optional*, defaults to 50):
-            Most recent clicked news kept per user (Sec. 4.1, as in NRMS).
+            Most recent clicked news kept per user (paper: as in NRMS).
         num_negatives (`int`, *optional*, defaults to 4):
-            K, non-clicked news paired with each click in the main loss (Sec. 3.1, negative sampling ratio 4).
+            K, non-clicked news paired with each click in the main loss (paper: negative sampling ratio 4).
         user_attention_dim (`int`, *optional*, defaults to 200):
             Width of the additive attention's query space in the user encoder (NRMS's 200, which MTRec's user
             encoder follows).

@@ -1,12 +1,12 @@
 """MTRec: Multi-Task Learning over BERT for News Recommendation.
 
-Bi, Li, Huang, Wang, Zhu, Wang. Findings of ACL 2022. https://aclanthology.org/2022.findings-acl.209
+Qiwei Bi, Jian Li, Lifeng Shang, Xin Jiang, Qun Liu, Hanfang Yang. Findings of ACL 2022, pp. 2663-2669. https://aclanthology.org/2022.findings-acl.209
 
-News encoder: BERT over the title; the news vector r is the final hidden state at [CLS] (Sec. 3.1).
+News encoder: BERT over the title; the news vector r is the final hidden state at [CLS].
 User encoder: additive attention over the user's clicked news, r_u = sum_i a_i r_i with
-a_i = softmax_i(q . tanh(W r_i + b)) (Sec. 3.1). Click score: s_j = r_j . r_u.
-Main loss: softmax over one clicked and K non-clicked news of the same impression (Sec. 3.1, Eq. 3).
-Auxiliary tasks on the BERT output (Sec. 3.2, 3.3): news category from [CLS]; NER as per-token BIO tags.
+a_i = softmax_i(q . tanh(W r_i + b)). Click score: s_j = r_j . r_u.
+Main loss: softmax over one clicked and K non-clicked news of the same impression.
+Auxiliary tasks on the BERT output (paper: 3.3): news category from [CLS]; NER as per-token BIO tags.
 L = L_main + L_category + L_ner. The gradient surgery that combines them during training lives in
 `trainer.MTRecTrainer`; this file only computes the losses.
 
@@ -15,7 +15,7 @@ NOTE: departures from / precisions of the paper.
   scores 0 and the ranking is uniform. The paper does not cover this case; a zero vector adds no parameters and
   makes "no evidence" explicit instead of inventing a learned default user.
 - The main loss is written for any number of clicks per row: every clicked candidate is scored against all the
-  row's non-clicked ones. With one click and K negatives (training) it is exactly the paper's Eq. 3; on whole
+  row's non-clicked ones. With one click and K negatives (training) it is exactly the paper's main loss; on whole
   impressions (evaluation) it stays defined.
 - Losses are computed in float32 even under autocast, so fp16/bf16 training does not lose the softmax tails.
 """
@@ -42,7 +42,7 @@ logger = logging.get_logger(__name__)
 class MTRecOutput(ModelOutput):
     r"""
     loss (`torch.FloatTensor` of shape `()`, *optional*):
-        L_main + L_category + L_ner over the losses whose labels were given (unweighted, as in the paper's Eq. 6;
+        L_main + L_category + L_ner over the losses whose labels were given (unweighted, as in the paper;
         the λ of the gradient surgery is a training argument, applied by `MTRecTrainer`).
     main_loss (`torch.FloatTensor` of shape `()`, *optional*):
         Click loss, returned when `labels` is given.
@@ -139,7 +139,7 @@ class MTRecModel(MTRecPreTrainedModel):
     def __init__(self, config: MTRecConfig):
         super().__init__(config)
         hidden = config.hidden_size
-        # The [CLS] hidden state is the news vector (Sec. 3.1), so BERT's pooler would be dead weight.
+        # The [CLS] hidden state is the news vector, so BERT's pooler would be dead weight.
         self.news_encoder = BertModel(config.encoder_config, add_pooling_layer=False)
         self.user_encoder = AdditiveAttention(hidden, config.user_attention_dim)
         self.head_dropout = nn.Dropout(config.head_dropout)

@@ -1,6 +1,6 @@
 """MTRec training: `MTRecTrainingArguments` and `MTRecTrainer` with MTRec's gradient surgery.
 
-Gradient surgery (Bi et al., Findings of ACL 2022, Sec. 3.4). Over the parameters that the main and the
+Gradient surgery (Bi et al., Findings of ACL 2022). Over the parameters that the main and the
 auxiliary losses share (the BERT news encoder), flattened together:
 
     g_main = ∇L_main,   g_aux = λ ∇(L_category + L_ner)
@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 import torch
 from accelerate.utils import DistributedType
 from torch import nn
-from transformers import Trainer, TrainingArguments
+from transformers import EvalPrediction, Trainer, TrainingArguments
+
+from .metrics import load_mind_metric
 
 SURGERY_MODES = ("mtrec", "pcgrad", "none")
 # Set-ups where the per-task gradients are full, replicated tensors that the hand-written all-reduce can average.
@@ -45,7 +47,7 @@ class MTRecTrainingArguments(TrainingArguments):
 
     aux_weight: float = field(
         default=0.3,
-        metadata={"help": "λ: weight of the merged auxiliary (category + NER) gradient (MTRec Sec. 3.4; 0.3)."},
+        metadata={"help": "λ: weight of the merged auxiliary (category + NER) gradient (MTRec; default 0.3)."},
     )
     gradient_surgery: str = field(
         default="mtrec",
@@ -67,6 +69,25 @@ class MTRecTrainingArguments(TrainingArguments):
         if not self.aux_weight >= 0:
             raise ValueError(f"`aux_weight` (λ) must be >= 0, got {self.aux_weight}")
         super().__post_init__()
+
+
+def compute_mind_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
+    """`compute_metrics` for whole-impression evaluation through the packaged `evaluate` MIND metric.
+
+    `eval_pred.predictions` and `eval_pred.label_ids` are (num_impressions, C) click scores and 1/0 labels,
+    padded with -100 by the collator and by the Trainer's cross-batch concatenation; the metric drops the
+    -100 slots, so every impression is scored on exactly its own candidates.
+    """
+    global _MIND_METRIC
+    if _MIND_METRIC is None:
+        _MIND_METRIC = load_mind_metric(keep_in_memory=True)
+    scores, labels = eval_pred.predictions, eval_pred.label_ids
+    if isinstance(scores, tuple):
+        scores = scores[0]
+    return _MIND_METRIC.compute(predictions=list(scores), references=list(labels))
+
+
+_MIND_METRIC = None
 
 
 def project_conflicting(
@@ -104,8 +125,6 @@ class MTRecTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.compute_metrics is None:
-            from .metrics import compute_mind_metrics
-
             # Evaluation is over whole impressions: AUC, MRR, nDCG@5/10 as in MIND's official scorer.
             self.compute_metrics = compute_mind_metrics
         mode = getattr(self.args, "gradient_surgery", "none")
@@ -268,4 +287,4 @@ class MTRecTrainer(Trainer):
         )
 
 
-__all__ = ["MTRecTrainer", "MTRecTrainingArguments", "project_conflicting", "SURGERY_MODES"]
+__all__ = ["MTRecTrainer", "MTRecTrainingArguments", "compute_mind_metrics", "project_conflicting", "SURGERY_MODES"]
