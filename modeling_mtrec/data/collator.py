@@ -1,0 +1,234 @@
+"""Batches MIND train samples / eval impressions into the tensors `MTRecModel` consumes.
+
+A batch holds every distinct news it touches exactly once (``news_input_ids (N, L)``), and the users'
+histories and candidates as positions into those N rows (``history_index (B, H)``, ``candidate_index
+(B, C)``). A user's history shares most news with other users' histories and candidates, so encoding each
+distinct title once with BERT, instead of once per mention, is the main saving of MTRec's training loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset
+
+__all__ = ["MTRecCollator"]
+
+_IGNORE = -100  # label value ignored by torch's cross-entropy
+
+
+@dataclass
+class MTRecCollator:
+    """Pads a list of samples into one de-duplicated MTRec batch.
+
+    A feature is either a training sample from `build_train_samples` (``history``, ``positive``,
+    ``negatives``) or an evaluation impression from `build_eval_impressions` (``history``, ``candidates``,
+    ``labels``); other keys (e.g. ``impression_id``) are dropped, as the output holds tensors only. The ints in
+    a feature are rows of `news`.
+
+    For a training sample the candidates are the positive (column 0) followed by `num_negatives` (K) news
+    drawn from the sample's ``negatives`` pool: without replacement when the pool has at least K news, with
+    replacement when it has fewer (as NRMS and MTRec do for short impressions). Drawing at batch time gives
+    fresh negatives every epoch; the draws come from a `numpy.random.Generator` seeded with `seed`, so a run
+    is reproducible. (With ``dataloader_num_workers > 0`` each worker holds a copy of the same generator.)
+
+    Distinct news are numbered in order of first appearance: sample 0's history, then its candidates, then
+    sample 1's history, and so on.
+
+    Args:
+        news (`Dataset`): the tokenised news table (`tokenize_news`): ``input_ids`` and, when
+            `with_aux_labels`, ``category_label`` and ``ner_labels``.
+        num_negatives (`int`, *optional*, defaults to 4): K, negatives per positive (MTRec, Sec. 4.1: 4).
+        pad_token_id (`int`, *optional*, defaults to 0): padding of ``news_input_ids`` (BERT's [PAD] is 0).
+        seed (`int`, *optional*, defaults to 0): seeds the negative-sampling generator.
+        generator (`numpy.random.Generator`, *optional*): used instead of one seeded with `seed`.
+        with_aux_labels (`bool`, *optional*, defaults to `True`): add ``category_labels`` and ``ner_labels``
+            for MTRec's auxiliary tasks.
+
+    Example (K = 2; titles are [CLS] ... [SEP] with [CLS] = 101, [SEP] = 102):
+
+        >>> from datasets import Dataset
+        >>> news = Dataset.from_dict({
+        ...     "input_ids": [[101, 7, 102], [101, 8, 9, 102], [101, 5, 102], [101, 6, 102], [101, 4, 102]],
+        ...     "category_label": [0, 1, 0, -100, 1],
+        ...     "ner_labels": [[-100, 1, -100], [-100, 1, 2, -100], [-100, 0, -100], [-100, 0, -100],
+        ...                    [-100, 1, -100]],
+        ... })
+        >>> collator = MTRecCollator(news, num_negatives=2, seed=0)
+        >>> batch = collator([
+        ...     {"history": [0, 1], "positive": 2, "negatives": [3]},  # pool of 1 < K: drawn with replacement
+        ...     {"history": [], "positive": 3, "negatives": [4, 0, 1]},  # pool of 3 >= K: without replacement
+        ... ])
+
+        The second sample drew news 0 and 1 as negatives, already in the first sample's history, so the batch
+        holds N = 4 distinct news (rows 0, 1, 2, 3 in order of first appearance); L = 4 is the longest of
+        their titles, H = 2 the longest history and C = 1 + K = 3:
+
+        >>> batch["news_input_ids"]
+        tensor([[101,   7, 102,   0],
+                [101,   8,   9, 102],
+                [101,   5, 102,   0],
+                [101,   6, 102,   0]])
+        >>> batch["news_attention_mask"]
+        tensor([[1, 1, 1, 0],
+                [1, 1, 1, 1],
+                [1, 1, 1, 0],
+                [1, 1, 1, 0]])
+        >>> batch["category_labels"]
+        tensor([   0,    1,    0, -100])
+        >>> batch["ner_labels"][1]
+        tensor([-100,    1,    2, -100])
+        >>> batch["history_index"], batch["history_mask"]
+        (tensor([[0, 1],
+                [0, 0]]), tensor([[ True,  True],
+                [False, False]]))
+        >>> batch["candidate_index"], batch["candidate_mask"]
+        (tensor([[2, 3, 3],
+                [3, 0, 1]]), tensor([[True, True, True],
+                [True, True, True]]))
+        >>> batch["labels"]
+        tensor([[1, 0, 0],
+                [1, 0, 0]])
+
+        An evaluation batch pads the candidates of shorter impressions with index 0, mask `False` and label
+        -100:
+
+        >>> batch = collator([
+        ...     {"impression_id": "7", "history": [1], "candidates": [2, 3, 4], "labels": [0, 1, 0]},
+        ...     {"impression_id": "8", "history": [2, 0], "candidates": [0, 3], "labels": [1, 0]},
+        ... ])
+        >>> batch["candidate_index"], batch["labels"]
+        (tensor([[1, 2, 3],
+                [4, 2, 0]]), tensor([[   0,    1,    0],
+                [   1,    0, -100]]))
+        >>> batch["candidate_mask"]
+        tensor([[ True,  True,  True],
+                [ True,  True, False]])
+    """
+
+    news: Dataset = field(repr=False)
+    num_negatives: int = 4
+    pad_token_id: int = 0
+    seed: int = 0
+    generator: np.random.Generator | None = field(default=None, repr=False)
+    with_aux_labels: bool = True
+
+    def __post_init__(self) -> None:
+        if self.num_negatives < 1:
+            raise ValueError(f"num_negatives must be >= 1, got {self.num_negatives}")
+        columns = ["input_ids"] + (["category_label", "ner_labels"] if self.with_aux_labels else [])
+        missing = [name for name in columns if name not in self.news.column_names]
+        if missing:
+            raise ValueError(
+                f"the news table lacks column(s) {missing} (has {self.news.column_names}); "
+                "build it with tokenize_news"
+                + (" or pass with_aux_labels=False" if self.with_aux_labels else "")
+            )
+        # Converted to python lists once: reading rows from Arrow per batch would dominate the collator's time.
+        table = self.news.select_columns(columns).with_format(None)[:]
+        self._input_ids: list[list[int]] = table["input_ids"]
+        self._category_labels: list[int] = table.get("category_label", [])
+        self._ner_labels: list[list[int]] = table.get("ner_labels", [])
+        if self.generator is None:
+            self.generator = np.random.default_rng(self.seed)
+
+    def _sample_negatives(self, pool: Sequence[int]) -> list[int]:
+        if len(pool) == 0:
+            raise ValueError(
+                "a training sample has an empty negatives pool (build_train_samples never makes one)"
+            )
+        k = self.num_negatives
+        picks = self.generator.choice(len(pool), size=k, replace=len(pool) < k)
+        return [int(pool[i]) for i in picks]
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if not features:
+            raise ValueError("cannot collate an empty list of features")
+        train = "positive" in features[0]
+        required = ("history", "positive", "negatives") if train else ("history", "candidates", "labels")
+        for b, feature in enumerate(features):
+            missing = [key for key in required if key not in feature]
+            if missing:
+                kind = "training sample" if train else "evaluation impression"
+                raise ValueError(
+                    f"feature {b} lacks {missing} (feature 0 is a {kind}; got keys {sorted(feature)}); "
+                    "a batch must hold only training samples or only evaluation impressions"
+                )
+
+        histories = [[int(row) for row in feature["history"]] for feature in features]
+        if train:
+            candidates = [[int(f["positive"]), *self._sample_negatives(f["negatives"])] for f in features]
+            labels = [[1] + [0] * self.num_negatives for _ in features]
+        else:
+            candidates = [[int(row) for row in feature["candidates"]] for feature in features]
+            labels = [[int(label) for label in feature["labels"]] for feature in features]
+            for b, (rows, row_labels) in enumerate(zip(candidates, labels, strict=True)):
+                if len(rows) != len(row_labels):
+                    raise ValueError(f"feature {b}: {len(rows)} candidates but {len(row_labels)} labels")
+
+        # De-duplicate: news row -> position among the N distinct news of the batch.
+        position: dict[int, int] = {}
+        for history, row_candidates in zip(histories, candidates, strict=True):
+            for row in history:
+                position.setdefault(row, len(position))
+            for row in row_candidates:
+                position.setdefault(row, len(position))
+        rows = list(position)  # dicts keep insertion order: rows[n] is the news row at position n
+        if rows and (min(rows) < 0 or max(rows) >= len(self._input_ids)):
+            bad = min(rows) if min(rows) < 0 else max(rows)
+            raise ValueError(f"news row {bad} out of range for a news table of {len(self._input_ids)} rows")
+
+        titles = [self._input_ids[row] for row in rows]
+        max_len = max((len(title) for title in titles), default=0)
+        # Padded as python lists and converted once: one torch.tensor per row costs more than the padding.
+        news_input_ids = torch.tensor(
+            [title + [self.pad_token_id] * (max_len - len(title)) for title in titles], dtype=torch.long
+        ).view(len(rows), max_len)  # (N, L); view keeps the shape when L == 0
+        news_attention_mask = torch.tensor(
+            [[1] * len(title) + [0] * (max_len - len(title)) for title in titles], dtype=torch.long
+        ).view(len(rows), max_len)  # (N, L)
+
+        history_index, history_mask = _pad_positions(histories, position, min_width=1)  # (B, H)
+        candidate_index, candidate_mask = _pad_positions(candidates, position, min_width=0)  # (B, C)
+        width = candidate_index.shape[1]
+        label_tensor = torch.tensor(
+            [row_labels + [_IGNORE] * (width - len(row_labels)) for row_labels in labels], dtype=torch.long
+        )  # (B, C)
+
+        batch = {"news_input_ids": news_input_ids, "news_attention_mask": news_attention_mask}
+        if self.with_aux_labels:
+            batch["category_labels"] = torch.tensor(
+                [self._category_labels[row] for row in rows], dtype=torch.long
+            )  # (N,)
+            tags = [self._ner_labels[row] for row in rows]
+            batch["ner_labels"] = torch.tensor(
+                [row_tags + [_IGNORE] * (max_len - len(row_tags)) for row_tags in tags], dtype=torch.long
+            ).view(len(rows), max_len)  # (N, L)
+        batch.update(
+            history_index=history_index,
+            history_mask=history_mask,
+            candidate_index=candidate_index,
+            candidate_mask=candidate_mask,
+            labels=label_tensor,
+        )
+        return batch
+
+
+def _pad_positions(
+    sequences: list[list[int]], position: dict[int, int], min_width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of each sequence's news among the batch's distinct news, right-padded with 0 / `False`."""
+    width = max(min_width, max(len(sequence) for sequence in sequences))
+    index = torch.tensor(
+        [[position[row] for row in sequence] + [0] * (width - len(sequence)) for sequence in sequences],
+        dtype=torch.long,
+    ).view(len(sequences), width)  # (B, width)
+    mask = torch.tensor(
+        [[True] * len(sequence) + [False] * (width - len(sequence)) for sequence in sequences],
+        dtype=torch.bool,
+    ).view(len(sequences), width)  # (B, width)
+    return index, mask

@@ -1,0 +1,134 @@
+"""A MIND-format corpus for one training run: the train and eval splits over ONE tokenised news table.
+
+MIND ships a news.tsv per split and most dev news also appear in train. Sharing one table lets a single
+`MTRecCollator` serve `Trainer`'s training and evaluation loops (both index the same rows), and tokenises each
+news once even when several splits mention it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from datasets import Dataset, concatenate_datasets
+
+from .mind import build_eval_impressions, build_train_samples, read_behaviors, read_news
+from .stats import LoadStats
+from .tokenization import tokenize_news
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MINDCorpus", "load_mind"]
+
+
+@dataclass
+class MINDCorpus:
+    """Tokenised news of every split, plus the samples that point into it.
+
+    Attributes:
+        news (`Dataset`): tokenised news table (`tokenize_news`): train news first, then eval-only news.
+        news_index (`dict[str, int]`): news id -> row of `news`.
+        category2id (`dict[str, int]`): category -> label of the category task.
+        train (`Dataset` or `None`): `build_train_samples` rows of the train split.
+        eval (`Dataset` or `None`): `build_eval_impressions` rows of the eval split.
+        stats (`LoadStats`): everything skipped or repaired while loading (logged once).
+    """
+
+    news: Dataset
+    news_index: dict[str, int]
+    category2id: dict[str, int]
+    train: Dataset | None
+    eval: Dataset | None
+    stats: LoadStats
+
+
+def _split_files(folder: str | os.PathLike) -> tuple[Path, Path]:
+    folder = Path(folder)
+    news, behaviors = folder / "news.tsv", folder / "behaviors.tsv"
+    for path in (news, behaviors):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: not found (a MIND split folder holds news.tsv and behaviors.tsv)"
+            )
+    return news, behaviors
+
+
+def load_mind(
+    tokenizer,
+    *,
+    train_dir: str | os.PathLike | None = None,
+    eval_dir: str | os.PathLike | None = None,
+    max_title_length: int = 30,
+    max_history_length: int = 50,
+    category2id: dict[str, int] | None = None,
+    lenient: bool = False,
+    cache_dir: str | None = None,
+) -> MINDCorpus:
+    """Reads MIND-format train and/or eval folders into one `MINDCorpus`.
+
+    A news id present in both splits' news.tsv keeps the train row (MIND repeats the same news across splits;
+    this is expected, so it is logged as information, not counted as a problem).
+
+    Args:
+        tokenizer: a fast tokenizer (offsets place the NER tags on word pieces).
+        train_dir, eval_dir: MIND split folders; at least one is needed. An eval split may be MIND's unlabelled
+            test split (its impressions are then kept for prediction, with labels -1).
+        max_title_length: title tokens, [CLS]/[SEP] included (MTRec: 30).
+        max_history_length: most recent clicks kept per user (MTRec: 50).
+        category2id: category vocabulary, e.g. a trained model's `config.category2id` when fine-tuning;
+            `None` builds it from the train split's categories (sorted), or the eval split's without one.
+            News of other categories get no category label (counted as "unknown_category").
+        lenient: skip and count malformed rows instead of raising `MINDFormatError`.
+        cache_dir: where `tokenize_news` caches the tokenised table.
+    """
+    if train_dir is None and eval_dir is None:
+        raise ValueError("load_mind needs a train_dir, an eval_dir or both")
+    stats = LoadStats()
+    splits = {
+        name: _split_files(folder) for name, folder in (("train", train_dir), ("eval", eval_dir)) if folder
+    }
+
+    tables, news_index = [], {}
+    for name, (news_path, _) in splits.items():
+        table = read_news(news_path, lenient=lenient, stats=stats)
+        ids = table["news_id"]
+        fresh = [row for row, news_id in enumerate(ids) if news_id not in news_index]
+        if len(fresh) < len(ids):
+            logger.info(
+                "%s: %d of %d news already read from an earlier split",
+                news_path,
+                len(ids) - len(fresh),
+                len(ids),
+            )
+            table = table.select(fresh)
+        for news_id in table["news_id"]:
+            news_index[news_id] = len(news_index)
+        tables.append(table)
+        if category2id is None:
+            category2id = {category: i for i, category in enumerate(sorted(table.unique("category")))}
+    news = tables[0] if len(tables) == 1 else concatenate_datasets(tables)
+    news = tokenize_news(
+        news, tokenizer, max_title_length, category2id=category2id, stats=stats, cache_dir=cache_dir
+    )
+
+    samples: dict[str, Dataset | None] = {"train": None, "eval": None}
+    for name, (_, behaviors_path) in splits.items():
+        behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)
+        build = build_train_samples if name == "train" else build_eval_impressions
+        samples[name] = build(behaviors, news_index, max_history_length=max_history_length, stats=stats)
+        if len(samples[name]) == 0:
+            raise ValueError(
+                f"{behaviors_path}: no {'training samples' if name == 'train' else 'impressions'} left after "
+                f"loading ({len(behaviors)} impressions read; problems: {stats.as_dict()})"
+            )
+    stats.log(logger, f"MIND corpus (train={train_dir}, eval={eval_dir})")
+    logger.info(
+        "MIND corpus: %d news, %s train samples, %s eval impressions, %d categories",
+        len(news),
+        len(samples["train"]) if samples["train"] is not None else 0,
+        len(samples["eval"]) if samples["eval"] is not None else 0,
+        len(category2id),
+    )
+    return MINDCorpus(news, news_index, category2id, samples["train"], samples["eval"], stats)

@@ -1,0 +1,644 @@
+"""Readers for the MIND news-recommendation format and the rows MTRec trains and evaluates on.
+
+MIND (Wu et al., ACL 2020) ships each split as a folder with two tab-separated files without a header:
+
+* ``news.tsv`` (8 columns): news_id, category, subcategory, title, abstract, url, title_entities,
+  abstract_entities;
+* ``behaviors.tsv`` (5 columns): impression_id, user_id, time, history (space-separated news ids, oldest
+  first, may be empty), impressions (space-separated ``N123-1`` / ``N456-0``; the test split has no label).
+
+The files are parsed with plain ``str.split("\\t")``, not the `csv` module: MIND titles contain unbalanced
+double quotes that a CSV reader would treat as quoting and silently merge rows.
+
+Bad input raises `MINDFormatError` naming the file and the 1-based line; with ``lenient=True`` the row is
+skipped instead, counted in the `LoadStats` and logged. Problems that are part of real MIND (history ids
+missing from the split's news file, impressions that lose their only click) are never errors: they are
+dropped and counted, and `load_mind_split` logs the totals once.
+
+NOTE: MTRec (Bi et al., Findings of ACL 2022, Sec. 3) samples K negatives per clicked news from the same
+impression, as NRMS does; `build_train_samples` therefore emits one row per click with the impression's
+whole non-clicked list as the pool, and `MTRecCollator` draws the K negatives at batch time, so each epoch
+sees fresh negatives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets import Dataset, Features, List, Value
+from datasets.fingerprint import Hasher, generate_random_fingerprint
+from datasets.table import InMemoryTable
+
+from .stats import LoadStats
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BEHAVIORS_COLUMNS",
+    "MINDFormatError",
+    "MINDSplit",
+    "NEWS_COLUMNS",
+    "build_eval_impressions",
+    "build_train_samples",
+    "load_mind_split",
+    "read_behaviors",
+    "read_news",
+]
+
+NEWS_COLUMNS: tuple[str, ...] = (
+    "news_id",
+    "category",
+    "subcategory",
+    "title",
+    "abstract",
+    "url",
+    "title_entities",
+    "abstract_entities",
+)
+BEHAVIORS_COLUMNS: tuple[str, ...] = ("impression_id", "user_id", "time", "history", "impressions")
+
+# Row indices into the news table fit in int32 and clicks in int8; on MIND-large (2.2M impressions, ~3.4M
+# clicks with up to 50 history ids each) this halves the Arrow memory of the train samples.
+_ROW = Value("int32")
+_NEWS_FEATURES = Features({name: Value("string") for name in NEWS_COLUMNS})
+_BEHAVIORS_FEATURES = Features(
+    {
+        "impression_id": Value("string"),
+        "user_id": Value("string"),
+        "time": Value("string"),
+        "history": List(Value("string")),
+        "candidates": List(Value("string")),
+        "clicks": List(Value("int8")),
+    }
+)
+_TRAIN_FEATURES = Features({"history": List(_ROW), "positive": _ROW, "negatives": List(_ROW)})
+_EVAL_FEATURES = Features(
+    {
+        "impression_id": Value("string"),
+        "history": List(_ROW),
+        "candidates": List(_ROW),
+        "labels": List(Value("int8")),
+    }
+)
+
+_CHUNK_ROWS = 100_000  # behaviour lines held as python strings, or impressions per Arrow batch
+_MAX_ROW_WARNINGS = 10  # per file: enough to diagnose, few enough not to flood the log
+
+
+class MINDFormatError(ValueError):
+    """A MIND file that does not follow the format; the message starts with ``f"{path}:{lineno}: "``."""
+
+
+@dataclass
+class MINDSplit:
+    """One loaded MIND split, ready for `MTRecCollator`.
+
+    Attributes:
+        news (`Dataset`): the tokenised news table (`tokenize_news`), one row per news, in file order.
+        news_index (`dict[str, int]`): news id -> row of `news`; the ints in `samples` are such rows.
+        category2id (`dict[str, int]`): category -> label of the category-classification task. Pass the train
+            split's mapping when loading dev/test so that the labels agree.
+        samples (`Dataset`): `build_train_samples` rows when loaded with ``train=True``, else
+            `build_eval_impressions` rows.
+        stats (`LoadStats`): everything skipped or repaired while loading (already logged once).
+    """
+
+    news: Dataset
+    news_index: dict[str, int]
+    category2id: dict[str, int]
+    samples: Dataset
+    stats: LoadStats
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while parsing.
+
+    Parsing allocates millions of small lists and tuples of strings, which cannot form reference cycles; with
+    the collector on, its generational scans walk them again and again, which doubled the loading time of a
+    MIND-large-sized file. The previous state is restored afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class _BadRows:
+    """Raises on a bad row, or with ``lenient=True`` counts it, warns (the first few) and lets the caller skip."""
+
+    def __init__(self, path: str, lenient: bool, stats: LoadStats) -> None:
+        self.path = path
+        self.lenient = lenient
+        self.stats = stats
+        self.skipped = 0
+
+    def __call__(self, lineno: int, problem: str) -> None:
+        message = f"{self.path}:{lineno}: {problem}"
+        if not self.lenient:
+            raise MINDFormatError(message)
+        self.stats["malformed_rows_skipped"] += 1
+        self.skipped += 1
+        if self.skipped <= _MAX_ROW_WARNINGS:
+            logger.warning("skipping malformed row: %s", message)
+        if self.skipped == _MAX_ROW_WARNINGS:
+            logger.warning("%s: further malformed rows are skipped and counted, but not logged", self.path)
+
+
+def _table(features: Features, columns: list[Any]) -> pa.Table:
+    """An Arrow table with `features` (kept in the schema's metadata, so `Dataset` restores them)."""
+    schema = features.arrow_schema
+    arrays = [pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _dataset(tables: list[pa.Table], source: str | None = None) -> Dataset:
+    """A `Dataset` over `tables`, built from Arrow directly.
+
+    `Dataset.from_dict(..., features=...)` encodes every value in python, which took longer than parsing the
+    file, and hashing the table for a fingerprint took a tenth as long again; the fingerprint is therefore
+    derived from the `source` file (path, size, modification time) or, for derived tables, random.
+    """
+    if source is None:
+        fingerprint = generate_random_fingerprint()
+    else:
+        status = os.stat(source)
+        identity = [tables[0].schema.names, os.path.abspath(source), status.st_size, status.st_mtime_ns]
+        fingerprint = Hasher.hash(identity)
+    return Dataset(InMemoryTable(pa.concat_tables(tables)), fingerprint=fingerprint)
+
+
+def _iter_fields(
+    path: str, num_columns: int, file_kind: str, bad_row: _BadRows
+) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(lineno, fields)`` for every row of a tab-separated file with `num_columns` columns.
+
+    The file is read as bytes and split on ``\\n`` only (a stray ``\\r`` inside a title stays part of it;
+    text mode would split there), then only the line ending (``\\n`` or ``\\r\\n``) is removed. Fully empty
+    lines carry no data and are skipped silently; anything else that does not split into `num_columns` fields
+    goes to `bad_row`.
+    """
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                bad_row(lineno, f"not valid UTF-8 ({err.reason} at byte {err.start})")
+                continue
+            if lineno == 1 and line.startswith("\ufeff"):
+                line = line[1:]  # a BOM written by some editors
+            if line.endswith("\n"):
+                line = line[:-1]
+            if line.endswith("\r"):
+                line = line[:-1]
+            if not line:
+                continue
+            fields = line.split("\t")
+            if len(fields) != num_columns:
+                bad_row(
+                    lineno,
+                    f"expected {num_columns} tab-separated columns (MIND {file_kind}), found {len(fields)}",
+                )
+                continue
+            yield lineno, fields
+
+
+def read_news(
+    path: str | os.PathLike[str], *, lenient: bool = False, stats: LoadStats | None = None
+) -> Dataset:
+    """Read a MIND ``news.tsv`` into a `Dataset` with the 8 `NEWS_COLUMNS`, all strings, in file order.
+
+    A duplicate news id keeps its first occurrence and is counted under ``"duplicate_news_ids"``: MIND's own
+    train/dev news files repeat no id, but the same news appears in several splits, so files concatenated
+    across splits do; the first row wins so that row numbers of earlier news never move.
+
+    Args:
+        path: the ``news.tsv`` file.
+        lenient: skip (and count under ``"malformed_rows_skipped"``) rows that do not have 8 columns, have an
+            empty news id or are not UTF-8, instead of raising `MINDFormatError`.
+        stats: where to count problems; when ``None`` a local `LoadStats` is used and logged at the end.
+    """
+    path = os.fspath(path)
+    own_stats = stats is None
+    stats = LoadStats() if stats is None else stats
+    bad_row = _BadRows(path, lenient, stats)
+    rows: list[list[str]] = []
+    seen: set[str] = set()
+    with _gc_paused():
+        for lineno, fields in _iter_fields(path, len(NEWS_COLUMNS), "news.tsv", bad_row):
+            news_id = fields[0]
+            if not news_id:
+                bad_row(lineno, "empty news id")
+                continue
+            if news_id in seen:
+                stats["duplicate_news_ids"] += 1
+                continue
+            seen.add(news_id)
+            rows.append(fields)
+        columns = list(zip(*rows, strict=True)) or [[] for _ in NEWS_COLUMNS]
+        news = _dataset([_table(_NEWS_FEATURES, columns)], source=path)
+    if own_stats:
+        stats.log(logger, f"read_news({path})")
+    return news
+
+
+# Impression columns are validated with RE2 in Arrow, one call per chunk. Whitespace is ASCII whitespace, as in
+# `pyarrow.compute.ascii_split_whitespace`, which splits them.
+_WS = r"[\t\n\v\f\r ]"
+_ID = r"[^\t\n\v\f\r -]+"
+_LABELLED_IMPRESSIONS = rf"^{_WS}*{_ID}-[01](?:{_WS}+{_ID}-[01])*{_WS}*$"
+_UNLABELLED_IMPRESSIONS = rf"^{_WS}*{_ID}(?:{_WS}+{_ID})*{_WS}*$"
+
+
+def _impressions_problem(field: str) -> str:
+    """Describe why an impressions column matches neither accepted form (only called for bad rows)."""
+    tokens = field.split()
+    if not tokens:
+        return "empty impressions column"
+    for token in tokens:
+        news_id = token[:-2] if token.endswith(("-0", "-1")) else token
+        if not news_id or "-" in news_id:
+            return (
+                f"malformed impression token {token!r} (expected NEWSID-1, NEWSID-0, or a bare NEWSID in "
+                "MIND's unlabelled test split)"
+            )
+    return "impressions column mixes labelled (NEWSID-0/1) and unlabelled (NEWSID) candidates"
+
+
+def _list_array(counts: np.ndarray, values: pa.Array | np.ndarray) -> pa.ListArray:
+    """A list array whose i-th list holds the next ``counts[i]`` of `values`."""
+    offsets = np.zeros(len(counts) + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    return pa.ListArray.from_arrays(
+        pa.array(offsets), values if isinstance(values, pa.Array) else pa.array(values)
+    )
+
+
+def _split_ids(strings: pa.Array) -> pa.ListArray:
+    """Ids separated by runs of ASCII whitespace, like ``str.split()``: no empty ids, ``""`` gives ``[]``."""
+    split = pc.ascii_split_whitespace(strings)
+    tokens = pc.list_flatten(split)
+    parents = pc.list_parent_indices(split).to_numpy()
+    nonempty = pc.not_equal(tokens, "")  # Arrow keeps "" for leading / trailing whitespace and empty strings
+    counts = np.bincount(parents[nonempty.to_numpy(zero_copy_only=False)], minlength=len(strings))
+    return _list_array(counts, tokens.filter(nonempty))
+
+
+def _behaviors_table(raw: list[tuple[int, str, str, str, str, str]], bad_row: _BadRows) -> pa.Table:
+    """Turn raw ``(lineno, impression_id, user_id, time, history, impressions)`` rows into behaviour columns.
+
+    The per-token work (splitting, checking and stripping ``-0`` / ``-1``) runs in Arrow: MIND-large's
+    behaviors.tsv has ~80M impression tokens, too many for a python loop.
+    """
+    linenos, impression_ids, user_ids, times, histories, impressions = (
+        list(column) for column in (zip(*raw, strict=True) if raw else [()] * 6)
+    )
+    impressions_array = pa.array(impressions, type=pa.string())
+    labelled = pc.match_substring_regex(impressions_array, _LABELLED_IMPRESSIONS).to_numpy(
+        zero_copy_only=False
+    )
+    unlabelled = pc.match_substring_regex(impressions_array, _UNLABELLED_IMPRESSIONS).to_numpy(
+        zero_copy_only=False
+    )
+    valid = labelled | unlabelled
+    for i in np.flatnonzero(~valid):  # raises on the first bad row unless lenient
+        bad_row(linenos[i], _impressions_problem(impressions[i]))
+    keep = pa.array(valid)
+
+    tokens = _split_ids(impressions_array.filter(keep))
+    flat = pc.list_flatten(tokens)
+    token_labelled = labelled[valid][pc.list_parent_indices(tokens).to_numpy()]  # (num_tokens,)
+    ends_with_one = pc.ends_with(flat, "-1").to_numpy(zero_copy_only=False)
+    clicks = np.where(token_labelled, ends_with_one, -1).astype(np.int8)  # 1 / 0, -1 when unlabelled
+    candidates = pc.if_else(pa.array(token_labelled), pc.utf8_slice_codeunits(flat, 0, -2), flat)
+    counts = pc.list_value_length(tokens).to_numpy()
+    columns = [
+        pa.array(impression_ids, type=pa.string()).filter(keep),
+        pa.array(user_ids, type=pa.string()).filter(keep),
+        pa.array(times, type=pa.string()).filter(keep),
+        _split_ids(pa.array(histories, type=pa.string()).filter(keep)),
+        _list_array(counts, candidates),
+        _list_array(counts, clicks),
+    ]
+    return pa.Table.from_arrays(columns, schema=_BEHAVIORS_FEATURES.arrow_schema)
+
+
+def read_behaviors(
+    path: str | os.PathLike[str], *, lenient: bool = False, stats: LoadStats | None = None
+) -> Dataset:
+    """Read a MIND ``behaviors.tsv`` into a `Dataset`, one row per impression, in file order.
+
+    Columns: ``impression_id`` (str), ``user_id`` (str), ``time`` (str, as in the file), ``history``
+    (list[str], oldest first, may be empty), ``candidates`` (list[str]) and ``clicks`` (list[int], aligned
+    with ``candidates``: 1 clicked, 0 not clicked, -1 for every candidate of MIND's unlabelled test split).
+    News ids are not checked against any news table here; `build_train_samples` / `build_eval_impressions`
+    drop and count the unknown ones.
+
+    Args:
+        path: the ``behaviors.tsv`` file.
+        lenient: skip (and count under ``"malformed_rows_skipped"``) rows with the wrong column count, a
+            malformed impression token (e.g. ``"N1-x"``), an empty impressions column, or labelled and
+            unlabelled candidates mixed, instead of raising `MINDFormatError`.
+        stats: where to count problems; when ``None`` a local `LoadStats` is used and logged at the end.
+    """
+    path = os.fspath(path)
+    own_stats = stats is None
+    stats = LoadStats() if stats is None else stats
+    bad_row = _BadRows(path, lenient, stats)
+    raw: list[tuple[int, str, str, str, str, str]] = []
+    tables: list[pa.Table] = []
+    with _gc_paused():
+        try:
+            for lineno, fields in _iter_fields(path, len(BEHAVIORS_COLUMNS), "behaviors.tsv", bad_row):
+                raw.append((lineno, *fields))
+                if len(raw) == _CHUNK_ROWS:  # chunks bound the python objects alive at once
+                    tables.append(_behaviors_table(raw, bad_row))
+                    raw = []
+        except MINDFormatError:
+            _behaviors_table(raw, bad_row)  # report a bad impression on an earlier line first
+            raise
+        tables.append(_behaviors_table(raw, bad_row))
+    if own_stats:
+        stats.log(logger, f"read_behaviors({path})")
+    return _dataset(tables, source=path)
+
+
+def _check_max_history_length(max_history_length: int) -> None:
+    if max_history_length < 0:
+        raise ValueError(f"max_history_length must be >= 0, got {max_history_length}")
+
+
+class _RowLookup:
+    """Maps the news ids of list columns to rows of the news table, vectorised with Arrow's hash lookup."""
+
+    def __init__(self, news_index: dict[str, int]) -> None:
+        self.keys = pa.array(list(news_index), type=pa.string())
+        self.rows = np.fromiter(news_index.values(), dtype=np.int64, count=len(news_index))
+
+    def __call__(self, lists: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
+        """For every element of `lists`: the index of its list, and its news row (-1 when the id is unknown)."""
+        parents = pc.list_parent_indices(lists).to_numpy()  # (num_elements,)
+        ids = pc.list_flatten(lists).cast(pa.string())  # a no-op unless built by hand as large_string
+        position = pc.index_in(ids, value_set=self.keys)  # null when unknown
+        rows = np.full(len(position), -1, dtype=np.int64)
+        rows[position.is_valid().to_numpy(zero_copy_only=False)] = self.rows[
+            pc.drop_null(position).to_numpy()
+        ]
+        return parents, rows
+
+
+def _history_lists(
+    history: pa.ListArray, lookup: _RowLookup, max_history_length: int, stats: LoadStats
+) -> tuple[pa.ListArray, np.ndarray]:
+    """Known history ids as news rows, oldest first, keeping the most recent `max_history_length` per list.
+
+    Returns the lists and their lengths. Unknown ids are dropped first, then the lists truncated, so a user
+    keeps `max_history_length` known clicks whenever they have that many.
+    """
+    parents, rows = lookup(history)
+    known = rows >= 0
+    if not known.all():
+        stats["unknown_history_ids"] += int((~known).sum())
+        parents, rows = parents[known], rows[known]
+    counts = np.bincount(parents, minlength=len(history))  # known ids per list
+    from_end = np.cumsum(counts)[parents] - np.arange(len(rows)) - 1  # 0 for the most recent id of its list
+    keep = from_end < max_history_length
+    lengths = np.minimum(counts, max_history_length)
+    return _list_array(lengths, rows[keep].astype(np.int32)), lengths
+
+
+def _iter_behaviors(behaviors: Dataset, columns: list[str]) -> Iterator[pa.Table]:
+    """Arrow batches of `behaviors` (whatever its format; select/shuffle indices are applied)."""
+    yield from behaviors.select_columns(columns).with_format("arrow").iter(batch_size=_CHUNK_ROWS)
+
+
+def _candidate_clicks(
+    batch: pa.Table, lookup: _RowLookup, stats: LoadStats
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(parents, rows, clicks)`` for every candidate of the batch; counts the unknown ones."""
+    candidates = batch.column("candidates").combine_chunks()
+    clicks_column = batch.column("clicks").combine_chunks()
+    lengths_differ = pc.not_equal(pc.list_value_length(candidates), pc.list_value_length(clicks_column))
+    if pc.any(lengths_differ).as_py():
+        raise ValueError("behaviors: an impression has a different number of candidates and clicks")
+    parents, rows = lookup(candidates)
+    clicks = pc.list_flatten(clicks_column).to_numpy(zero_copy_only=False)
+    unknown = int((rows < 0).sum())
+    if unknown:
+        stats["unknown_candidate_ids"] += unknown
+    return parents, rows, clicks
+
+
+def build_train_samples(
+    behaviors: Dataset,
+    news_index: dict[str, int],
+    max_history_length: int = 50,
+    stats: LoadStats | None = None,
+) -> Dataset:
+    """Turn impressions into training rows: one row per clicked candidate.
+
+    Each row has ``history`` (list[int]: rows of the news table, oldest first, the most recent
+    `max_history_length` known ids), ``positive`` (int: the clicked news) and ``negatives`` (list[int]: every
+    known non-clicked candidate of the same impression, the pool `MTRecCollator` samples K negatives from).
+    Rows come in impression order, then candidate order.
+
+    Unknown history and candidate ids are dropped and counted per id (``"unknown_history_ids"``,
+    ``"unknown_candidate_ids"``). An impression left with no click (including one whose clicked candidates
+    were all unknown, and every impression of the unlabelled test split) is skipped and counted under
+    ``"impressions_without_click"``; one left with no non-click under ``"impressions_without_non_click"``. An
+    impression whose history is empty after dropping unknown ids is kept (the model uses r_u = 0) and counted
+    once under ``"empty_history"``.
+
+    Args:
+        behaviors: the output of `read_behaviors` (``history``, ``candidates`` and ``clicks`` are used).
+        news_index: news id -> row of the news table.
+        max_history_length: most recent clicks kept per user (MTRec follows NRMS: 50).
+        stats: where to count problems; when ``None`` a local `LoadStats` is used and logged at the end.
+    """
+    _check_max_history_length(max_history_length)
+    own_stats = stats is None
+    stats = LoadStats() if stats is None else stats
+    lookup = _RowLookup(news_index)
+    tables: list[pa.Table] = []
+    for batch in _iter_behaviors(behaviors, ["history", "candidates", "clicks"]):
+        num_impressions = batch.num_rows
+        history, history_lengths = _history_lists(
+            batch.column("history").combine_chunks(), lookup, max_history_length, stats
+        )
+        parents, rows, clicks = _candidate_clicks(batch, lookup, stats)  # (num_candidates,) each
+        positive = (rows >= 0) & (clicks == 1)
+        negative = (rows >= 0) & (clicks == 0)
+        num_positives = np.bincount(parents[positive], minlength=num_impressions)  # (num_impressions,)
+        num_negatives = np.bincount(parents[negative], minlength=num_impressions)
+        without_click = num_positives == 0
+        without_non_click = ~without_click & (num_negatives == 0)
+        kept = ~without_click & ~without_non_click
+        for reason, mask in (
+            ("impressions_without_click", without_click),
+            ("impressions_without_non_click", without_non_click),
+            ("empty_history", kept & (history_lengths == 0)),
+        ):
+            if mask.any():
+                stats[reason] += int(mask.sum())
+        negatives = _list_array(num_negatives, rows[negative].astype(np.int32))  # one pool per impression
+        chosen = positive & kept[parents]  # the clicks that become rows
+        impression = pa.array(parents[chosen])  # (num_rows,): each row's impression in the batch
+        columns = [
+            history.take(impression),
+            pa.array(rows[chosen].astype(np.int32)),
+            negatives.take(impression),
+        ]
+        tables.append(pa.Table.from_arrays(columns, schema=_TRAIN_FEATURES.arrow_schema))
+    if own_stats:
+        stats.log(logger, "build_train_samples")
+    return _dataset(tables or [_table(_TRAIN_FEATURES, [[], [], []])])
+
+
+def build_eval_impressions(
+    behaviors: Dataset,
+    news_index: dict[str, int],
+    max_history_length: int = 50,
+    stats: LoadStats | None = None,
+) -> Dataset:
+    """Turn impressions into evaluation rows: one row per impression, scored as a ranking of its candidates.
+
+    Each row has ``impression_id`` (str), ``history`` (list[int], as in `build_train_samples`),
+    ``candidates`` (list[int]: the known candidates in impression order) and ``labels`` (list[int] aligned
+    with ``candidates``: 1 / 0, or -1 throughout for MIND's unlabelled test split).
+
+    Unknown ids are dropped and counted as in `build_train_samples`. A labelled impression left with no click
+    or no non-click is left out (AUC is undefined for it) and counted under ``"impressions_without_click"`` /
+    ``"impressions_without_non_click"``. An unlabelled impression (test split) is kept as long as one of its
+    candidates is known, so that predictions can be written for it; one with no known candidate is counted
+    under ``"impressions_without_click"``. Empty histories are kept and counted under ``"empty_history"``.
+
+    Args:
+        behaviors: the output of `read_behaviors` (``impression_id``, ``history``, ``candidates`` and
+            ``clicks`` are used).
+        news_index: news id -> row of the news table.
+        max_history_length: most recent clicks kept per user (MTRec follows NRMS: 50).
+        stats: where to count problems; when ``None`` a local `LoadStats` is used and logged at the end.
+    """
+    _check_max_history_length(max_history_length)
+    own_stats = stats is None
+    stats = LoadStats() if stats is None else stats
+    lookup = _RowLookup(news_index)
+    tables: list[pa.Table] = []
+    for batch in _iter_behaviors(behaviors, ["impression_id", "history", "candidates", "clicks"]):
+        num_impressions = batch.num_rows
+        history, history_lengths = _history_lists(
+            batch.column("history").combine_chunks(), lookup, max_history_length, stats
+        )
+        parents, rows, clicks = _candidate_clicks(batch, lookup, stats)  # (num_candidates,) each
+        known = rows >= 0
+        unlabelled = np.zeros(num_impressions, dtype=bool)  # read_behaviors never mixes -1 with 0 / 1
+        unlabelled[parents[clicks == -1]] = True
+        num_known = np.bincount(parents[known], minlength=num_impressions)  # (num_impressions,)
+        num_positives = np.bincount(parents[known & (clicks == 1)], minlength=num_impressions)
+        num_negatives = np.bincount(parents[known & (clicks == 0)], minlength=num_impressions)
+        without_click = np.where(unlabelled, num_known == 0, num_positives == 0)
+        without_non_click = ~unlabelled & ~without_click & (num_negatives == 0)
+        kept = ~without_click & ~without_non_click
+        for reason, mask in (
+            ("impressions_without_click", without_click),
+            ("impressions_without_non_click", without_non_click),
+            ("empty_history", kept & (history_lengths == 0)),
+        ):
+            if mask.any():
+                stats[reason] += int(mask.sum())
+        columns = [
+            batch.column("impression_id").combine_chunks(),
+            history,
+            _list_array(num_known, rows[known].astype(np.int32)),
+            _list_array(num_known, clicks[known].astype(np.int8)),
+        ]
+        table = pa.Table.from_arrays(columns, schema=_EVAL_FEATURES.arrow_schema)
+        tables.append(table.filter(pa.array(kept)))
+    if own_stats:
+        stats.log(logger, "build_eval_impressions")
+    return _dataset(tables or [_table(_EVAL_FEATURES, [[], [], [], []])])
+
+
+def load_mind_split(
+    folder: str | os.PathLike[str],
+    tokenizer: PreTrainedTokenizerFast,
+    *,
+    max_title_length: int = 30,
+    max_history_length: int = 50,
+    category2id: dict[str, int] | None = None,
+    train: bool = True,
+    lenient: bool = False,
+    cache_dir: str | None = None,
+) -> MINDSplit:
+    """Read, tokenise and turn into samples one MIND split folder (``news.tsv`` + ``behaviors.tsv``).
+
+    Args:
+        folder: e.g. ``MINDsmall_train/``.
+        tokenizer: a fast tokenizer (offsets are needed to place entity tags on word pieces).
+        max_title_length: title length in tokens, [CLS] and [SEP] included (MTRec, Sec. 4.1: 30).
+        max_history_length: most recent clicks kept per user (50, as in NRMS).
+        category2id: category -> label; ``None`` builds it from this split's categories, sorted. Pass the
+            train split's mapping for dev/test so the category labels agree (unseen ones become -100).
+        train: build `build_train_samples` rows (``True``) or `build_eval_impressions` rows (``False``).
+        lenient: skip and count malformed rows instead of raising `MINDFormatError`.
+        cache_dir: forwarded to `tokenize_news`.
+
+    Raises:
+        FileNotFoundError: a file of the split is missing.
+        ValueError: no sample survived (e.g. ``train=True`` on MIND's unlabelled test split).
+    """
+    # Imported here: the readers above need neither transformers nor the tokenisation code.
+    from .tokenization import tokenize_news
+
+    folder = Path(folder)
+    news_path, behaviors_path = folder / "news.tsv", folder / "behaviors.tsv"
+    for path in (news_path, behaviors_path):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: not found (a MIND split folder holds news.tsv and behaviors.tsv)"
+            )
+
+    stats = LoadStats()
+    news = read_news(news_path, lenient=lenient, stats=stats)
+    news_ids: list[str] = news.select_columns(["news_id"]).with_format(None)[:]["news_id"]
+    news_index = {news_id: row for row, news_id in enumerate(news_ids)}
+    if category2id is None:
+        category2id = {category: i for i, category in enumerate(sorted(news.unique("category")))}
+    tokenized = tokenize_news(
+        news,
+        tokenizer,
+        max_title_length=max_title_length,
+        category2id=category2id,
+        stats=stats,
+        cache_dir=cache_dir,
+    )
+    behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)
+    build = build_train_samples if train else build_eval_impressions
+    samples = build(behaviors, news_index, max_history_length=max_history_length, stats=stats)
+    what = f"MIND {'train' if train else 'eval'} split {folder}"
+    stats.log(logger, what)
+    if len(samples) == 0:
+        raise ValueError(
+            f"{what}: no {'training samples' if train else 'impressions'} left after loading "
+            f"({len(behaviors)} impressions read; problems: {stats.as_dict()}). "
+            + ("MIND's test split is unlabelled: load it with train=False." if train else "")
+        )
+    return MINDSplit(
+        news=tokenized, news_index=news_index, category2id=category2id, samples=samples, stats=stats
+    )

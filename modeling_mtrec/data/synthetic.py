@@ -1,0 +1,523 @@
+"""A small, deterministic synthetic corpus in exact MIND format, with a matching tiny WordPiece tokenizer.
+
+MIND cannot ship with the package (Microsoft's research license), yet the training recipe needs a default
+corpus and the tests need data. `generate_synthetic_mind` writes ``train/`` and ``dev/`` folders with
+``news.tsv`` and ``behaviors.tsv`` that the real readers load unchanged, and in which every signal MTRec
+learns from is planted and recoverable from the titles alone:
+
+* categories: each category (with three subcategories) has its own topic words, so the category head can
+  learn them from the title;
+* entities: invented names tied to categories, capitalised in titles and annotated in ``title_entities`` with
+  exact character offsets, several made of unusual words that split into word pieces (``B I I``);
+* clicks: every user has one or two favourite categories and a few favourite entities; histories and clicks
+  are drawn with weights that favour them (with noise), so a history-based user encoder can learn them.
+
+Everything is drawn from one ``random.Random(seed)``: the same seed gives byte-identical files.
+`synthetic_tokenizer` builds a BERT-style uncased WordPiece tokenizer (a few hundred ids) that covers every
+word the generator writes, so tests can train a tiny BERT offline.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import random
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from transformers import BertTokenizer, PreTrainedTokenizerFast
+
+# --------------------------------------------------------------------------------------------------------------
+# Vocabulary of the corpus. Fixed lists (not drawn from the seed), so one tokenizer serves every generated corpus.
+# --------------------------------------------------------------------------------------------------------------
+
+# category -> subcategory -> topic words of that subcategory; no topic word is shared between categories.
+CATEGORY_TOPICS: dict[str, dict[str, tuple[str, ...]]] = {
+    "sports": {
+        "football": ("striker", "goal", "league", "stadium", "transfer"),
+        "tennis": ("racket", "serve", "tournament", "champion", "court"),
+        "basketball": ("playoff", "dunk", "coach", "season", "rebound"),
+    },
+    "finance": {
+        "markets": ("stocks", "shares", "investors", "trading", "rally"),
+        "banking": ("loans", "rates", "deposits", "mortgage", "lender"),
+        "economy": ("inflation", "budget", "taxes", "growth", "earnings"),
+    },
+    "health": {
+        "medicine": ("vaccine", "hospital", "patients", "therapy", "doctors"),
+        "fitness": ("workout", "muscles", "running", "yoga", "stretching"),
+        "nutrition": ("diet", "vitamins", "protein", "sugar", "calories"),
+    },
+    "travel": {
+        "destinations": ("beaches", "island", "village", "museum", "hiking"),
+        "airlines": ("flights", "airport", "passengers", "luggage", "runway"),
+        "hotels": ("resort", "suites", "booking", "cruise", "vacation"),
+    },
+    "music": {
+        "concerts": ("concert", "tour", "festival", "stage", "tickets"),
+        "albums": ("album", "songs", "lyrics", "vinyl", "single"),
+        "awards": ("nominations", "trophy", "ceremony", "singer", "band"),
+    },
+    "science": {
+        "space": ("rocket", "planet", "telescope", "galaxy", "asteroid"),
+        "climate": ("glaciers", "emissions", "drought", "ocean", "warming"),
+        "biology": ("species", "fossil", "genome", "cells", "bacteria"),
+    },
+    "food": {
+        "recipes": ("recipe", "pasta", "soup", "dessert", "baking"),
+        "restaurants": ("chef", "menu", "dinner", "kitchen", "bistro"),
+        "drinks": ("coffee", "wine", "cocktail", "brewery", "tea"),
+    },
+    "autos": {
+        "cars": ("sedan", "engine", "horsepower", "coupe", "mileage"),
+        "trucks": ("pickup", "towing", "diesel", "trailer", "hauling"),
+        "electric": ("battery", "charging", "hybrid", "range", "charger"),
+    },
+}
+
+# category -> (entity name, MIND-style type: P person, O organisation, G place). All names are invented.
+CATEGORY_ENTITIES: dict[str, tuple[tuple[str, str], ...]] = {
+    "sports": (
+        ("Zorvak United", "O"),
+        ("Brixley Hawks", "O"),
+        ("Tomas Quellin", "P"),
+        ("Marta Vennholt", "P"),
+        ("Kadrovia", "G"),
+        ("Eastfield Rovers", "O"),
+    ),
+    "finance": (
+        ("Quintaro Bank", "O"),
+        ("Halvex Capital", "O"),
+        ("Priya Delmont", "P"),
+        ("Oskar Wendritz", "P"),
+        ("Norvania", "G"),
+        ("Tellurin Group", "O"),
+    ),
+    "health": (
+        ("Vitalex Labs", "O"),
+        ("Mendora Clinic", "O"),
+        ("Helena Strauber", "P"),
+        ("Samir Oduya", "P"),
+        ("Lumeria", "G"),
+        ("Caldwyn Institute", "O"),
+    ),
+    "travel": (
+        ("Skyvarra Air", "O"),
+        ("Port Belmira", "G"),
+        ("Oronsay Isles", "G"),
+        ("Lisbeth Quorne", "P"),
+        ("Trevalia", "G"),
+        ("Azuro Cruises", "O"),
+    ),
+    "music": (
+        ("Glimmerjax", "O"),
+        ("Velvet Quarry", "O"),
+        ("Suki Ambrell", "P"),
+        ("Rafe Dunmoor", "P"),
+        ("Valtessa Orchestra", "O"),
+        ("Melodra Records", "O"),
+    ),
+    "science": (
+        ("Kepros Telescope", "O"),
+        ("Ulvatech", "O"),
+        ("Anika Sorvald", "P"),
+        ("Callum Fenwright", "P"),
+        ("Mirovia", "G"),
+        ("Zentauri Lab", "O"),
+    ),
+    "food": (
+        ("Bellaroni", "O"),
+        ("Arlo Finchley", "P"),
+        ("Casa Vermiglio", "O"),
+        ("Odessa Kimbrell", "P"),
+        ("Provenza Valley", "G"),
+        ("Tavola Brun", "O"),
+    ),
+    "autos": (
+        ("Travanta Motors", "O"),
+        ("Kelvro", "O"),
+        ("Voltrek", "O"),
+        ("Gunnar Asklund", "P"),
+        ("Redmarsh Speedway", "G"),
+        ("Daxton Trucks", "O"),
+    ),
+}
+
+# Entity words common enough to be whole words of the vocabulary; every other entity word is "unusual" and only
+# its 3-letter chunks are (``zorvak`` -> ``zor ##vak``), so those entities are split into word pieces.
+COMMON_NAME_WORDS: frozenset[str] = frozenset(
+    "united hawks rovers bank capital group labs clinic institute air port isles cruises velvet quarry "
+    "orchestra records telescope lab valley casa motors speedway trucks".split()
+)
+
+# Words shared by every category: they carry no category signal, only noise.
+FILLER_WORDS: tuple[str, ...] = (
+    "new", "big", "top", "latest", "surprising", "quiet", "major", "early", "final", "weekly",
+    "local", "global", "bold", "strange", "record", "rare", "honest", "simple",
+)  # fmt: skip
+VERBS: tuple[str, ...] = (
+    "announces", "faces", "wins", "reveals", "plans", "joins", "defends", "launches",
+    "praises", "backs", "rethinks", "tests",
+)  # fmt: skip
+FUNCTION_WORDS: tuple[str, ...] = ("and", "the", "how", "as", "in", "for", "vs", "after", "with", "of")
+PUNCTUATION: tuple[str, ...] = (":", ",", ".", "'", "-", "?", "!")
+
+# Title templates. {E}/{E2}: two different entities, {T}: topic word, {F}: filler, {V}: verb. Entities are the
+# only capitalised words (besides the first letter), as in news headlines written in sentence case.
+TEMPLATES_BY_ENTITY_COUNT: dict[int, tuple[str, ...]] = {
+    0: (
+        "{F} {T} and {T} {F} {T}",
+        "the {F} {T} {T} {V} {T}",
+        "{T} {T}: {F} {T} for the {T}",
+    ),
+    1: (
+        "{E} {V} {F} {T} {T}",
+        "{F} {T}: {E} {V} the {T}",
+        "how {E} {V} {T} and {T}",
+        "{T} {T} after {E} {V} {F} {T}",
+        "{E} {V} {T} as {E} {T} {T}",  # the same entity twice: one annotation with two offsets
+    ),
+    2: (
+        "{E} and {E2} {V} {T} {T}",
+        "{E} {V} {E2} in {F} {T}",
+        "{T} {T}: {E} vs {E2}",
+        "{F} {T} {E} {E2} {V} {T}",  # two adjacent entities: B ... B
+    ),
+}
+# Share of titles with 0 / 1 / 2 entities.
+ENTITY_COUNT_WEIGHTS: tuple[float, float, float] = (0.25, 0.5, 0.25)
+OFF_CATEGORY_ENTITY_RATE = 0.1  # entities mostly come from the title's own category
+
+# Click model: a candidate's weight is multiplied by these when it matches a user's preferences.
+CATEGORY_BOOST = 6.0
+ENTITY_BOOST = 4.0
+NUM_FAVOURITE_ENTITIES = 3
+EMPTY_HISTORY_EVERY = 25  # users 0, 25, 50, ... of each split have an empty history (cold start)
+SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # [PAD] = 0
+
+
+def _word_pieces(word: str, size: int = 3) -> list[str]:
+    """Chunk an unusual word into WordPiece pieces (``"zorvak"`` -> ``["zor", "##vak"]``)."""
+    chunks = [word[i : i + size] for i in range(0, len(word), size)]
+    return [chunks[0]] + ["##" + chunk for chunk in chunks[1:]]
+
+
+def _entity_words() -> list[str]:
+    return [
+        w.lower() for entities in CATEGORY_ENTITIES.values() for name, _ in entities for w in name.split()
+    ]
+
+
+def synthetic_vocab() -> list[str]:
+    """The WordPiece vocabulary of `synthetic_tokenizer`, in id order ([PAD] = 0).
+
+    Special tokens, punctuation, digits, every single letter (as a word start and as ``##`` continuation, so no
+    lowercase word is ever [UNK]), every whole word the generator writes except the unusual entity words, and
+    the 3-letter pieces of those.
+    """
+    words: list[str] = [w for topics in CATEGORY_TOPICS.values() for ws in topics.values() for w in ws]
+    words += list(FILLER_WORDS) + list(VERBS) + list(FUNCTION_WORDS)
+    pieces: list[str] = []
+    for word in _entity_words():
+        if word in COMMON_NAME_WORDS:
+            words.append(word)
+        else:
+            pieces += _word_pieces(word)
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab = list(SPECIAL_TOKENS) + list(PUNCTUATION) + [str(d) for d in range(10)]
+    vocab += letters + ["##" + letter for letter in letters] + sorted(set(words)) + sorted(set(pieces))
+    return list(dict.fromkeys(vocab))  # de-duplicated, first occurrence wins
+
+
+SYNTHETIC_VOCAB_SIZE: int = len(synthetic_vocab())
+
+
+def synthetic_tokenizer(output_dir: str | None = None) -> PreTrainedTokenizerFast:
+    """An uncased BERT WordPiece tokenizer over `synthetic_vocab` (``len(tokenizer) == SYNTHETIC_VOCAB_SIZE``).
+
+    It is a fast tokenizer (offset mapping for the BIO tags); unusual entity words split into pieces, e.g.
+    ``"Zorvak United"`` -> ``["zor", "##vak", "united"]``. With ``output_dir`` it is also saved there
+    (`save_pretrained`), so that a training script can reload it with `AutoTokenizer.from_pretrained`.
+    """
+    vocab = {token: index for index, token in enumerate(synthetic_vocab())}
+    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=512)
+    if output_dir is not None:
+        tokenizer.save_pretrained(output_dir)
+    return tokenizer
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Generator
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _News:
+    news_id: str
+    category: str
+    subcategory: str
+    title: str
+    abstract: str
+    entities: list[int]  # indices into the global entity list
+    title_entities: str  # the JSON column
+
+
+@dataclass
+class _User:
+    user_id: str
+    favourite_categories: set[str]
+    favourite_entities: set[int]
+    history: list[str] = field(default_factory=list)
+
+
+def _weighted_sample(
+    rng: random.Random, items: Sequence[_News], weights: Sequence[float], k: int
+) -> list[_News]:
+    """``k`` distinct items drawn one by one with probability proportional to their weight.
+
+    Pure-Python arithmetic on ``rng.random()`` (no libm calls), so the draw is identical on every platform.
+    """
+    k = min(k, len(items))
+    cumulative: list[float] = []
+    total = 0.0
+    for weight in weights:
+        total += weight
+        cumulative.append(total)
+    chosen: dict[int, None] = {}
+    while len(chosen) < k:
+        index = min(bisect.bisect_right(cumulative, rng.random() * total), len(items) - 1)
+        chosen.setdefault(index, None)
+    return [items[i] for i in chosen]
+
+
+class _CorpusBuilder:
+    """Draws news, users, histories and impressions from one `random.Random`, in a fixed order."""
+
+    def __init__(self, rng: random.Random, categories: list[str]) -> None:
+        self.rng = rng
+        self.categories = categories
+        self.entities: list[tuple[str, str, str]] = [  # (name, type, category)
+            (name, kind, category) for category in categories for name, kind in CATEGORY_ENTITIES[category]
+        ]
+        self.entities_by_category = {
+            c: [i for i, (_, _, category) in enumerate(self.entities) if category == c] for c in categories
+        }
+        self.confidences = [round(0.85 + 0.15 * rng.random(), 3) for _ in self.entities]
+
+    def news(self, number: int) -> _News:
+        rng = self.rng
+        category = rng.choice(self.categories)
+        subcategory = rng.choice(sorted(CATEGORY_TOPICS[category]))
+        own_topics = CATEGORY_TOPICS[category][subcategory]
+        all_topics = [w for ws in CATEGORY_TOPICS[category].values() for w in ws]
+        num_entities = rng.choices((0, 1, 2), weights=ENTITY_COUNT_WEIGHTS)[0]
+        template = rng.choice(TEMPLATES_BY_ENTITY_COUNT[num_entities])
+        picked: list[int] = []
+        while len(picked) < num_entities:
+            source = category
+            if rng.random() < OFF_CATEGORY_ENTITY_RATE and len(self.categories) > 1:
+                source = rng.choice([c for c in self.categories if c != category])
+            entity = rng.choice(self.entities_by_category[source])
+            if entity not in picked:
+                picked.append(entity)
+
+        # Fill the template left to right, recording each entity's character offset as it is written.
+        title = ""
+        occurrences: dict[int, list[int]] = {}
+        for i, part in enumerate(template.split("{")):
+            if i == 0:
+                title += part
+                continue
+            slot, rest = part.split("}", 1)
+            if slot in ("E", "E2"):
+                entity = picked[0 if slot == "E" else 1]
+                occurrences.setdefault(entity, []).append(len(title))
+                title += self.entities[entity][0]
+            elif slot == "T":  # mostly the subcategory's own words, sometimes any word of the category
+                title += rng.choice(own_topics if rng.random() < 0.7 else all_topics)
+            elif slot == "F":
+                title += rng.choice(FILLER_WORDS)
+            elif slot == "V":
+                title += rng.choice(VERBS)
+            else:  # pragma: no cover - guarded by the fixed templates above
+                raise AssertionError(f"unknown template slot {slot!r}")
+            title += rest
+        title = title[0].upper() + title[1:]  # same length: the offsets stay valid
+
+        annotations = [
+            {
+                "Label": self.entities[entity][0],
+                "Type": self.entities[entity][1],
+                "WikidataId": f"S{100 + entity}",  # fake ids: never mistaken for real Wikidata "Q" ids
+                "Confidence": self.confidences[entity],
+                "OccurrenceOffsets": offsets,
+                "SurfaceForms": [self.entities[entity][0]] * len(offsets),
+            }
+            for entity, offsets in occurrences.items()
+        ]
+        abstract_words = [rng.choice(all_topics) for _ in range(4)]
+        abstract = (
+            f"{rng.choice(FILLER_WORDS).capitalize()} {abstract_words[0]} and {abstract_words[1]}, "
+            f"with {abstract_words[2]} {rng.choice(VERBS)} the {abstract_words[3]}."
+        )
+        return _News(
+            news_id=f"N{number}",
+            category=category,
+            subcategory=subcategory,
+            title=title,
+            abstract=abstract,
+            entities=list(occurrences),
+            title_entities=json.dumps(annotations) if annotations else "[]",
+        )
+
+    def user(self, number: int) -> _User:
+        rng = self.rng
+        favourites = set(rng.sample(self.categories, k=min(rng.choice((1, 1, 2)), len(self.categories))))
+        pool = sorted(i for c in sorted(favourites) for i in self.entities_by_category[c])
+        entities = set(rng.sample(pool, k=min(NUM_FAVOURITE_ENTITIES, len(pool))))
+        return _User(f"U{number}", favourites, entities)
+
+    def weight(self, user: _User, news: _News) -> float:
+        """How much more likely ``user`` is to click ``news`` than a news that matches none of their tastes."""
+        weight = CATEGORY_BOOST if news.category in user.favourite_categories else 1.0
+        if user.favourite_entities.intersection(news.entities):
+            weight *= ENTITY_BOOST
+        return weight
+
+    def history(self, user: _User, pool: Sequence[_News], length: int) -> list[str]:
+        clicked = _weighted_sample(self.rng, pool, [self.weight(user, n) for n in pool], length)
+        return [n.news_id for n in clicked]
+
+    def impression(self, user: _User, candidates: list[_News]) -> str:
+        """One impression: 1-2 clicks drawn by preference weight among the shuffled candidates."""
+        rng = self.rng
+        rng.shuffle(candidates)
+        num_clicks = 1 if rng.random() < 0.7 else 2
+        clicks = _weighted_sample(rng, candidates, [self.weight(user, n) for n in candidates], num_clicks)
+        clicked_ids = {n.news_id for n in clicks}
+        return " ".join(f"{n.news_id}-{int(n.news_id in clicked_ids)}" for n in candidates)
+
+    def time(self, first_day: int, num_days: int) -> str:
+        """A MIND-style timestamp, e.g. ``11/12/2019 9:05:41 AM``."""
+        rng = self.rng
+        day = first_day + rng.randrange(num_days)
+        hour, minute, second = rng.randrange(24), rng.randrange(60), rng.randrange(60)
+        hour12 = hour % 12 or 12
+        return f"11/{day}/2019 {hour12}:{minute:02d}:{second:02d} {'AM' if hour < 12 else 'PM'}"
+
+
+def _write_news(path: str, news: Sequence[_News]) -> None:
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for n in news:
+            url = f"https://example.com/news/{n.news_id}.html"
+            row = (n.news_id, n.category, n.subcategory, n.title, n.abstract, url, n.title_entities, "[]")
+            f.write("\t".join(row) + "\n")
+
+
+def _write_behaviors(path: str, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for row in rows:
+            f.write("\t".join(row) + "\n")
+
+
+def generate_synthetic_mind(
+    output_dir: str,
+    *,
+    seed: int = 0,
+    num_news: int = 1200,
+    num_users: int = 600,
+    num_categories: int = 6,
+    num_dev_news: int = 200,
+    num_dev_users: int = 200,
+    impressions_per_user: tuple[int, int] = (2, 4),
+    history_length: tuple[int, int] = (5, 20),
+    candidates_per_impression: tuple[int, int] = (5, 15),
+) -> dict[str, str]:
+    """Write a synthetic MIND corpus: ``output_dir/{train,dev}/{news,behaviors}.tsv``.
+
+    Train: ``num_news`` news and ``num_users`` users with ``impressions_per_user`` impressions each (inclusive
+    range; 2,341 clicks, i.e. train samples, with the defaults). Dev: ``num_dev_users`` *other* users,
+    one impression each, whose histories come from the train news and whose candidates are half train news and
+    half ``num_dev_news`` fresh news that only dev/news.tsv holds (it holds the train news too, like MIND's).
+    Each user has one fixed history (``history_length`` clicks, inclusive range; empty for every 25th user)
+    and each impression ``candidates_per_impression`` candidates with 1-2 clicks, so every impression has a
+    click and a non-click.
+
+    Args:
+        output_dir: folder to write into (created if missing).
+        seed: the only source of randomness; the same seed gives byte-identical files.
+        num_categories: how many of the 8 built-in categories to use.
+
+    Returns:
+        ``{"train": <train folder>, "dev": <dev folder>}``, ready for `load_mind_split`.
+    """
+    if not 1 <= num_categories <= len(CATEGORY_TOPICS):
+        raise ValueError(f"num_categories must be in [1, {len(CATEGORY_TOPICS)}], got {num_categories}")
+    for name, (low, high) in (
+        ("impressions_per_user", impressions_per_user),
+        ("history_length", history_length),
+        ("candidates_per_impression", candidates_per_impression),
+    ):
+        if not 0 <= low <= high:
+            raise ValueError(
+                f"{name} must be an inclusive range (low, high) with 0 <= low <= high, got {low, high}"
+            )
+    if candidates_per_impression[0] < 3:
+        raise ValueError(
+            f"candidates_per_impression needs at least 3 (2 clicks + 1 non-click), got {candidates_per_impression}"
+        )
+    if num_news < candidates_per_impression[1] + history_length[1] or num_users < 1:
+        raise ValueError(
+            f"num_news={num_news} must exceed the longest history plus the largest impression, and num_users >= 1"
+        )
+
+    rng = random.Random(seed)
+    builder = _CorpusBuilder(rng, list(CATEGORY_TOPICS)[:num_categories])
+    train_news = [builder.news(i + 1) for i in range(num_news)]
+    dev_news = [builder.news(num_news + i + 1) for i in range(num_dev_news)]
+
+    # Train: each user keeps one history (as in MIND) and sees impressions made of news outside it.
+    train_rows = []
+    for u in range(num_users):
+        user = builder.user(u + 1)
+        length = 0 if u % EMPTY_HISTORY_EVERY == 0 else rng.randint(*history_length)
+        user.history = builder.history(user, train_news, length)
+        seen = set(user.history)
+        unseen = [n for n in train_news if n.news_id not in seen]
+        for _ in range(rng.randint(*impressions_per_user)):
+            candidates = rng.sample(unseen, rng.randint(*candidates_per_impression))
+            impressions = builder.impression(user, candidates)
+            train_rows.append(("", user.user_id, builder.time(9, 6), " ".join(user.history), impressions))
+
+    # Dev: new users, impressions mixing train news with fresh news.
+    dev_rows = []
+    for u in range(num_dev_users):
+        user = builder.user(num_users + u + 1)
+        length = 0 if u % EMPTY_HISTORY_EVERY == 0 else rng.randint(*history_length)
+        user.history = builder.history(user, train_news, length)
+        seen = set(user.history)
+        size = rng.randint(*candidates_per_impression)
+        num_fresh = min(size // 2, len(dev_news))
+        candidates = rng.sample(dev_news, num_fresh)
+        candidates += rng.sample([n for n in train_news if n.news_id not in seen], size - num_fresh)
+        impressions = builder.impression(user, candidates)
+        dev_rows.append(("", user.user_id, builder.time(15, 1), " ".join(user.history), impressions))
+
+    folders = {"train": os.path.join(output_dir, "train"), "dev": os.path.join(output_dir, "dev")}
+    for split, news, rows in (("train", train_news, train_rows), ("dev", train_news + dev_news, dev_rows)):
+        os.makedirs(folders[split], exist_ok=True)
+        _write_news(os.path.join(folders[split], "news.tsv"), news)
+        numbered = [(str(i + 1), *row[1:]) for i, row in enumerate(rows)]
+        _write_behaviors(os.path.join(folders[split], "behaviors.tsv"), numbered)
+    return folders
+
+
+def _main() -> None:  # pragma: no cover - a convenience for looking at the corpus
+    folder = tempfile.mkdtemp(prefix="synthetic-mind-")
+    print(generate_synthetic_mind(folder))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()
