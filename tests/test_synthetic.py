@@ -182,3 +182,107 @@ def test_rejects_bad_arguments(tmp_path):
         generate_synthetic_mind(str(tmp_path), num_categories=9)
     with pytest.raises(ValueError, match="candidates_per_impression"):
         generate_synthetic_mind(str(tmp_path), candidates_per_impression=(2, 4))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# simulate_mind_behaviors: simulated users over a given news.tsv (here a synthetic one, never real MIND rows)
+# ---------------------------------------------------------------------------------------------------------------
+
+SIMULATED = {"num_users": 80, "num_dev_users": 30, "num_dev_news": 40, "min_category_news": 5}
+
+
+@pytest.fixture(scope="module")
+def source_news(tmp_path_factory) -> str:
+    folders = generate_synthetic_mind(str(tmp_path_factory.mktemp("source")), seed=11, **SMALL)
+    return os.path.join(folders["train"], "news.tsv")
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory, source_news) -> dict[str, str]:
+    from modeling_mtrec.data.synthetic import simulate_mind_behaviors
+
+    return simulate_mind_behaviors(
+        source_news, str(tmp_path_factory.mktemp("simulated")), seed=5, **SIMULATED
+    )
+
+
+def test_simulated_behaviors_are_deterministic(tmp_path, source_news, simulated):
+    from modeling_mtrec.data.synthetic import simulate_mind_behaviors
+
+    again = simulate_mind_behaviors(source_news, str(tmp_path / "again"), seed=5, **SIMULATED)
+    other = simulate_mind_behaviors(source_news, str(tmp_path / "other"), seed=6, **SIMULATED)
+    for split in ("train", "dev"):
+        with open(os.path.join(simulated[split], "behaviors.tsv"), "rb") as a:
+            first = a.read()
+        with open(os.path.join(again[split], "behaviors.tsv"), "rb") as b:
+            assert first == b.read()
+        with open(os.path.join(other[split], "behaviors.tsv"), "rb") as c:
+            assert first != c.read()
+
+
+def test_simulated_corpus_is_mind_format_with_the_news_copied_through(source_news, simulated, tokenizer):
+    from modeling_mtrec.data import load_mind
+
+    with open(source_news, "rb") as f:
+        source = f.read()
+    news_ids = {row[0] for row in read_tsv(source_news)}
+    for split in ("train", "dev"):
+        with open(os.path.join(simulated[split], "news.tsv"), "rb") as f:
+            assert f.read() == source
+        behaviors = read_tsv(os.path.join(simulated[split], "behaviors.tsv"))
+        assert {len(row) for row in behaviors} == {5}
+        assert [row[0] for row in behaviors] == [str(i + 1) for i in range(len(behaviors))]
+        for _, user_id, time, history, impressions in behaviors:
+            assert user_id.startswith("U") and TIME.match(time), time
+            assert set(history.split()) <= news_ids
+            labels = [token.rsplit("-", 1)[1] for token in impressions.split()]
+            assert "0" in labels and labels.count("1") in (1, 2) and set(labels) <= {"0", "1"}
+        assert any(row[3] == "" for row in behaviors)  # cold-start users
+    train = read_tsv(os.path.join(simulated["train"], "behaviors.tsv"))
+    dev = read_tsv(os.path.join(simulated["dev"], "behaviors.tsv"))
+    assert len(dev) == SIMULATED["num_dev_users"] and not {r[1] for r in train} & {r[1] for r in dev}
+    in_train = {n for r in train for n in r[3].split()} | {
+        t.rsplit("-", 1)[0] for r in train for t in r[4].split()
+    }
+    dev_candidates = {t.rsplit("-", 1)[0] for r in dev for t in r[4].split()}
+    assert dev_candidates - in_train  # held-out news reach dev only
+    assert len(news_ids - in_train) >= SIMULATED["num_dev_news"]
+    corpus = load_mind(tokenizer, train_dir=simulated["train"], eval_dir=simulated["dev"])
+    assert len(corpus.eval) == SIMULATED["num_dev_users"] and len(corpus.train) > SIMULATED["num_users"]
+
+
+def test_simulated_clicks_follow_planted_categories_and_entities(source_news, simulated):
+    news = {row[0]: row for row in read_tsv(source_news)}
+    entities = {n: {e["WikidataId"] for e in json.loads(row[6])} for n, row in news.items()}
+    shown = collections.Counter()
+    clicked = collections.Counter()
+    for _, _, _, history, impressions in read_tsv(os.path.join(simulated["train"], "behaviors.tsv")):
+        if not history:
+            continue
+        favourite = collections.Counter(news[n][1] for n in history.split()).most_common(1)[0][0]
+        # entities clicked at least twice in the history stand in for the user's favourite entities
+        liked = {
+            e
+            for e, c in collections.Counter(e for n in history.split() for e in entities[n]).items()
+            if c > 1
+        }
+        for token in impressions.split():
+            news_id, label = token.rsplit("-", 1)
+            for kind, match in (
+                ("category", news[news_id][1] == favourite),
+                ("entity", bool(entities[news_id] & liked)),
+            ):
+                shown[kind, match] += 1
+                clicked[kind, match] += int(label)
+    rate = {key: clicked[key] / shown[key] for key in shown}
+    assert rate["category", True] > 2 * rate["category", False], rate
+    assert rate["entity", True] > 1.5 * rate["entity", False], rate
+
+
+def test_simulate_rejects_bad_arguments(tmp_path, source_news):
+    from modeling_mtrec.data.synthetic import simulate_mind_behaviors
+
+    with pytest.raises(ValueError, match="candidates_per_impression"):
+        simulate_mind_behaviors(source_news, str(tmp_path), candidates_per_impression=(2, 4))
+    with pytest.raises(ValueError, match="num_users"):
+        simulate_mind_behaviors(source_news, str(tmp_path), num_users=0)

