@@ -70,7 +70,7 @@ def _train(corpus, encoder_path, tokenizer, output_dir, steps, mode="mtrec", lr=
     )
     args = MTRecTrainingArguments(
         output_dir=str(output_dir), report_to=[], use_cpu=True, per_device_train_batch_size=32,
-        per_device_eval_batch_size=64, learning_rate=lr, max_steps=steps, logging_steps=10, save_strategy="no",
+        per_device_eval_batch_size=64, learning_rate=lr, max_steps=steps, logging_steps=steps // 6, save_strategy="no",
         gradient_surgery=mode, seed=0, disable_tqdm=True,
     )
     trainer = MTRecTrainer(
@@ -100,6 +100,36 @@ def test_click_path_fits_a_fixed_batch(corpus_dirs, tiny_encoder):
         optimizer.step()
         losses.append(out.main_loss.item())
     assert losses[-1] < 1.0 < 1.609 < losses[0]  # log(5) = 1.609 is the loss of a uniform ranking over 1 + K
+
+
+@pytest.mark.slow
+def test_short_training_run_lifts_dev_auc(tmp_path):
+    """300 steps of a from-scratch tiny BERT with MTRec's surgery on the default synthetic corpus.
+
+    Dropout is off: in a 64-wide model BERT's 0.1 dropout on [CLS] drowned the click signal (dev AUC 0.55 against
+    0.66 without, in the exploratory runs behind this test).
+    """
+    dirs = generate_synthetic_mind(str(tmp_path / "corpus"), seed=0, num_users=300, num_dev_users=100)
+    tokenizer = synthetic_tokenizer()
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+        max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    BertModel(config, add_pooling_layer=False).save_pretrained(tmp_path / "encoder")
+    corpus = load_mind(tokenizer, train_dir=dirs["train"], eval_dir=dirs["dev"], max_title_length=24)
+    trainer = _train(corpus, str(tmp_path / "encoder"), tokenizer, tmp_path / "out", steps=300, lr=1e-3)
+    before = trainer.evaluate()
+    trainer.train()
+    after = trainer.evaluate()
+    print(f"dev AUC {before['eval_auc']:.4f} -> {after['eval_auc']:.4f}, MRR {before['eval_mrr']:.4f} -> {after['eval_mrr']:.4f}")
+    assert after["eval_num_impressions"] == len(corpus.eval) == 100
+    assert after["eval_auc"] > 0.6 and after["eval_auc"] > before["eval_auc"] + 0.05, (before, after)
+    assert after["eval_mrr"] > before["eval_mrr"], (before, after)
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    assert logged[-1]["main_loss"] < 1.5 < 1.609  # below the uniform-ranking loss log(1 + K)
+    assert logged[-1]["category_loss"] < logged[0]["category_loss"] - 0.2
+    assert logged[-1]["ner_loss"] < 0.5 * logged[0]["ner_loss"]
 
 
 def test_recipe_trains_saves_and_reloads(tiny_encoder, tmp_path, monkeypatch):
