@@ -45,7 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import datasets  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from transformers import AutoTokenizer, set_seed  # noqa: E402
+from transformers import AutoTokenizer, BertConfig, BertModel, set_seed  # noqa: E402
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments  # noqa: E402
 from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind  # noqa: E402
@@ -180,6 +180,11 @@ def main() -> None:
         "--encoder", default=None, help="BERT folder (default: all-MiniLM-L6-v2 of the package)"
     )
     parser.add_argument("--layers", type=int, default=2, help="keep the first N encoder layers (0 = all)")
+    parser.add_argument(
+        "--from-scratch", action="store_true",
+        help="a randomly initialised tiny BERT (hidden 64, 2 layers, no dropout) with MiniLM's tokenizer, "
+        "instead of pretrained weights: small enough to train for hundreds of steps here",
+    )
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
     parser.add_argument(
         "--add-to",
@@ -216,8 +221,22 @@ def main() -> None:
     layers = args.layers or None
     tokenizer = AutoTokenizer.from_pretrained(encoder)
     work_dir = tempfile.mkdtemp(prefix="mtrec-ablation-")
+    if args.from_scratch:
+        encoder, layers = os.path.join(work_dir, "tiny-bert"), None
+        torch.manual_seed(0)
+        tiny = BertConfig(
+            vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=128, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        )
+        BertModel(tiny, add_pooling_layer=False).save_pretrained(encoder)
+        tokenizer.save_pretrained(encoder)
+    encoder_text = (
+        "a from-scratch tiny BERT (hidden 64, 2 layers, 4 heads, no dropout, MiniLM's tokenizer)"
+        if args.from_scratch
+        else f"all-MiniLM-L6-v2{f' cut to its first {layers} layers' if layers else ''} (real weights)"
+    )
     settings = (
-        f"encoder all-MiniLM-L6-v2{f' cut to its first {layers} layers' if layers else ''} (real weights), "
+        f"encoder {encoder_text}, "
         f"max title 30 tokens, max history 50, K = 4 negatives, λ = {args.aux_weight}, batch {args.batch_size}, "
         f"{args.steps} optimizer steps per variant (AdamW, lr {args.lr}, linear decay, {max(1, args.steps // 10)} "
         "warm-up steps, no weight decay), same seed for model init / data order / negatives within a seed; "

@@ -161,3 +161,25 @@ def test_bf16_autocast_forward_is_finite(config):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(**random_batch(seed=3))
     assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+
+
+def test_saved_folder_loads_as_remote_code_without_the_package(tmp_path, config, batch):
+    """What a Hub user gets with trust_remote_code=True: the folder's own code, modeling_mtrec never imported."""
+    import subprocess
+    import sys
+
+    model = make_model(config)
+    model.save_pretrained(tmp_path / "model")
+    torch.save({k: v for k, v in batch.items()}, tmp_path / "batch.pt")
+    expected = model(**batch).logits
+    script = f"""
+import sys, torch
+from transformers import AutoModel
+model = AutoModel.from_pretrained({str(tmp_path / "model")!r}, trust_remote_code=True).eval()
+assert "modeling_mtrec" not in sys.modules, "the package was imported"
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+torch.save(model(**torch.load({str(tmp_path / "batch.pt")!r})).logits, {str(tmp_path / "logits.pt")!r})
+"""
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, env=env, timeout=300)
+    torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected, rtol=0, atol=0)
