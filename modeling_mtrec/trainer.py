@@ -22,21 +22,32 @@ How it stays exact beyond one process and one micro-batch:
 - Under fp16 both losses are multiplied by the GradScaler's scale. The projection is invariant to a common
   scale (the sign of the dot product and the coefficient (s·a·s·m)/(s²‖m‖²)·s·m = s·proj), so it runs on the
   scaled gradients and the scaler then unscales (or skips an inf/NaN step) as usual.
+- With equal-sized micro-batches (the same number of clicks, category labels and NER tokens per micro-batch, as
+  with fixed batch shapes) the averaged per-task gradients are exactly those of one process on the concatenated
+  batch; otherwise, as in any DDP or accumulation run with mean losses, each micro-batch weighs equally.
+
+`surgery_level="representations"` is the cheaper mode: the same rule is applied to the gradients of the two
+losses with respect to the encoder's output H (N, L, D), which only cost a backward pass through the heads and
+the user encoder; the encoder then runs ONE backward pass with the combined gradient. Representations are
+per-sample, so that projection is per process and per micro-batch (the parameter gradients it produces are then
+averaged and accumulated exactly); it is a cheaper approximation of the parameter-level rule, not equal to it.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import torch
 from accelerate.utils import DistributedType
 from torch import nn
-from transformers import EvalPrediction, Trainer, TrainingArguments
+from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 
 from .metrics import load_mind_metric
 
 SURGERY_MODES = ("mtrec", "pcgrad", "none")
+SURGERY_LEVELS = ("parameters", "representations")
 # Set-ups where the per-task gradients are full, replicated tensors that the hand-written all-reduce can average.
 _SUPPORTED_DISTRIBUTED = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
 
@@ -57,6 +68,15 @@ class MTRecTrainingArguments(TrainingArguments):
             "choices": list(SURGERY_MODES),
         },
     )
+    surgery_level: str = field(
+        default="parameters",
+        metadata={
+            "help": "Where the surgery applies: 'parameters' (the paper: gradients of the shared encoder "
+            "weights, two encoder backward passes) or 'representations' (gradients of the encoder output, one "
+            "encoder backward pass; cheaper, approximate).",
+            "choices": list(SURGERY_LEVELS),
+        },
+    )
     # The batches carry index tensors and labels the model reads by name; the columns of the sample datasets
     # (history, positive, negatives) are consumed by the collator, so Trainer must not drop them.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collator."})
@@ -66,6 +86,8 @@ class MTRecTrainingArguments(TrainingArguments):
     def __post_init__(self):
         if self.gradient_surgery not in SURGERY_MODES:
             raise ValueError(f"`gradient_surgery` must be one of {SURGERY_MODES}, got {self.gradient_surgery!r}")
+        if self.surgery_level not in SURGERY_LEVELS:
+            raise ValueError(f"`surgery_level` must be one of {SURGERY_LEVELS}, got {self.surgery_level!r}")
         if not self.aux_weight >= 0:
             raise ValueError(f"`aux_weight` (λ) must be >= 0, got {self.aux_weight}")
         super().__post_init__()
@@ -111,6 +133,27 @@ def project_conflicting(
     return new_main, new_aux, dot, cosine
 
 
+def check_surgery_supported(distributed_type: DistributedType, mode: str) -> None:
+    """Refuses set-ups where the hand-written all-reduce would not see whole gradients (never a silent wrong step)."""
+    if mode != "none" and distributed_type not in _SUPPORTED_DISTRIBUTED:
+        raise ValueError(
+            f"gradient_surgery={mode!r} supports {[t.value for t in _SUPPORTED_DISTRIBUTED]} (single process and "
+            f"DDP on CPU or GPU), not {distributed_type.value}: FSDP and DeepSpeed shard the gradients, so the "
+            "projection would use per-shard dot products. Use DDP, or gradient_surgery='none'."
+        )
+
+
+class _CollatorEpoch(TrainerCallback):
+    """Tells the collator the epoch, so its negatives are fresh each epoch yet independent of batch order."""
+
+    def __init__(self, collator) -> None:
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # state.epoch is fractional on a mid-epoch resume (e.g. 0.5): the epoch being trained is its floor.
+        self.collator.set_epoch(math.floor((state.epoch or 0.0) + 1e-6))
+
+
 class MTRecTrainer(Trainer):
     """`Trainer` whose update follows MTRec's gradient surgery; see the module docstring.
 
@@ -127,14 +170,9 @@ class MTRecTrainer(Trainer):
         if self.compute_metrics is None:
             # Evaluation is over whole impressions: AUC, MRR, nDCG@5/10 as in MIND's official scorer.
             self.compute_metrics = compute_mind_metrics
-        mode = getattr(self.args, "gradient_surgery", "none")
-        if mode != "none" and self.accelerator.distributed_type not in _SUPPORTED_DISTRIBUTED:
-            raise ValueError(
-                f"gradient_surgery={mode!r} runs under {[t.value for t in _SUPPORTED_DISTRIBUTED]} "
-                f"(single process and DDP), not {self.accelerator.distributed_type.value}: sharded gradients "
-                "(FSDP, DeepSpeed) would make the projection use per-shard dot products. "
-                "Use DDP, or gradient_surgery='none'."
-            )
+        check_surgery_supported(self.accelerator.distributed_type, getattr(self.args, "gradient_surgery", "none"))
+        if hasattr(self.data_collator, "set_epoch"):
+            self.add_callback(_CollatorEpoch(self.data_collator))
         self._logged_sums: dict[str, float] = defaultdict(float)
         self._logged_counts: dict[str, int] = defaultdict(int)
         self._grad_acc: dict[str, list[torch.Tensor | None]] | None = None
@@ -176,9 +214,20 @@ class MTRecTrainer(Trainer):
         if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
             self.optimizer.train()
         inputs = self._prepare_inputs(inputs)
-        # no_sync: the DDP reducer must not fire; the per-task gradients are averaged by hand below.
-        with self.accelerator.no_sync(model), self.compute_loss_context_manager():
-            outputs = model(**inputs)
+        captured: dict[str, torch.Tensor] = {}
+        hook = None
+        if self.args.surgery_level == "representations":
+            def keep_hidden(module, args, output) -> None:  # returns None: the output itself is not replaced
+                captured["hidden"] = output.last_hidden_state
+
+            hook = self.accelerator.unwrap_model(model).news_encoder.register_forward_hook(keep_hidden)
+        try:
+            # no_sync: the DDP reducer must not fire; the per-task gradients are averaged by hand below.
+            with self.accelerator.no_sync(model), self.compute_loss_context_manager():
+                outputs = model(**inputs)
+        finally:
+            if hook is not None:
+                hook.remove()
         main_loss, aux_loss = self._split_losses(outputs)
 
         # Same normalisation as Trainer.training_step: each micro-batch loss is a mean, so divide by the number
@@ -188,24 +237,64 @@ class MTRecTrainer(Trainer):
         aux_obj = None if aux_loss is None else aux_loss * (self._aux_weight * scale)
         scaler = self.accelerator.scaler
         params = [p for p in model.parameters() if p.requires_grad]
-        g_main = torch.autograd.grad(
-            scaler.scale(main_obj) if scaler is not None else main_obj,
-            params,
-            retain_graph=aux_obj is not None,
-            allow_unused=True,
-        )
-        if aux_obj is not None:
-            g_aux = torch.autograd.grad(
-                scaler.scale(aux_obj) if scaler is not None else aux_obj, params, allow_unused=True
-            )
+        scaled_main = scaler.scale(main_obj) if scaler is not None else main_obj
+        scaled_aux = None if aux_obj is None else (scaler.scale(aux_obj) if scaler is not None else aux_obj)
+        if "hidden" in captured:
+            g_main, g_aux = self._representation_surgery(captured["hidden"], scaled_main, scaled_aux, params, model)
         else:
-            g_aux = (None,) * len(params)
+            g_main = torch.autograd.grad(scaled_main, params, retain_graph=aux_obj is not None, allow_unused=True)
+            if scaled_aux is not None:
+                g_aux = torch.autograd.grad(scaled_aux, params, allow_unused=True)
+            else:
+                g_aux = (None,) * len(params)
         self._accumulate(g_main, g_aux)
         if self.accelerator.sync_gradients:
             self._apply_surgery(params)
 
         objective = main_obj if aux_obj is None else main_obj + aux_obj
         return objective.detach()
+
+    def _representation_surgery(
+        self, hidden: torch.Tensor, main_obj: torch.Tensor, aux_obj: torch.Tensor | None, params: list, model
+    ) -> tuple[list, list]:
+        """`surgery_level="representations"`: project at the encoder output, then one encoder backward pass.
+
+        Returns per-parameter gradients in the layout `_accumulate` takes: the encoder's combined gradient and
+        the user encoder's main gradient on the main side, the heads' gradients on the auxiliary side.
+        """
+        encoder_ids = {id(p) for p in self.accelerator.unwrap_model(model).news_encoder.parameters()}
+        encoder_idx = [i for i, p in enumerate(params) if id(p) in encoder_ids]
+        other_idx = [i for i, p in enumerate(params) if id(p) not in encoder_ids]
+        others = [params[i] for i in other_idx]
+        # Backward through the heads and the user encoder only: d/dH and d/d(their weights).
+        main_grads = torch.autograd.grad(main_obj, [hidden, *others], retain_graph=True, allow_unused=True)
+        aux_grads = (
+            torch.autograd.grad(aux_obj, [hidden, *others], retain_graph=True, allow_unused=True)
+            if aux_obj is not None
+            else (None,) * (1 + len(others))
+        )
+        h_main, h_aux = main_grads[0], aux_grads[0]  # (N, L, D) each; the main one is 0 off the [CLS] rows
+        if h_main is None:
+            h_main = torch.zeros_like(hidden)
+        grad_hidden = h_main
+        if h_aux is not None:
+            new_main, new_aux, dot, cosine = project_conflicting(
+                h_main.reshape(-1).float(), h_aux.reshape(-1).float(), self.args.gradient_surgery
+            )
+            if torch.isfinite(dot):
+                self._record("grad_cosine", cosine.item())
+                self._record("conflict_rate", float(dot < 0))
+            grad_hidden = (new_main + new_aux).view_as(hidden).to(hidden.dtype)
+        encoder_grads = torch.autograd.grad(
+            hidden, [params[i] for i in encoder_idx], grad_outputs=grad_hidden, allow_unused=True
+        )  # the one encoder backward pass
+        g_main: list[torch.Tensor | None] = [None] * len(params)
+        g_aux: list[torch.Tensor | None] = [None] * len(params)
+        for i, g in zip(encoder_idx, encoder_grads):
+            g_main[i] = g  # already combined: nothing shared is left for `_apply_surgery` to project
+        for j, i in enumerate(other_idx):
+            g_main[i], g_aux[i] = main_grads[1 + j], aux_grads[1 + j]
+        return g_main, g_aux
 
     def _accumulate(self, g_main: tuple, g_aux: tuple) -> None:
         if self._grad_acc is None:
@@ -287,4 +376,12 @@ class MTRecTrainer(Trainer):
         )
 
 
-__all__ = ["MTRecTrainer", "MTRecTrainingArguments", "compute_mind_metrics", "project_conflicting", "SURGERY_MODES"]
+__all__ = [
+    "MTRecTrainer",
+    "MTRecTrainingArguments",
+    "SURGERY_LEVELS",
+    "SURGERY_MODES",
+    "check_surgery_supported",
+    "compute_mind_metrics",
+    "project_conflicting",
+]

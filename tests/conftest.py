@@ -32,10 +32,25 @@ def tiny_config(**overrides) -> MTRecConfig:
     return MTRecConfig(**kwargs)
 
 
-def random_batch(seed: int = 0, num_news: int = 9, length: int = 8, batch: int = 3, history: int = 4, candidates: int = 3):
-    """A collator-shaped batch: distinct news once, index tensors into them, BIO and category labels."""
+def random_batch(
+    seed: int = 0,
+    num_news: int = 9,
+    length: int = 8,
+    batch: int = 3,
+    history: int = 4,
+    candidates: int = 3,
+    equal_lengths: bool = False,
+):
+    """A collator-shaped batch: distinct news once, index tensors into them, BIO and category labels.
+
+    With `equal_lengths` every title has `length` tokens, so batches of the same shape carry the same number of
+    labelled items per task (clicks, categories, NER tokens): their per-batch mean losses then average to the
+    mean over the concatenated batch, which is what the DDP and accumulation exactness tests compare against.
+    """
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(4, length + 1, (num_news,), generator=g)
+    if equal_lengths:
+        lengths = torch.full((num_news,), length)
     mask = (torch.arange(length)[None] < lengths[:, None]).long()  # (N, L)
     ids = torch.randint(5, VOCAB, (num_news, length), generator=g) * mask
     ids[:, 0] = 2  # [CLS]
@@ -54,6 +69,29 @@ def random_batch(seed: int = 0, num_news: int = 9, length: int = 8, batch: int =
         "category_labels": torch.randint(0, 3, (num_news,), generator=g),
         "ner_labels": ner,
     }
+
+
+def concat_batches(*batches: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """One batch holding the given batches side by side (news rows stacked, indices shifted; no de-duplication)."""
+    length = max(b["news_input_ids"].shape[1] for b in batches)
+    width = {key: max(b[key].shape[1] for b in batches) for key in ("history_index", "candidate_index")}
+
+    def pad(t: torch.Tensor, size: int, value) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (0, size - t.shape[1]), value=value)
+
+    out: dict[str, list[torch.Tensor]] = {key: [] for key in batches[0]}
+    offset = 0
+    for b in batches:
+        out["news_input_ids"].append(pad(b["news_input_ids"], length, 0))
+        out["news_attention_mask"].append(pad(b["news_attention_mask"], length, 0))
+        out["ner_labels"].append(pad(b["ner_labels"], length, -100))
+        out["category_labels"].append(b["category_labels"])
+        for kind in ("history", "candidate"):
+            out[f"{kind}_index"].append(pad(b[f"{kind}_index"] + offset, width[f"{kind}_index"], 0))
+            out[f"{kind}_mask"].append(pad(b[f"{kind}_mask"], width[f"{kind}_index"], False))
+        out["labels"].append(pad(b["labels"], width["candidate_index"], -100))
+        offset += b["news_input_ids"].shape[0]
+    return {key: torch.cat(parts) for key, parts in out.items()}
 
 
 @pytest.fixture

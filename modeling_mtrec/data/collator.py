@@ -8,7 +8,6 @@ distinct title once with BERT, instead of once per mention, is the main saving o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +32,11 @@ class MTRecCollator:
     For a training sample the candidates are the positive (column 0) followed by `num_negatives` (K) news
     drawn from the sample's ``negatives`` pool: without replacement when the pool has at least K news, with
     replacement when it has fewer (as NRMS and MTRec do for short impressions). Drawing at batch time gives
-    fresh negatives every epoch; the draws come from a `numpy.random.Generator` seeded with `seed`, so a run
-    is reproducible. (With ``dataloader_num_workers > 0`` each worker holds a copy of the same generator.)
+    fresh negatives every epoch. The draw of a sample is a pure function of (`seed`, `epoch`, the sample's
+    content): it does not depend on which batch, process or dataloader worker collates the sample, nor on how
+    many batches were collated before, so a run resumed from a checkpoint (whose skipped batches are never
+    collated) draws exactly the negatives of an uninterrupted run. `MTRecTrainer` calls `set_epoch` at the
+    start of every epoch. Passing a `generator` instead makes the draws come from it, in collation order.
 
     Distinct news are numbered in order of first appearance: sample 0's history, then its candidates, then
     sample 1's history, and so on.
@@ -44,8 +46,10 @@ class MTRecCollator:
             `with_aux_labels`, ``category_label`` and ``ner_labels``.
         num_negatives (`int`, *optional*, defaults to 4): K, negatives per positive (MTRec, Sec. 4.1: 4).
         pad_token_id (`int`, *optional*, defaults to 0): padding of ``news_input_ids`` (BERT's [PAD] is 0).
-        seed (`int`, *optional*, defaults to 0): seeds the negative-sampling generator.
-        generator (`numpy.random.Generator`, *optional*): used instead of one seeded with `seed`.
+        seed (`int`, *optional*, defaults to 0): seeds the negative sampling.
+        generator (`numpy.random.Generator`, *optional*): draw negatives from this stateful generator instead
+            (reproducible for a fixed collation order only; not exact across a resume).
+        epoch (`int`, *optional*, defaults to 0): the training epoch, part of the draw's key (see `set_epoch`).
         with_aux_labels (`bool`, *optional*, defaults to `True`): add ``category_labels`` and ``ner_labels``
             for MTRec's auxiliary tasks.
 
@@ -58,7 +62,7 @@ class MTRecCollator:
         ...     "ner_labels": [[-100, 1, -100], [-100, 1, 2, -100], [-100, 0, -100], [-100, 0, -100],
         ...                    [-100, 1, -100]],
         ... })
-        >>> collator = MTRecCollator(news, num_negatives=2, seed=0)
+        >>> collator = MTRecCollator(news, num_negatives=2, seed=2)
         >>> batch = collator([
         ...     {"history": [0, 1], "positive": 2, "negatives": [3]},  # pool of 1 < K: drawn with replacement
         ...     {"history": [], "positive": 3, "negatives": [4, 0, 1]},  # pool of 3 >= K: without replacement
@@ -116,6 +120,7 @@ class MTRecCollator:
     seed: int = 0
     generator: np.random.Generator | None = field(default=None, repr=False)
     with_aux_labels: bool = True
+    epoch: int = 0
 
     def __post_init__(self) -> None:
         if self.num_negatives < 1:
@@ -133,16 +138,25 @@ class MTRecCollator:
         self._input_ids: list[list[int]] = table["input_ids"]
         self._category_labels: list[int] = table.get("category_label", [])
         self._ner_labels: list[list[int]] = table.get("ner_labels", [])
-        if self.generator is None:
-            self.generator = np.random.default_rng(self.seed)
 
-    def _sample_negatives(self, pool: Sequence[int]) -> list[int]:
+    def set_epoch(self, epoch: int) -> None:
+        """Negatives are drawn afresh each epoch: the epoch is part of every draw's key."""
+        self.epoch = int(epoch)
+
+    def _sample_negatives(self, feature: dict[str, Any]) -> list[int]:
+        pool = feature["negatives"]
         if len(pool) == 0:
             raise ValueError(
                 "a training sample has an empty negatives pool (build_train_samples never makes one)"
             )
+        generator = self.generator
+        if generator is None:
+            # Python's hash of a tuple of ints is fixed across processes (no hash randomisation for ints), so
+            # every worker and every resumed run derives the same key for the same sample.
+            key = hash((int(feature["positive"]), tuple(feature["history"]), tuple(pool))) & 0xFFFFFFFFFFFFFFFF
+            generator = np.random.Generator(np.random.Philox(key=[key, (self.seed << 32) + self.epoch]))
         k = self.num_negatives
-        picks = self.generator.choice(len(pool), size=k, replace=len(pool) < k)
+        picks = generator.choice(len(pool), size=k, replace=len(pool) < k)
         return [int(pool[i]) for i in picks]
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -161,7 +175,7 @@ class MTRecCollator:
 
         histories = [[int(row) for row in feature["history"]] for feature in features]
         if train:
-            candidates = [[int(f["positive"]), *self._sample_negatives(f["negatives"])] for f in features]
+            candidates = [[int(f["positive"]), *self._sample_negatives(f)] for f in features]
             labels = [[1] + [0] * self.num_negatives for _ in features]
         else:
             candidates = [[int(row) for row in feature["candidates"]] for feature in features]
