@@ -16,6 +16,10 @@ Variants (all through the library: `MTRecModel.from_pretrained_encoder`, `load_m
     + both, no surgery     gradient_surgery="none"   (plain L_main + λ(L_cat + L_ner))
     + both, MTRec surgery  gradient_surgery="mtrec"
     + both, PCGrad         gradient_surgery="pcgrad"
+    + both, MTRec surgery on representations
+                           gradient_surgery="mtrec", surgery_level="representations" (the cheap mode)
+
+`--variants` picks a subset by name (the untrained reference row always runs).
 
 plus the untrained model (aux heads on, no step) as a reference row. Corpora: the package's synthetic corpus,
 and the semi-synthetic MIND-sample corpus (`simulate_mind_behaviors` over the real 2,000-news sample, written to
@@ -54,20 +58,21 @@ from modeling_mtrec.offline import default_encoder_path
 
 MIND_SAMPLE = "/work/shared/data/mind_sample/news.tsv"
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
-# name -> (use_category_task, use_ner_task, gradient_surgery); None = untrained reference
-VARIANTS: dict[str, tuple[bool, bool, str] | None] = {
+# name -> (use_category_task, use_ner_task, gradient_surgery, surgery_level); None = untrained reference
+VARIANTS: dict[str, tuple[bool, bool, str, str] | None] = {
     "untrained (reference)": None,
-    "main only": (False, False, "none"),
-    "+ category": (True, False, "none"),
-    "+ NER": (False, True, "none"),
-    "+ both, no surgery (`none`)": (True, True, "none"),
-    "+ both, MTRec surgery (`mtrec`)": (True, True, "mtrec"),
-    "+ both, PCGrad (`pcgrad`)": (True, True, "pcgrad"),
+    "main only": (False, False, "none", "parameters"),
+    "+ category": (True, False, "none", "parameters"),
+    "+ NER": (False, True, "none", "parameters"),
+    "+ both, no surgery (`none`)": (True, True, "none", "parameters"),
+    "+ both, MTRec surgery (`mtrec`)": (True, True, "mtrec", "parameters"),
+    "+ both, PCGrad (`pcgrad`)": (True, True, "pcgrad", "parameters"),
+    "+ both, MTRec surgery on representations (cheap)": (True, True, "mtrec", "representations"),
 }
 
 
 def run_variant(name, spec, corpus, tokenizer, encoder, layers, args, seed, work_dir) -> dict[str, float]:
-    use_category, use_ner, mode = spec if spec is not None else (True, True, "none")
+    use_category, use_ner, mode, level = spec if spec is not None else (True, True, "none", "parameters")
     set_seed(seed)
     model = MTRecModel.from_pretrained_encoder(
         encoder,
@@ -80,6 +85,7 @@ def run_variant(name, spec, corpus, tokenizer, encoder, layers, args, seed, work
     training_args = MTRecTrainingArguments(
         output_dir=os.path.join(work_dir, "out"),
         gradient_surgery=mode,
+        surgery_level=level,
         aux_weight=args.aux_weight,
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=32,
@@ -188,6 +194,10 @@ def main() -> None:
         help="raw-results JSON files of earlier runs (same settings) to merge into the table; "
         "with --seeds and nothing else, only re-renders",
     )
+    parser.add_argument(
+        "--variants", nargs="+", default=None, metavar="NAME",
+        help="run only the variants whose name contains one of these strings (e.g. '`none`' '`mtrec`' cheap)",
+    )
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps per variant")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -270,12 +280,17 @@ def main() -> None:
         f"{n}: {args.steps * args.batch_size / len(c.train):.2f} epoch" for n, c in corpora.items()
     )
     settings += f" Training covers {epoch_note}."
-    results = {n: {v: [] for v in VARIANTS} for n in corpora}
+    chosen = {
+        name: spec
+        for name, spec in VARIANTS.items()
+        if spec is None or args.variants is None or any(pattern in name for pattern in args.variants)
+    }
+    results = {n: {v: [] for v in chosen} for n in corpora}
     for path in args.add_to:
         with open(path) as f:
             for corpus_name, per_variant in json.load(f).items():
                 for variant, runs in per_variant.items():
-                    results.setdefault(corpus_name, {v: [] for v in VARIANTS})[variant].extend(runs)
+                    results.setdefault(corpus_name, {v: [] for v in chosen}).setdefault(variant, []).extend(runs)
     raw_path = os.path.splitext(args.output)[0] + ".json"
     start = time.perf_counter()
     stopped = None
@@ -285,7 +300,7 @@ def main() -> None:
             if args.budget_minutes is not None and elapsed > args.budget_minutes * 60:
                 stopped = f"stopped before seed {seed} / {corpus_name}: wall-time budget of {args.budget_minutes} min"
                 break
-            for variant, spec in VARIANTS.items():
+            for variant, spec in chosen.items():
                 result = run_variant(
                     variant,
                     spec,

@@ -9,13 +9,16 @@ torch's own thread count, take ~2x longer).
 
 `--small` times only the 2-layer MiniLM (the default times the 6-layer all-MiniLM-L6-v2 and its 2-layer cut).
 
-1. Step time. For each encoder, three `MTRecModel`s with identical weights, one `MTRecTrainer` each with
-   ``gradient_surgery`` = none / mtrec / pcgrad (λ = 0.3), run `MTRecTrainer.training_step` (forward + the
-   backward pass(es) + the surgery; not the optimizer step, not the collation) on the SAME pre-collated batches
-   of the synthetic corpus. The modes are interleaved round-robin (batch by batch, with the order of the modes
-   rotated every round) after warm-up rounds, so a load spike on this shared machine hits all modes alike. We
-   report the median step time per mode and its ratio to ``none``; on a shared, noisy CPU the ratios are the
-   figure to trust, not the absolute seconds.
+1. Step time. For each encoder, `MTRecModel`s with identical weights, one `MTRecTrainer` each with
+   ``gradient_surgery`` = none / mtrec / pcgrad at the parameter level, and mtrec at the representation level
+   (`surgery_level="representations"`, the cheap mode), λ = 0.3, run `MTRecTrainer.training_step` (forward +
+   the backward pass(es) + the surgery; not the optimizer step, not the collation) on the SAME pre-collated
+   batches of the synthetic corpus. Beside them, ``raw encoder``: the bare BERT forward + backward on the same
+   distinct news of the batch (loss = mean of the squared final hidden states), so ``step / raw - 1`` is the
+   overhead of everything that is not the encoder (user encoder, heads, losses, surgery). The variants are
+   interleaved round-robin (batch by batch, with their order rotated every round) after warm-up rounds, so a
+   load spike on this shared machine hits all of them alike. We report the median step time per variant and
+   its ratio to ``none``; on a shared, noisy CPU the ratios are the figure to trust, not the absolute seconds.
 2. De-duplication. Over one epoch of the train samples (shuffled with a fixed seed, last partial batch kept),
    for batch sizes 8, 16, 32: total news per batch = sum over samples of (history length + 1 + K candidates),
    i.e. the BERT passes a per-mention encoder would make; distinct = N, the rows `MTRecCollator` encodes. On the
@@ -50,7 +53,14 @@ from modeling_mtrec.data.synthetic import simulate_mind_behaviors  # noqa: E402
 from modeling_mtrec.offline import default_encoder_path
 
 MIND_SAMPLE = "/work/shared/data/mind_sample/news.tsv"
-MODES = ("none", "mtrec", "pcgrad")
+# variant -> (gradient_surgery, surgery_level); "raw encoder" is the bare BERT forward + backward.
+VARIANTS = {
+    "raw encoder": None,
+    "none": ("none", "parameters"),
+    "mtrec": ("mtrec", "parameters"),
+    "pcgrad": ("pcgrad", "parameters"),
+    "mtrec, representations": ("mtrec", "representations"),
+}
 ENCODERS = {
     "full": ("all-MiniLM-L6-v2 (6 layers, hidden 384)", None),
     "small": ("all-MiniLM-L6-v2 cut to 2 layers", 2),
@@ -109,18 +119,24 @@ def dedup_stats(
     return out
 
 
-def make_trainers(encoder: str, layers: int | None, corpus, work_dir: str, seed: int) -> dict:
-    trainers = {}
-    for mode in MODES:
-        torch.manual_seed(seed)  # same head initialisation in every mode
+def make_steps(encoder: str, layers: int | None, corpus, work_dir: str, seed: int) -> dict:
+    """variant -> a function that runs one training step (or the raw encoder pass) on a batch."""
+    steps = {}
+    for variant, setting in VARIANTS.items():
+        torch.manual_seed(seed)  # same head initialisation in every variant
         model = MTRecModel.from_pretrained_encoder(
             encoder,
             encoder_kwargs={"num_hidden_layers": layers} if layers else None,
             id2category={i: c for c, i in corpus.category2id.items()},
         )
+        if setting is None:
+            steps[variant] = _raw_encoder_step(model.news_encoder.train())
+            continue
+        mode, level = setting
         args = MTRecTrainingArguments(
-            output_dir=os.path.join(work_dir, f"out-{mode}"),
+            output_dir=os.path.join(work_dir, f"out-{mode}-{level}"),
             gradient_surgery=mode,
+            surgery_level=level,
             aux_weight=0.3,
             report_to=[],
             use_cpu=True,
@@ -130,28 +146,43 @@ def make_trainers(encoder: str, layers: int | None, corpus, work_dir: str, seed:
         trainer = MTRecTrainer(model=model, args=args, train_dataset=corpus.train, data_collator=lambda x: x)
         # set by the training loop; we call training_step directly
         trainer.current_gradient_accumulation_steps = 1
-        trainers[mode] = trainer
-    return trainers
+        steps[variant] = _trainer_step(trainer)
+    return steps
 
 
-def time_steps(trainers: dict, batches: list, warmup: int, repeats: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {mode: [] for mode in trainers}
-    paired: dict[str, list[float]] = {mode: [] for mode in trainers}  # per (round, batch): t_mode / t_none
-    modes = list(trainers)
+def _raw_encoder_step(encoder):
+    def step(batch):
+        encoder.zero_grad(set_to_none=True)
+        hidden = encoder(input_ids=batch["news_input_ids"], attention_mask=batch["news_attention_mask"])
+        hidden.last_hidden_state.pow(2).mean().backward()
+
+    return step
+
+
+def _trainer_step(trainer):
+    def step(batch):
+        trainer.model.zero_grad(set_to_none=True)
+        trainer.training_step(trainer.model, dict(batch))
+
+    return step
+
+
+def time_steps(steps: dict, batches: list, warmup: int, repeats: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    paired: dict[str, list[float]] = {name: [] for name in steps}  # per (round, batch): t / t_none
+    names = list(steps)
     for round_ in range(warmup + repeats):
         for b, batch in enumerate(batches):
-            shift = (round_ * len(batches) + b) % len(modes)
+            shift = (round_ * len(batches) + b) % len(names)
             this_round = {}
-            for mode in modes[shift:] + modes[:shift]:  # rotated order: no mode always runs first
-                trainer = trainers[mode]
-                trainer.model.zero_grad(set_to_none=True)
+            for name in names[shift:] + names[:shift]:  # rotated order: no variant always runs first
                 start = time.perf_counter()
-                trainer.training_step(trainer.model, dict(batch))
-                this_round[mode] = time.perf_counter() - start
+                steps[name](batch)
+                this_round[name] = time.perf_counter() - start
             if round_ >= warmup:
-                for mode, seconds in this_round.items():
-                    times[mode].append(seconds)
-                    paired[mode].append(seconds / this_round["none"])
+                for name, seconds in this_round.items():
+                    times[name].append(seconds)
+                    paired[name].append(seconds / this_round["none"])
     return {"times": times, "paired": paired}
 
 
@@ -212,23 +243,29 @@ def main() -> None:
         "**The ratios to `none` are the figure to trust**: this machine is shared and noisy, so absolute "
         "seconds move from run to run; a load spike hits all modes of a round alike.",
         "",
-        "| encoder | mode | median step (s) | min (s) | ratio of medians to `none` | median paired ratio to `none` |",
-        "|---|---|---:|---:|---:|---:|",
+        "| encoder | variant | median step (s) | min (s) | ratio of medians to `none` | median paired ratio "
+        "to `none` | overhead over raw encoder |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     models = ["small"] if args.small else ["full", "small"]
     for name in models:
         label, layers = ENCODERS[name]
-        trainers = make_trainers(encoder, layers, synthetic, work_dir, args.seed)
-        result = time_steps(trainers, batches, args.warmup, args.repeats)
+        steps = make_steps(encoder, layers, synthetic, work_dir, args.seed)
+        result = time_steps(steps, batches, args.warmup, args.repeats)
         base = statistics.median(result["times"]["none"])
-        for mode in MODES:
-            med = statistics.median(result["times"][mode])
+        raw = statistics.median(result["times"]["raw encoder"])
+        for variant in VARIANTS:
+            med = statistics.median(result["times"][variant])
+            overhead = "" if variant == "raw encoder" else f"{100 * (med / raw - 1):+.0f}%"
             lines.append(
-                f"| {label} | {mode} | {med:.3f} | {min(result['times'][mode]):.3f} | {med / base:.2f} | "
-                f"{statistics.median(result['paired'][mode]):.2f} |"
+                f"| {label} | {variant} | {med:.3f} | {min(result['times'][variant]):.3f} | {med / base:.2f} | "
+                f"{statistics.median(result['paired'][variant]):.2f} | {overhead} |"
             )
             print(lines[-1], flush=True)
-        del trainers
+        exact = statistics.median(result["times"]["mtrec"])
+        cheap = statistics.median(result["times"]["mtrec, representations"])
+        lines.append(f"| {label} | exact / cheap surgery (mtrec) | | | {exact / cheap:.2f} | | |")
+        del steps
 
     lines += [
         "",
