@@ -64,6 +64,11 @@ __all__ = [
 ]
 
 _CACHE_FORMAT = "mtrec-news-vectors/1"
+# Config entries that do not change the news vectors (bookkeeping; a save/load round trip fills in `dtype`).
+_CONFIG_KEYS_WITHOUT_EFFECT = frozenset(
+    {"dtype", "torch_dtype", "transformers_version", "architectures", "name_or_path", "return_dict",
+     "output_hidden_states", "output_attentions", "use_cache", "id2label", "label2id"}
+)
 
 
 class StaleCacheError(ValueError):
@@ -81,7 +86,12 @@ def news_encoder_fingerprint(model: MTRecModel) -> str:
     training against the trained model; it costs ~0.1 s for a 6-layer MiniLM.
     """
     hasher = hashlib.sha256()
-    hasher.update(model.news_encoder.config.to_json_string(use_diff=False).encode())
+    config = {
+        key: value
+        for key, value in model.news_encoder.config.to_dict().items()
+        if not key.startswith("_") and key not in _CONFIG_KEYS_WITHOUT_EFFECT
+    }
+    hasher.update(json.dumps(config, sort_keys=True, default=str).encode())
     for name, tensor in sorted(model.news_encoder.state_dict().items()):
         hasher.update(name.encode())
         hasher.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
