@@ -158,15 +158,18 @@ def main() -> None:
         # Leaderboard predictions and the news vector cache, from news vectors encoded once.
         cache = None
         if training_args.do_predict:
+            if not (script_args.test_dir or dev_dir):
+                raise ValueError("--do_predict needs --test_dir (or --dev_dir) to know which behaviors.tsv to rank")
             path, cache = write_mind_predictions(
                 trainer.model, tokenizer, script_args.test_dir or dev_dir, training_args.output_dir,
                 batch_size=training_args.per_device_eval_batch_size, lenient=script_args.lenient,
             )
             logger.info("Wrote MIND predictions to %s", path)
         if script_args.news_cache:
-            cache = cache or NewsVectorCache.from_model(
-                trainer.model, data.news, batch_size=training_args.per_device_eval_batch_size
-            )
+            if cache is None:
+                cache = NewsVectorCache.from_model(
+                    trainer.model, data.news, batch_size=training_args.per_device_eval_batch_size
+                )
             cache.save(os.path.join(training_args.output_dir, "news_vectors.safetensors"))
 
 

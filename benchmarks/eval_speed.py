@@ -23,7 +23,8 @@ has ~1.7 impressions per news of its news.tsv (73k / 42k); the default here, 2,0
 is below that, so the measured speed-up is, if anything, smaller than on MIND itself, where it grows with the
 number of impressions per news.
 
-The table also checks that both paths give the same AUC / MRR / nDCG@5 / nDCG@10.
+The table also checks that the paths give the same AUC / MRR / nDCG@5 / nDCG@10, and measures how far the
+length-sorted cache's float32 rounding moves the scores (see `fast_evaluate`'s NOTE).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import datasets  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
@@ -49,7 +51,7 @@ from transformers import AutoTokenizer  # noqa: E402
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments  # noqa: E402
 from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind  # noqa: E402
 from modeling_mtrec.data.synthetic import simulate_mind_behaviors  # noqa: E402
-from modeling_mtrec.inference import NewsVectorCache, fast_evaluate  # noqa: E402
+from modeling_mtrec.inference import NewsVectorCache, fast_evaluate, impression_scores  # noqa: E402
 from modeling_mtrec.offline import default_encoder_path  # noqa: E402
 
 MIND_SAMPLE = "/work/shared/data/mind_sample/news.tsv"
@@ -151,15 +153,34 @@ def main() -> None:
         start = time.perf_counter()
         scored = fast_evaluate(model, corpus.news, impressions, batch_size=args.eval_batch_size, cache=cache)
         scoring_seconds = time.perf_counter() - start
+        # Bit-exact variant: every title padded to the longest, as in the slow path's (large) batches.
+        start = time.perf_counter()
+        exact_cache = NewsVectorCache.from_model(
+            model, corpus.news, batch_size=args.eval_batch_size, sort_by_length=False
+        )
+        exact = fast_evaluate(model, corpus.news, impressions, batch_size=args.eval_batch_size, cache=exact_cache)
+        exact_seconds = time.perf_counter() - start
         slow = evaluate_with_trainer(model, corpus, tokenizer, False, args.eval_batch_size, work_dir, impressions)
+        # How far float32 rounding moves the scores, against how close the candidates of an impression are.
+        sorted_scores = impression_scores(model, None, impressions, cache=cache)
+        exact_scores = impression_scores(model, None, impressions, cache=exact_cache)
+        rounding = max(float(np.abs(a - b).max()) for a, b in zip(sorted_scores, exact_scores))
+        swapped = sum(
+            not np.array_equal(np.argsort(-a, kind="stable"), np.argsort(-b, kind="stable"))
+            for a, b in zip(sorted_scores, exact_scores)
+        )
+        gaps = [float(np.diff(np.sort(b)).min()) for b in exact_scores if b.size > 1]
+        score_scale = float(np.abs(np.concatenate(exact_scores)).mean())
         encoded, mentions = slow_path_encodings(corpus, args.eval_batch_size)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)  # the simulated corpus holds licensed MIND titles
 
     n = len(impressions)
     speedup = slow["seconds"] / fast["seconds"]
-    diffs = {name: abs(fast[name] - slow[name]) for name in METRICS}
-    agree = all(d <= 1e-6 for d in diffs.values()) and fast["num_impressions"] == slow["num_impressions"]
+
+    def largest_diff(metrics: dict) -> float:
+        return max(abs(metrics[name] - slow[name]) for name in METRICS)
+
     encoder_name = f"all-MiniLM-L6-v2 cut to {args.layers} layer(s)" if args.layers < 6 else "all-MiniLM-L6-v2"
     lines = [
         "# Evaluation speed: fast path (news encoded once) vs the Trainer's prediction loop",
@@ -182,6 +203,9 @@ def main() -> None:
         f"| {len(corpus.news):,} | {fast['seconds']:.1f} | {n / fast['seconds']:.1f} | **{speedup:.1f}x** |",
         f"| fast, cache already built (`fast_evaluate(..., cache=...)`) | nothing | 0 | {scoring_seconds:.2f} "
         f"| {n / scoring_seconds:.0f} | {slow['seconds'] / scoring_seconds:.0f}x |",
+        f"| fast, bit-exact cache (`from_model(..., sort_by_length=False)` + `fast_evaluate`) | every news once, "
+        f"padded to the longest | {len(corpus.news):,} | {exact_seconds:.1f} | {n / exact_seconds:.1f} "
+        f"| {slow['seconds'] / exact_seconds:.1f}x |",
         "",
         f"Building the cache alone (`NewsVectorCache.from_model`, {len(corpus.news):,} news, length-sorted batches "
         f"of {args.eval_batch_size}): {cache_seconds:.1f} s. The impressions mention {mentions:,} news "
@@ -195,11 +219,22 @@ def main() -> None:
         *(
             f"| {label} | {m['auc']:.6f} | {m['mrr']:.6f} | {m['ndcg@5']:.6f} | {m['ndcg@10']:.6f} | "
             f"{m['num_impressions']} |"
-            for label, m in (("slow", slow), ("fast", fast), ("fast, cache given", scored))
+            for label, m in (
+                ("slow", slow), ("fast (default)", fast), ("fast, cache given", scored), ("fast, bit-exact cache", exact)
+            )
         ),
         "",
-        f"Largest |fast - slow| over the four metrics: {max(diffs.values()):.2e} "
-        f"({'agree within 1e-6' if agree else 'DISAGREE beyond 1e-6'}).",
+        f"Largest |fast - slow| over the four metrics: default fast path {largest_diff(fast):.2e}, "
+        f"bit-exact cache {largest_diff(exact):.2e}.",
+        "",
+        f"Why the default fast path can differ in the 5th decimal: its length-sorted batches pad titles to other "
+        f"widths than the slow path's batches, which moves scores by float32 rounding: at most {rounding:.2e} here "
+        f"(scores average {score_scale:.1f} in magnitude). With this untrained user encoder the scores of one "
+        f"impression's candidates are tightly bunched (smallest gap within an impression: median "
+        f"{np.median(gaps):.1e}, minimum {min(gaps):.1e}; {sum(g <= rounding for g in gaps)} of {n} impressions "
+        f"have two candidates closer than the rounding), and {swapped} of {n} impressions rank their candidates "
+        "differently under the two caches. Padding every title to the longest "
+        "(`sort_by_length=False`) reproduces the slow path's scores bit for bit, at the cost shown above.",
         "",
     ]
     text = "\n".join(lines)

@@ -56,6 +56,7 @@ __all__ = [
     "StaleCacheError",
     "encode_titles",
     "fast_evaluate",
+    "impression_scores",
     "news_encoder_fingerprint",
     "predict_ranks",
     "ranks_from_scores",
@@ -105,23 +106,32 @@ def _pad_token_id(model: MTRecModel) -> int:
 
 @torch.no_grad()
 def _encode_token_lists(
-    model: MTRecModel, token_lists: Sequence[Sequence[int]], batch_size: int, device: torch.device
+    model: MTRecModel,
+    token_lists: Sequence[Sequence[int]],
+    batch_size: int,
+    device: torch.device,
+    sort_by_length: bool = True,
 ) -> torch.Tensor:
     """[CLS] vectors of unpadded token id lists, in input order. (N lists) -> (N, D) float32 on CPU.
 
-    The lists are encoded sorted by length so that a batch pads to nearly its own length: titles vary from a
-    few to `max_title_length` tokens, and padding to the longest title of a random batch wastes up to half of
-    BERT's work. Padded positions are masked, so the order changes the vectors only by float rounding
-    (tests check 1e-6).
+    With `sort_by_length` the lists are encoded sorted by length so that a batch pads to nearly its own length:
+    titles vary from a few to `max_title_length` tokens, and padding every title to the longest wastes up to
+    half of BERT's work. Padded positions are masked, so the padding width changes a vector only by float32
+    rounding (~1e-7 relative: other matrix shapes, other summation order). Without it, every batch is padded to
+    the longest title of all, as the slow path's batches nearly always are (a batch of a thousand titles holds
+    one of `max_title_length` tokens), which reproduces the slow path's vectors bit for bit in that case.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pad = _pad_token_id(model)
-    order = sorted(range(len(token_lists)), key=lambda i: len(token_lists[i]))
+    order = list(range(len(token_lists)))
+    longest = max((len(tokens) for tokens in token_lists), default=0)
+    if sort_by_length:
+        order.sort(key=lambda i: len(token_lists[i]))
     out = torch.zeros(len(token_lists), model.config.hidden_size, dtype=torch.float32)  # (N, D)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        width = max(len(token_lists[i]) for i in rows)
+        width = max(len(token_lists[i]) for i in rows) if sort_by_length else longest
         if width == 0:
             raise ValueError(f"news {rows[0]} has no tokens (an empty title still has [CLS] [SEP])")
         ids = torch.full((len(rows), width), pad, dtype=torch.long)  # (b, L)
@@ -238,11 +248,14 @@ class NewsVectorCache:
         *,
         batch_size: int = 256,
         device: str | torch.device | None = None,
+        sort_by_length: bool = True,
     ) -> NewsVectorCache:
         """Encodes every row of a tokenised news table (`tokenize_news` / `MINDCorpus.news`) once.
 
         Row i of the cache is row i of `news`. The ids come from its ``news_id`` column; a table without one
-        (e.g. built by hand) gets the row numbers as ids (``"0"``, ``"1"``, ...).
+        (e.g. built by hand) gets the row numbers as ids (``"0"``, ``"1"``, ...). `sort_by_length` (default)
+        batches titles of similar length, about twice as fast; ``False`` pads every title to the longest one,
+        which reproduces the slow path's float rounding exactly (see `_encode_token_lists`).
         """
         if "input_ids" not in news.column_names:
             raise ValueError(f"the news table lacks input_ids (has {news.column_names}); build it with tokenize_news")
@@ -250,7 +263,9 @@ class NewsVectorCache:
         table = news.select_columns(columns).with_format(None)[:]
         news_ids = table.get("news_id") or [str(row) for row in range(len(table["input_ids"]))]
         with _EvalMode(model):
-            vectors = _encode_token_lists(model, table["input_ids"], batch_size, _model_device(model, device))
+            vectors = _encode_token_lists(
+                model, table["input_ids"], batch_size, _model_device(model, device), sort_by_length
+            )
         return cls(
             news_ids,
             vectors,
@@ -284,6 +299,8 @@ class NewsVectorCache:
         """Adds (or overwrites) news vectors. (len(news_ids), D)."""
         if vectors.ndim != 2 or vectors.shape != (len(news_ids), self.hidden_size):
             raise ValueError(f"vectors must be ({len(news_ids)}, {self.hidden_size}), got {tuple(vectors.shape)}")
+        if len(set(news_ids)) != len(news_ids):
+            raise ValueError("news ids passed to one add() call must be distinct")
         vectors = vectors.detach().to("cpu", torch.float32)
         fresh: list[int] = []
         for i, news_id in enumerate(news_ids):
@@ -429,6 +446,36 @@ def _score_rows(
     return scores
 
 
+def impression_scores(
+    model: MTRecModel,
+    news: Dataset | None,
+    impressions: Dataset,
+    *,
+    batch_size: int = 256,
+    cache: NewsVectorCache | None = None,
+    device: str | torch.device | None = None,
+) -> list[np.ndarray]:
+    """Click scores of every impression's candidates (one float32 array per impression, candidate order).
+
+    Arguments as `fast_evaluate`, which ranks these scores; ``impressions`` needs ``history`` and
+    ``candidates`` (rows of `news`).
+    """
+    device = _model_device(model, device)
+    if cache is None:
+        if news is None:
+            raise ValueError("impression_scores needs the news table or a cache")
+        vectors = NewsVectorCache.from_model(model, news, batch_size=batch_size, device=device).vectors
+    else:
+        vectors = cache.vectors if news is None else cache.aligned_to(news)
+    table = impressions.select_columns(["history", "candidates"]).with_format(None)[:]
+    num_news = vectors.shape[0]
+    for column in ("history", "candidates"):
+        top = max((max(r) for r in table[column] if r), default=-1)
+        if top >= num_news:
+            raise ValueError(f"impression {column} row {top} is out of range for {num_news} news vectors")
+    return _score_rows(model, vectors, table["history"], table["candidates"], batch_size, device)
+
+
 def fast_evaluate(
     model: MTRecModel,
     news: Dataset | None,
@@ -441,8 +488,14 @@ def fast_evaluate(
     """MIND metrics of `model` over `build_eval_impressions` rows, from news vectors encoded once.
 
     Same numbers as the slow path (`MTRecTrainer` with ``fast_eval=False``): the same impressions, the same
-    scores up to float rounding, and the same metric functions (`impression_metrics`); impressions without
+    scores up to float32 rounding, and the same metric functions (`impression_metrics`); impressions without
     a click or a non-click are skipped and counted alike.
+
+    NOTE: the cache's length-sorted batches pad titles to other widths than the slow path's batches, which
+    changes scores by float32 rounding (~1e-7 relative). Two candidates whose scores are closer than that (an
+    untrained model can score many candidates within 1e-5 of each other) may then swap ranks, moving a metric
+    in its 5th decimal; build the cache with ``NewsVectorCache.from_model(..., sort_by_length=False)`` to
+    reproduce the slow path bit for bit (about 2.5x slower to build; see benchmarks/results/eval_speed.md).
 
     Args:
         model: an `MTRecModel`; put in eval mode for the call, its previous mode restored afterwards.
@@ -459,21 +512,8 @@ def fast_evaluate(
         ``{"auc", "mrr", "ndcg@5", "ndcg@10", "num_impressions", "num_skipped_impressions"}``, as
         `impression_metrics` (no loss: the auxiliary losses need per-token states that the cache does not keep).
     """
-    device = _model_device(model, device)
-    if cache is None:
-        if news is None:
-            raise ValueError("fast_evaluate needs the news table or a cache")
-        vectors = NewsVectorCache.from_model(model, news, batch_size=batch_size, device=device).vectors
-    else:
-        vectors = cache.vectors if news is None else cache.aligned_to(news)
-    table = impressions.select_columns(["history", "candidates", "labels"]).with_format(None)[:]
-    num_news = vectors.shape[0]
-    for column in ("history", "candidates"):
-        top = max((max(r) for r in table[column] if r), default=-1)
-        if top >= num_news:
-            raise ValueError(f"impression {column} row {top} is out of range for {num_news} news vectors")
-    scores = _score_rows(model, vectors, table["history"], table["candidates"], batch_size, device)
-    return impression_metrics(table["labels"], scores)
+    scores = impression_scores(model, news, impressions, batch_size=batch_size, cache=cache, device=device)
+    return impression_metrics(impressions.select_columns(["labels"]).with_format(None)[:]["labels"], scores)
 
 
 # --------------------------------------------------------------------------------- leaderboard predictions

@@ -312,7 +312,8 @@ class MTRecTrainer(Trainer):
             return None
         if getattr(getattr(self, "data_collator", None), "news", None) is None:
             return None
-        if self.args.load_best_model_at_end and self.args.metric_for_best_model in (None, "loss", "eval_loss"):
+        best = self.args.metric_for_best_model
+        if best in ("loss", "eval_loss") or (best is None and self.args.load_best_model_at_end):
             return None
         if self.accelerator.distributed_type not in _SUPPORTED_DISTRIBUTED:
             return None

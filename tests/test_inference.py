@@ -101,6 +101,18 @@ def test_fast_evaluate_equals_slow_path(setup, tmp_path):
         assert direct[name] == pytest.approx(slow[f"eval_{name}"], abs=1e-6), name
 
 
+def test_trainer_falls_back_to_slow_path_when_a_loss_is_needed(setup, tmp_path):
+    _, tokenizer, corpus, model = setup
+    few = corpus.eval.select(range(4))
+    trainer = trainer_for(model, corpus, tokenizer, tmp_path, fast=True)
+    assert "eval_loss" not in trainer.evaluate(few)
+    trainer.args.metric_for_best_model = "loss"  # the fast path has no eval_loss to select a checkpoint by
+    assert "eval_loss" in trainer.evaluate(few)
+    trainer.args.metric_for_best_model = None
+    trainer.compute_metrics = lambda eval_pred: {"custom": 1.0}  # only the slow path can call it
+    assert trainer.evaluate(few)["eval_custom"] == 1.0
+
+
 def test_fast_evaluate_restores_training_mode(setup):
     _, _, corpus, model = setup
     model.train()
