@@ -60,6 +60,16 @@ def synthetic_model(tokenizer, category2id: dict[str, int]) -> MTRecModel:
     return MTRecModel(config).eval()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a loaded 2-core machine two spinning threads made a
+    50 ms test take 11 s; the previous setting is restored for the other test modules."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Small synthetic corpus (40 dev impressions, 180 news, some empty histories) and a tiny model."""
