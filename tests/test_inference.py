@@ -123,6 +123,25 @@ def test_trainer_falls_back_to_slow_path_when_a_loss_is_needed(setup, tmp_path):
     assert trainer.evaluate(few)["eval_custom"] == 1.0
 
 
+def test_fast_evaluation_during_training(setup, tmp_path):
+    """eval_strategy="steps" goes through the fast path and hands the model back in training mode."""
+    _, tokenizer, corpus, _ = setup
+    model = synthetic_model(tokenizer, corpus.category2id)
+    args = MTRecTrainingArguments(
+        output_dir=str(tmp_path), report_to=[], use_cpu=True, per_device_train_batch_size=4, max_steps=2,
+        eval_strategy="steps", eval_steps=1, save_strategy="no", disable_tqdm=True,
+    )
+    collator = MTRecCollator(corpus.news, num_negatives=2, pad_token_id=tokenizer.pad_token_id)
+    trainer = MTRecTrainer(
+        model=model, args=args, train_dataset=corpus.train, eval_dataset=corpus.eval.select(range(8)),
+        data_collator=collator,
+    )
+    trainer.train()
+    evaluations = [entry for entry in trainer.state.log_history if "eval_auc" in entry]
+    assert len(evaluations) == 2 and all("eval_loss" not in entry for entry in evaluations)
+    assert model.training
+
+
 def test_fast_evaluate_restores_training_mode(setup):
     _, _, corpus, model = setup
     model.train()
@@ -265,6 +284,14 @@ def test_write_mind_predictions_from_folder(setup, tmp_path):
     lines = (tmp_path / "prediction.txt").read_text().splitlines()
     behaviors = read_behaviors(Path(dirs["dev"]) / "behaviors.tsv")
     assert [line.split()[0] for line in lines] == behaviors["impression_id"]
+    # MIND's unlabelled test split: same folder without the -1/-0 suffixes, same predictions.
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    (test_dir / "news.tsv").write_bytes((Path(dirs["dev"]) / "news.tsv").read_bytes())
+    labelled = (Path(dirs["dev"]) / "behaviors.tsv").read_text()
+    (test_dir / "behaviors.tsv").write_text(re.sub(r"-[01]\b", "", labelled))
+    write_mind_predictions(model, tokenizer, test_dir, test_dir, zip_file=False, cache=cache)
+    assert (test_dir / "prediction.txt").read_text().splitlines() == lines
     # Encoding raw titles gives the tokenised table's vectors: the cache agrees with from_model.
     table_cache = NewsVectorCache.from_model(model, corpus.news)
     torch.testing.assert_close(cache.lookup(cache.news_ids), table_cache.lookup(cache.news_ids), atol=1e-5, rtol=0)
