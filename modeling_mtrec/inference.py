@@ -29,7 +29,7 @@ import json
 import logging
 import os
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ImpressionPrediction",
     "MTRecRecommender",
     "NewsTitle",
     "NewsVectorCache",
@@ -59,6 +60,7 @@ __all__ = [
     "impression_scores",
     "news_encoder_fingerprint",
     "predict_ranks",
+    "Recommendation",
     "ranks_from_scores",
     "write_mind_predictions",
     "write_prediction_file",
@@ -703,7 +705,7 @@ class Recommendation:
     scores: np.ndarray
     ranking: np.ndarray
 
-    def __iter__(self):  # unpacks as (scores, ranking)
+    def __iter__(self) -> Iterator[np.ndarray]:  # unpacks as (scores, ranking)
         return iter((self.scores, self.ranking))
 
 
