@@ -19,6 +19,9 @@ get no category label and are counted in the load report):
 
 The output folder loads with `AutoModel.from_pretrained(output_dir)` once `modeling_mtrec` is imported, holds
 the tokenizer and a model card, and `dev_metrics.json` (AUC, MRR, nDCG@5, nDCG@10 over dev impressions).
+With `--do_predict [--test_dir MINDsmall_test]` it also writes the leaderboard's `prediction.txt` and
+`prediction.zip`, and with `--news_cache` the news vectors as `news_vectors.safetensors` (see
+`modeling_mtrec.inference`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from transformers import AutoTokenizer, HfArgumentParser, set_seed
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
 from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind
+from modeling_mtrec.inference import NewsVectorCache, write_mind_predictions
 from modeling_mtrec.offline import default_encoder_path
 
 logger = logging.getLogger("train_mtrec")
@@ -60,6 +64,14 @@ class MTRecScriptArguments:
     lenient: bool = field(default=False, metadata={"help": "Skip and count malformed rows instead of failing."})
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic corpus."})
     synthetic_users: int = field(default=150, metadata={"help": "Training users of the synthetic corpus."})
+    test_dir: str | None = field(
+        default=None, metadata={"help": "MIND folder to write prediction.txt/.zip for with --do_predict "
+                                        "(the unlabelled test split or a dev split). Default: the dev folder."}
+    )
+    news_cache: bool = field(
+        default=False, metadata={"help": "Save the news vectors as news_vectors.safetensors in output_dir (the "
+                                         "--test_dir news with --do_predict, else the corpus news)."}
+    )
     report_untrained: bool = field(
         default=False, metadata={"help": "Also evaluate the model before training (dev_metrics_untrained.json), "
                                          "so the gain from training is measured on the same dev set."}
@@ -143,6 +155,22 @@ def main() -> None:
         dataset = "synthetic-mind" if script_args.train_dir is None else os.path.basename(os.path.normpath(dev_dir or train_dir))
         trainer.create_model_card(dataset=dataset)
         logger.info("Saved model, tokenizer, model card and dev_metrics.json to %s", training_args.output_dir)
+        # Leaderboard predictions and the news vector cache, from news vectors encoded once.
+        cache = None
+        if training_args.do_predict:
+            if not (script_args.test_dir or dev_dir):
+                raise ValueError("--do_predict needs --test_dir (or --dev_dir) to know which behaviors.tsv to rank")
+            path, cache = write_mind_predictions(
+                trainer.model, tokenizer, script_args.test_dir or dev_dir, training_args.output_dir,
+                batch_size=training_args.per_device_eval_batch_size, lenient=script_args.lenient,
+            )
+            logger.info("Wrote MIND predictions to %s", path)
+        if script_args.news_cache:
+            if cache is None:
+                cache = NewsVectorCache.from_model(
+                    trainer.model, data.news, batch_size=training_args.per_device_eval_batch_size
+                )
+            cache.save(os.path.join(training_args.output_dir, "news_vectors.safetensors"))
 
 
 if __name__ == "__main__":
