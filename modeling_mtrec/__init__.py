@@ -8,6 +8,7 @@ folder pushed to the Hub loads with `AutoModel.from_pretrained(repo_id, trust_re
 from transformers import AutoConfig, AutoModel
 
 from .configuration_mtrec import MTRecConfig
+from .inference import MTRecRecommender, NewsTitle, NewsVectorCache, fast_evaluate
 from .modeling_mtrec import MTRecModel, MTRecOutput, MTRecPreTrainedModel
 from .trainer import MTRecTrainer, MTRecTrainingArguments
 
@@ -21,6 +22,10 @@ __all__ = [
     "MTRecModel",
     "MTRecOutput",
     "MTRecPreTrainedModel",
+    "MTRecRecommender",
     "MTRecTrainer",
     "MTRecTrainingArguments",
+    "NewsTitle",
+    "NewsVectorCache",
+    "fast_evaluate",
 ]

@@ -170,6 +170,8 @@ class MTRecTrainer(Trainer):
     - `training_step`: the surgery modes need the two per-task gradients separately.
     - `log`: adds the task losses, the g_main/g_aux cosine and the share of conflicting steps to the training logs.
     - `create_model_card`: writes MTRec's model card instead of the generic Trainer card.
+    - `evaluate`: scores MIND impressions from news vectors encoded once (`inference.fast_evaluate`) instead of
+      re-encoding every news of every batch; falls back to `Trainer.evaluate` where that cannot apply.
     """
 
     def __init__(self, *args, **kwargs):

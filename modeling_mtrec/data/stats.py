@@ -25,6 +25,7 @@ KNOWN_REASONS: tuple[str, ...] = (
     "entity_offset_mismatch",  # an entity's surface form not found at its OccurrenceOffsets
     "unknown_category",  # a category missing from category2id (category_label = -100)
     "title_truncated_entities",  # an entity cut off by max_title_length
+    "impressions_without_known_candidate",  # prediction file: ranks 1..n in input order (inference.predict_ranks)
 )
 
 
