@@ -8,13 +8,20 @@ folder pushed to the Hub loads with `AutoModel.from_pretrained(repo_id, trust_re
 from transformers import AutoConfig, AutoModel
 
 from .configuration_mtrec import MTRecConfig
+from .configuration_two_tower import TwoTowerConfig
 from .modeling_mtrec import MTRecModel, MTRecOutput, MTRecPreTrainedModel
+from .modeling_two_tower import TwoTowerModel, TwoTowerOutput, TwoTowerPreTrainedModel
 from .trainer import MTRecTrainer, MTRecTrainingArguments
+from .trainer_two_tower import TwoTowerTrainer, TwoTowerTrainingArguments
 
 AutoConfig.register(MTRecConfig.model_type, MTRecConfig)
 AutoModel.register(MTRecConfig, MTRecModel)
 MTRecConfig.register_for_auto_class()
 MTRecModel.register_for_auto_class("AutoModel")
+AutoConfig.register(TwoTowerConfig.model_type, TwoTowerConfig)
+AutoModel.register(TwoTowerConfig, TwoTowerModel)
+TwoTowerConfig.register_for_auto_class()
+TwoTowerModel.register_for_auto_class("AutoModel")
 
 __all__ = [
     "MTRecConfig",
@@ -23,4 +30,10 @@ __all__ = [
     "MTRecPreTrainedModel",
     "MTRecTrainer",
     "MTRecTrainingArguments",
+    "TwoTowerConfig",
+    "TwoTowerModel",
+    "TwoTowerOutput",
+    "TwoTowerPreTrainedModel",
+    "TwoTowerTrainer",
+    "TwoTowerTrainingArguments",
 ]

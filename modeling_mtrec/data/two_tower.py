@@ -212,7 +212,7 @@ def build_retrieval_samples(
 
 def click_counts(samples: Dataset, num_items: int) -> np.ndarray:
     """How often each news row is the clicked item of `samples` (num_items,)."""
-    positives = samples.data.column("positive").to_numpy()
+    positives = np.asarray(samples.select_columns(["positive"]).to_dict()["positive"], dtype=np.int64)
     return np.bincount(positives, minlength=num_items)
 
 
