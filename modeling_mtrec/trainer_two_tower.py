@@ -40,6 +40,7 @@ class TwoTowerTrainer(Trainer):
 
     Overrides, and why:
     - `compute_loss`: passes the estimator's step t (`frequency_step`) in training, records L_main and L_self.
+    - `train`: resets the step bookkeeping at the start of every run.
     - `log`: adds the averages of L_main and L_self to the training logs.
     """
 
@@ -50,6 +51,11 @@ class TwoTowerTrainer(Trainer):
         self._micro = 0
         self._micro_of_step = -1
         self._base: int | None = None
+
+    def train(self, *args, **kwargs):
+        # Each run (fresh, resumed, or a second run on a trained model) re-derives `base` from the estimator.
+        self._base, self._micro_of_step = None, -1
+        return super().train(*args, **kwargs)
 
     def _frequency_step(self) -> int:
         if self.state.global_step != self._micro_of_step:
