@@ -28,8 +28,11 @@ NOTE: departures from / precisions of the papers.
   gradient accumulation this is the global step + 1. Without a supplied step the estimator counts forwards itself.
   The estimator is updated in training mode only; its state (A, B, hash parameters, last step) are buffers, saved
   with checkpoints and `save_pretrained`.
-- Yi et al. initialise A and B to 0 and update B with (t - A) on an item's first occurrence too; we keep that. An
-  estimate p = 1/B is clipped to at most 1 (B < 1 happens only in the first steps).
+- Yi et al. initialise A and B to 0 and apply the moving average from B = 0, so B stays below its target for the
+  first ~1/α occurrences of every item (with α = 0.01 and a run of a few hundred steps, p̂ stays clipped at 1 and
+  the correction does nothing: we measured exactly that). Here an item's first sighting (A = 0) sets B to its first
+  interval t - 0, a moving average started at its first sample; later sightings follow Alg. 2 exactly. p̂ = 1/B is
+  clipped to at most 1.
 - A masked feature and an absent one (a title without entities, a bag emptied by dropout) both get the feature's
   learned default embedding: both mean "no information about this feature".
 - Yao et al. combine one masking scheme with dropout; when several masking schemes are configured here, each item
@@ -107,6 +110,7 @@ class StreamingFrequencyEstimator(nn.Module):
 
     For hash function i and each distinct item y of the batch at step t:
         B_i[h_i(y)] <- (1 - α) B_i[h_i(y)] + α (t - A_i[h_i(y)]);   A_i[h_i(y)] <- t
+    except on a bucket's first sighting (A = 0), where B <- t (module NOTE).
     B estimates the number of steps between two occurrences of y, so p(y) = 1 / max_i B_i[h_i(y)] (a collision
     only shortens an interval, so the largest B is the least contaminated; Alg. 3).
     """
@@ -144,14 +148,19 @@ class StreamingFrequencyEstimator(nn.Module):
     def update(self, keys: torch.Tensor, step: int | torch.Tensor | None = None) -> None:
         """One step of Alg. 2 on the distinct `keys` (N,) seen at step t (default: the last step + 1)."""
         t = self.step + 1 if step is None else torch.as_tensor(step, dtype=torch.long, device=self.step.device)
+        if bool(t < 1):
+            raise ValueError(f"frequency estimator steps start at 1 (A = 0 marks an unseen bucket), got t={int(t)}")
         if bool(t <= self.step) and bool(self.step > 0):
             raise ValueError(f"frequency estimator steps must increase: got t={int(t)} after t={int(self.step)}")
         keys = torch.unique(keys)
         rows = torch.arange(self.num_hashes, device=keys.device)[:, None]  # (m, 1)
         cols = self.buckets(keys)  # (m, N)
         # Two keys colliding in one bucket read the same old A and B and write the same new values: one update.
-        gap = (t - self.last_seen[rows, cols]).float()  # (m, N)
-        self.interval[rows, cols] = (1 - self.learning_rate) * self.interval[rows, cols] + self.learning_rate * gap
+        last = self.last_seen[rows, cols]  # (m, N)
+        gap = (t - last).float()
+        # First sighting (A = 0): the first interval t - 0 is the initial estimate (see module NOTE).
+        rate = torch.where(last == 0, torch.ones_like(gap), torch.full_like(gap, self.learning_rate))
+        self.interval[rows, cols] = (1 - rate) * self.interval[rows, cols] + rate * gap
         self.last_seen[rows, cols] = t
         self.step.copy_(t)
 

@@ -136,13 +136,13 @@ def test_streaming_estimator_converges_to_known_frequencies():
 def test_streaming_estimator_update_rule_and_multi_hash_takes_largest_interval():
     estimator = StreamingFrequencyEstimator(num_buckets=8, num_hashes=2, learning_rate=0.5, seed=0)
     key = torch.tensor([123])
-    estimator.update(key, 4)  # B = 0.5 * 0 + 0.5 * (4 - 0) = 2
-    estimator.update(key, 6)  # B = 0.5 * 2 + 0.5 * (6 - 4) = 2
-    estimator.update(key, 12)  # B = 0.5 * 2 + 0.5 * (12 - 6) = 4
-    assert estimator.log_probability(key).item() == pytest.approx(-math.log(4.0))
+    estimator.update(key, 4)  # first sighting: B = 4 - 0 = 4
+    estimator.update(key, 6)  # B = 0.5 * 4 + 0.5 * (6 - 4) = 3
+    estimator.update(key, 12)  # B = 0.5 * 3 + 0.5 * (12 - 6) = 4.5
+    assert estimator.log_probability(key).item() == pytest.approx(-math.log(4.5))
     rows = estimator.buckets(key)[:, 0]
-    estimator.interval[0, rows[0]] = 1.5  # a collision in hash 0 shortened its interval: hash 1's 4 wins
-    assert estimator.log_probability(key).item() == pytest.approx(-math.log(4.0))
+    estimator.interval[0, rows[0]] = 1.5  # a collision in hash 0 shortened its interval: hash 1's 4.5 wins
+    assert estimator.log_probability(key).item() == pytest.approx(-math.log(4.5))
     with pytest.raises(ValueError, match="must increase"):
         estimator.update(key, 12)
 
@@ -156,8 +156,10 @@ def test_streaming_mode_updates_once_per_distinct_item_only_in_training():
     assert int(model.frequency_estimator.step) == 3
     row = batch["positive_index"][0]
     bucket = model.frequency_estimator.buckets(batch["item_key"][row][None])[:, 0]
-    # Item clicked twice in the batch: one update, B = 0.01 * (3 - 0).
-    torch.testing.assert_close(model.frequency_estimator.interval[[0, 1], bucket], torch.tensor([0.03, 0.03]))
+    # Item clicked twice in the batch: one update, the first sighting's B = 3 - 0; then one at t = 5.
+    torch.testing.assert_close(model.frequency_estimator.interval[[0, 1], bucket], torch.tensor([3.0, 3.0]))
+    model(**batch, frequency_step=5)
+    torch.testing.assert_close(model.frequency_estimator.interval[[0, 1], bucket], torch.tensor([2.99, 2.99]))
 
 
 # --------------------------------------------------------------------------------------------- augmentations
