@@ -151,7 +151,8 @@ def build_item_features(
         raise ValueError(f"max_entities and max_title_words must be >= 1, got {max_entities}, {max_title_words}")
     own_stats = stats is None
     stats = LoadStats() if stats is None else stats
-    columns = news.data.select(["news_id", "category", "subcategory", "title", "title_entities"]).to_pydict()
+    # to_dict (not .data) honours an indices mapping, e.g. the non-contiguous rows read_news_union keeps.
+    columns = news.select_columns(["news_id", "category", "subcategory", "title", "title_entities"]).to_dict()
     entity_rows = [[stable_key(e) for e in _entity_ids(t or "", stats)] for t in columns["title_entities"]]
     word_rows = [[stable_key(w) for w in title_words(t or "")] for t in columns["title"]]
     if text_embeds is not None:
