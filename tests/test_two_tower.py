@@ -445,3 +445,26 @@ def test_bad_inputs_raise_clear_errors():
         retrieve_then_rank(1, [0], make_model(), build_index(np.zeros((3, 8), dtype=np.float32)), items, None, [[1]] * 3)
     with pytest.raises(ValueError, match="k must be"):
         recall_at_k([[1]], [1], 0)
+
+
+def test_text_feature_is_a_sixth_maskable_feature(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    from modeling_mtrec.data import synthetic_tokenizer
+    from modeling_mtrec.data.two_tower import encode_titles
+
+    tokenizer = synthetic_tokenizer(str(tmp_path / "enc"))
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=16)).save_pretrained(tmp_path / "enc")
+    text = encode_titles(["stocks rally", "stocks rally today", ""], str(tmp_path / "enc"))
+    assert text.shape == (3, 8) and torch.isfinite(text).all()
+    items = tiny_items()
+    items.text_embeds = torch.randn(NUM_ITEMS, 8)
+    config = tiny_tt_config(text_embed_dim=8, ssl_augmentations=["correlated"],
+                            feature_mutual_information=feature_mutual_information(items))
+    assert config.feature_names[-1] == "text" and len(config.feature_mutual_information) == 6
+    out = make_model(config)(**tiny_batch(items, ssl=4))
+    assert torch.isfinite(out.loss)
+    with pytest.raises(ValueError, match="text_embeds"):
+        make_model(config)(**tiny_batch(tiny_items()))
