@@ -180,8 +180,9 @@ def latency(args) -> list[str]:
     ]
     for label, build, batch_s, single_s, recall in rows:
         lines.append(f"| {label} | {build} | {1000 * batch_s / args.queries:.3f} | {1000 * single_s:.2f} | {recall:.3f} |")
-    lines += ["", "Random vectors have no cluster structure, the hardest case for IVF/HNSW: recall on real item "
-              "vectors at the same settings is usually higher.", ""]
+    lines += ["", "Random vectors have no cluster structure, the hardest case for IVF/HNSW (trained item vectors, "
+              "which cluster, should do better at the same settings; not measured here). The machine was shared "
+              "with other jobs: compare rows of one table, not absolute times.", ""]
     return lines
 
 
