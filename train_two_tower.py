@@ -2,7 +2,7 @@
 MIND-format corpus, then evaluate Recall@10/50/100 of the dev clicks against the whole news corpus and export a
 faiss index of the item vectors.
 
-With no data arguments it generates the package's synthetic MIND-format corpus (offline, about a minute on CPU):
+With no data arguments it generates the package's synthetic MIND-format corpus (offline; ~20 s on 2 CPU cores):
 
     python train_two_tower.py --output_dir outputs/two-tower
 
