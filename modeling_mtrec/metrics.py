@@ -52,6 +52,7 @@ __all__ = [
     "mrr_score",
     "ndcg_score",
     "padded_impression_metrics",
+    "recall_at_k",
 ]
 
 
@@ -274,3 +275,24 @@ def load_mind_metric(**kwargs: Any) -> evaluate.EvaluationModule:
     import evaluate
 
     return evaluate.load(str(MIND_METRIC_DIR), **kwargs)
+
+
+def recall_at_k(ranked: Sequence[Sequence[int]], relevant: Sequence[Any], k: int) -> float:
+    """Mean over queries of |top-k of `ranked[i]` ∩ `relevant[i]`| / |`relevant[i]`|.
+
+    `ranked[i]` is query i's retrieved items, best first; `relevant[i]` its relevant items (an int or a
+    collection). With one relevant item per query (a held-out click) this is the hit rate at k.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if len(ranked) != len(relevant):
+        raise ValueError(f"{len(ranked)} ranked lists for {len(relevant)} relevant sets")
+    if len(ranked) == 0:
+        raise ValueError("recall_at_k needs at least one query")
+    total = 0.0
+    for items, wanted in zip(ranked, relevant):
+        wanted = {int(wanted)} if np.isscalar(wanted) else {int(w) for w in wanted}
+        if not wanted:
+            raise ValueError("every query needs at least one relevant item")
+        total += len(wanted.intersection(int(i) for i in list(items)[:k])) / len(wanted)
+    return total / len(ranked)

@@ -20,12 +20,12 @@ _CARD_NAME = "mtrec.md"
 _CARD_METRICS = (("auc", "roc_auc", "AUC"), ("mrr", "mrr", "MRR"), ("ndcg@5", "ndcg@5", "nDCG@5"), ("ndcg@10", "ndcg@10", "nDCG@10"))
 
 
-def card_template_path() -> Path:
+def card_template_path(name: str = _CARD_NAME) -> Path:
     """The packaged card in a wheel install, else the repository's `model_cards/` (editable install)."""
-    packaged = Path(__file__).parent / "model_cards" / _CARD_NAME
+    packaged = Path(__file__).parent / "model_cards" / name
     if packaged.is_file():
         return packaged
-    return Path(__file__).resolve().parent.parent / "model_cards" / _CARD_NAME
+    return Path(__file__).resolve().parent.parent / "model_cards" / name
 
 
 def render_model_card(config, metrics: dict[str, float] | None = None, dataset_name: str | None = None) -> ModelCard:
@@ -67,4 +67,44 @@ def write_model_card(
     path = Path(output_dir) / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     render_model_card(config, metrics=metrics, dataset_name=dataset_name).save(path)
+    return path
+
+
+_TWO_TOWER_CARD_NAME = "two_tower.md"
+# (metric key from retrieval.evaluate_retrieval, display name)
+_TWO_TOWER_CARD_METRICS = tuple(
+    (f"{prefix}recall@{k}", f"{label}Recall@{k}")
+    for prefix, label in (("", ""), ("tail_", "tail "), ("cold_", "cold "))
+    for k in (10, 50, 100)
+)
+
+
+def write_two_tower_model_card(
+    output_dir: str | os.PathLike, config, metrics: dict[str, float] | None = None, dataset_name: str | None = None
+) -> Path:
+    """Writes the two-tower retriever's README.md into `output_dir`; its `model-index` holds `metrics` (Recall@K
+    from `evaluate_retrieval`) or nothing, never figures this model did not obtain."""
+    card = ModelCard(card_template_path(_TWO_TOWER_CARD_NAME).read_text(encoding="utf-8"))
+    if dataset_name:
+        card.data.datasets = [dataset_name]
+    card.data.eval_results = None
+    if metrics:
+        card.data.model_name = card.data.model_name or "Two-tower retriever"
+        card.data.eval_results = [
+            EvalResult(
+                task_type="text-retrieval",
+                task_name="News retrieval",
+                dataset_type=dataset_name or "custom",
+                dataset_name=dataset_name or "custom MIND-format dev split",
+                dataset_split="dev",
+                metric_type=key,
+                metric_name=display,
+                metric_value=round(float(metrics[key]), 4),
+            )
+            for key, display in _TWO_TOWER_CARD_METRICS
+            if key in metrics and metrics[key] == metrics[key]  # NaN: empty slice
+        ]
+    path = Path(output_dir) / "README.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    card.save(path)
     return path

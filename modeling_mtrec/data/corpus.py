@@ -19,7 +19,7 @@ from .tokenization import tokenize_news
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MINDCorpus", "load_mind"]
+__all__ = ["MINDCorpus", "load_mind", "read_news_union"]
 
 
 @dataclass
@@ -41,6 +41,43 @@ class MINDCorpus:
     train: Dataset | None
     eval: Dataset | None
     stats: LoadStats
+
+
+def read_news_union(
+    news_paths: list[str | os.PathLike], *, lenient: bool = False, stats: LoadStats | None = None
+) -> tuple[Dataset, dict[str, int], list[str]]:
+    """Reads several ``news.tsv`` into one table: the first file's news first, then each later file's new ones.
+
+    A news id present in several files keeps its first row (MIND repeats the same news across splits; this is
+    expected, so it is logged as information, not counted as a problem).
+
+    Returns:
+        ``(news, news_index, categories)``: the raw news table (`read_news` columns), news id -> row, and the
+        sorted categories of the first file.
+    """
+    stats = LoadStats() if stats is None else stats
+    tables, news_index, categories = [], {}, None
+    for news_path in news_paths:
+        table = read_news(news_path, lenient=lenient, stats=stats)
+        ids = table.data.column("news_id").to_pylist()  # Arrow directly: datasets' Column iterates slowly
+        fresh = [row for row, news_id in enumerate(ids) if news_id not in news_index]
+        if len(fresh) < len(ids):
+            logger.info(
+                "%s: %d of %d news already read from an earlier split",
+                news_path,
+                len(ids) - len(fresh),
+                len(ids),
+            )
+            table = table.select(fresh)
+        for row in fresh:
+            news_index[ids[row]] = len(news_index)
+        tables.append(table)
+        if categories is None:
+            categories = sorted(table.unique("category"))
+    if not tables:
+        raise ValueError("read_news_union needs at least one news.tsv")
+    news = tables[0] if len(tables) == 1 else concatenate_datasets(tables)
+    return news, news_index, categories
 
 
 def load_mind(
@@ -78,25 +115,11 @@ def load_mind(
         name: split_files(folder) for name, folder in (("train", train_dir), ("eval", eval_dir)) if folder
     }
 
-    tables, news_index = [], {}
-    for news_path, _ in splits.values():
-        table = read_news(news_path, lenient=lenient, stats=stats)
-        ids = table.data.column("news_id").to_pylist()  # Arrow directly: datasets' Column iterates slowly
-        fresh = [row for row, news_id in enumerate(ids) if news_id not in news_index]
-        if len(fresh) < len(ids):
-            logger.info(
-                "%s: %d of %d news already read from an earlier split",
-                news_path,
-                len(ids) - len(fresh),
-                len(ids),
-            )
-            table = table.select(fresh)
-        for row in fresh:
-            news_index[ids[row]] = len(news_index)
-        tables.append(table)
-        if category2id is None:
-            category2id = {category: i for i, category in enumerate(sorted(table.unique("category")))}
-    news = tables[0] if len(tables) == 1 else concatenate_datasets(tables)
+    news, news_index, first_categories = read_news_union(
+        [news_path for news_path, _ in splits.values()], lenient=lenient, stats=stats
+    )
+    if category2id is None:
+        category2id = {category: i for i, category in enumerate(first_categories)}
     news = tokenize_news(
         news, tokenizer, max_title_length, category2id=category2id, stats=stats, cache_dir=cache_dir
     )

@@ -1,0 +1,434 @@
+"""Data for the two-tower retriever: hashed item features, one row per click, the SSL-drawing collator.
+
+Every categorical value (news id, category, subcategory, title-entity WikidataId, lower-cased title word, user id)
+becomes a stable non-negative 62-bit key (`stable_key`); the model hashes keys into its own bucket counts, so the
+features do not depend on the model's sizes and unseen (cold) news get features like any other. Multi-valued
+features are padded with -1.
+
+The news table and the behaviours are read with the MIND readers (`read_news_union`, `read_behaviors`); clicks
+become retrieval samples with `build_retrieval_samples`, which reuses the MIND sample builders' row lookup and
+history truncation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from datasets import Dataset, Features, List, Value
+
+from .corpus import read_news_union
+from .mind import (
+    _candidate_clicks,
+    _check_max_history_length,
+    _dataset,
+    _history_lists,
+    _iter_behaviors,
+    _RowLookup,
+    read_behaviors,
+    split_files,
+)
+from .stats import LoadStats
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ItemFeatures",
+    "RetrievalCorpus",
+    "TwoTowerCollator",
+    "build_item_features",
+    "build_retrieval_samples",
+    "click_counts",
+    "encode_titles",
+    "feature_mutual_information",
+    "load_retrieval_corpus",
+    "stable_key",
+    "static_log_q",
+    "title_words",
+]
+
+_KEY_MASK = (1 << 62) - 1
+_WORD = re.compile(r"[\w']+")
+_RETRIEVAL_FEATURES = Features({"user_key": Value("int64"), "history": List(Value("int32")), "positive": Value("int32")})
+
+
+def stable_key(value: str) -> int:
+    """A non-negative 62-bit key of `value`, the same in every process and run (unlike `hash`)."""
+    return int.from_bytes(hashlib.blake2b(value.encode("utf-8"), digest_size=8).digest(), "little") & _KEY_MASK
+
+
+def title_words(title: str) -> list[str]:
+    """Lower-cased words of a title (letters, digits, apostrophes), in order, repeats removed."""
+    return list(dict.fromkeys(_WORD.findall(title.lower())))
+
+
+def _entity_ids(title_entities: str, stats: LoadStats) -> list[str]:
+    if not title_entities.strip():
+        return []
+    try:
+        annotations = json.loads(title_entities)
+        if not isinstance(annotations, list):
+            raise ValueError
+    except ValueError:  # JSONDecodeError is a ValueError
+        stats["broken_entity_json"] += 1
+        return []
+    ids = [a.get("WikidataId") for a in annotations if isinstance(a, dict)]
+    return list(dict.fromkeys(i for i in ids if isinstance(i, str) and i))
+
+
+def _padded(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:
+    out = torch.full((len(rows), width), -1, dtype=torch.long)
+    for i, row in enumerate(rows):
+        row = row[:width]
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+@dataclass
+class ItemFeatures:
+    """Features of every news of a corpus, row-aligned with its news table.
+
+    Attributes:
+        item_key, category_key, subcategory_key (`torch.LongTensor` of shape `(num_items,)`): stable keys.
+        entity_keys (`torch.LongTensor` of shape `(num_items, max_entities)`): WikidataId keys, -1 = padding.
+        word_keys (`torch.LongTensor` of shape `(num_items, max_title_words)`): title-word keys, -1 = padding.
+        text_embeds (`torch.FloatTensor` of shape `(num_items, text_dim)`, *optional*): frozen title vectors.
+    """
+
+    item_key: torch.Tensor
+    category_key: torch.Tensor
+    subcategory_key: torch.Tensor
+    entity_keys: torch.Tensor
+    word_keys: torch.Tensor
+    text_embeds: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.item_key)
+
+    def rows(self, index: torch.Tensor | Sequence[int], prefix: str = "") -> dict[str, torch.Tensor]:
+        """The features of rows `index` as model inputs (keys prefixed with `prefix`, e.g. ``"ssl_"``)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        out = {
+            f"{prefix}item_key": self.item_key[index],
+            f"{prefix}category_key": self.category_key[index],
+            f"{prefix}subcategory_key": self.subcategory_key[index],
+            f"{prefix}entity_keys": self.entity_keys[index],
+            f"{prefix}word_keys": self.word_keys[index],
+        }
+        if self.text_embeds is not None:
+            out[f"{prefix}text_embeds"] = self.text_embeds[index]
+        return out
+
+
+def build_item_features(
+    news: Dataset,
+    *,
+    max_entities: int = 8,
+    max_title_words: int = 24,
+    text_embeds: torch.Tensor | np.ndarray | None = None,
+    stats: LoadStats | None = None,
+) -> ItemFeatures:
+    """Hashed features of every row of a `read_news` table (``news_id``, ``category``, ``subcategory``,
+    ``title``, ``title_entities``). Broken entity JSON is counted under ``broken_entity_json`` (no entities).
+
+    Args:
+        max_entities, max_title_words: widths of the padded multi-valued features (longer lists are cut).
+        text_embeds: (num_news, text_dim) precomputed title vectors of a frozen text encoder, row-aligned.
+    """
+    missing = [c for c in ("news_id", "category", "subcategory", "title", "title_entities") if c not in news.column_names]
+    if missing:
+        raise ValueError(f"the news table lacks column(s) {missing}; it has {news.column_names}")
+    if max_entities < 1 or max_title_words < 1:
+        raise ValueError(f"max_entities and max_title_words must be >= 1, got {max_entities}, {max_title_words}")
+    own_stats = stats is None
+    stats = LoadStats() if stats is None else stats
+    # to_dict (not .data) honours an indices mapping, e.g. the non-contiguous rows read_news_union keeps.
+    columns = news.select_columns(["news_id", "category", "subcategory", "title", "title_entities"]).to_dict()
+    entity_rows = [[stable_key(e) for e in _entity_ids(t or "", stats)] for t in columns["title_entities"]]
+    word_rows = [[stable_key(w) for w in title_words(t or "")] for t in columns["title"]]
+    if text_embeds is not None:
+        text_embeds = torch.as_tensor(text_embeds, dtype=torch.float32)
+        if text_embeds.ndim != 2 or len(text_embeds) != len(news):
+            raise ValueError(f"text_embeds must be (num_news={len(news)}, dim), got {tuple(text_embeds.shape)}")
+    if own_stats:
+        stats.log(logger, "build_item_features")
+
+    def keys(values: list[str | None]) -> torch.Tensor:
+        return torch.tensor([stable_key(v or "") for v in values], dtype=torch.long)
+
+    return ItemFeatures(
+        item_key=keys(columns["news_id"]),
+        category_key=keys(columns["category"]),
+        subcategory_key=keys(columns["subcategory"]),
+        entity_keys=_padded(entity_rows, max_entities),
+        word_keys=_padded(word_rows, max_title_words),
+        text_embeds=text_embeds,
+    )
+
+
+@torch.no_grad()
+def encode_titles(
+    titles: Sequence[str], encoder_name_or_path: str, *, batch_size: int = 256, max_length: int = 32
+) -> torch.Tensor:
+    """Frozen text-encoder vectors of titles: attention-masked mean of the last hidden states (the
+    sentence-transformers pooling of all-MiniLM-L6-v2). -> (num_titles, hidden) float32, computed once, offline."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(encoder_name_or_path)
+    encoder = AutoModel.from_pretrained(encoder_name_or_path).eval()
+    out = []
+    for start in range(0, len(titles), batch_size):
+        batch = tokenizer(
+            [t or "" for t in titles[start : start + batch_size]], padding=True, truncation=True,
+            max_length=max_length, return_tensors="pt",
+        )
+        hidden = encoder(**batch).last_hidden_state  # (B, L, H)
+        mask = batch["attention_mask"][..., None].to(hidden.dtype)  # (B, L, 1)
+        out.append((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))
+    return torch.cat(out).float()
+
+
+def build_retrieval_samples(
+    behaviors: Dataset,
+    news_index: dict[str, int],
+    max_history_length: int = 50,
+    stats: LoadStats | None = None,
+) -> Dataset:
+    """One row per click: ``user_key`` (int64, `stable_key` of the user id), ``history`` (list[int]: news rows,
+    oldest first, the most recent `max_history_length` known ones) and ``positive`` (int: the clicked news row).
+
+    Unlike `build_train_samples`, impressions without a non-click are kept (a retriever needs no impression
+    negatives). Unknown history / candidate ids are dropped and counted as in the MIND builders; impressions of
+    the unlabelled test split yield no row.
+    """
+    _check_max_history_length(max_history_length)
+    own_stats = stats is None
+    stats = LoadStats() if stats is None else stats
+    lookup = _RowLookup(news_index)
+    tables = []
+    for batch in _iter_behaviors(behaviors, ["user_id", "history", "candidates", "clicks"]):
+        history, _ = _history_lists(batch.column("history").combine_chunks(), lookup, max_history_length, stats)
+        parents, rows, clicks = _candidate_clicks(batch, lookup, stats)  # (num_candidates,) each
+        users = np.array([stable_key(u) for u in batch.column("user_id").to_pylist()], dtype=np.int64)
+        chosen = (rows >= 0) & (clicks == 1)
+        impression = parents[chosen]  # (num_rows,): each click's impression in the batch
+        tables.append(
+            pa.Table.from_arrays(
+                [pa.array(users[impression]), history.take(pa.array(impression)), pa.array(rows[chosen].astype(np.int32))],
+                schema=_RETRIEVAL_FEATURES.arrow_schema,
+            )
+        )
+    if own_stats:
+        stats.log(logger, "build_retrieval_samples")
+    if not tables:
+        tables = [pa.Table.from_pylist([], schema=_RETRIEVAL_FEATURES.arrow_schema)]
+    return _dataset(tables)
+
+
+def click_counts(samples: Dataset, num_items: int) -> np.ndarray:
+    """How often each news row is the clicked item of `samples` (num_items,)."""
+    positives = np.asarray(samples.select_columns(["positive"]).to_dict()["positive"], dtype=np.int64)
+    return np.bincount(positives, minlength=num_items)
+
+
+def static_log_q(counts: np.ndarray, batch_size: int) -> np.ndarray:
+    """log p_j of a static frequency table: p_j = 1 - (1 - f_j)^B, the probability that item j (click share f_j)
+    is among B clicks drawn independently. Never-clicked items get the probability of a single click (they never
+    appear as a training column, so only a finite value is needed)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    total = max(counts.sum(), 1.0)
+    share = np.maximum(counts, 1.0) / total
+    return np.log(-np.expm1(batch_size * np.log1p(-np.minimum(share, 1 - 1e-12)))).astype(np.float32)
+
+
+def _feature_values(items: ItemFeatures, text_bits: int, seed: int) -> list[list[np.ndarray]]:
+    """Per feature, per item, the array of values (keys); absent multi-valued features give [-1]."""
+    n = len(items)
+    single = [items.item_key, items.category_key, items.subcategory_key]
+    values: list[list[np.ndarray]] = [[np.array([v]) for v in t.tolist()] for t in single]
+    for multi in (items.entity_keys, items.word_keys):
+        rows = multi.numpy()
+        values.append([r[r >= 0] if (r >= 0).any() else np.array([-1]) for r in rows])
+    if items.text_embeds is not None:
+        # A continuous vector becomes a discrete value by random-hyperplane hashing (text_bits signs).
+        g = torch.Generator().manual_seed(seed)
+        planes = torch.randn(items.text_embeds.shape[1], text_bits, generator=g)
+        codes = ((items.text_embeds @ planes > 0).long() * (1 << torch.arange(text_bits))).sum(1)
+        values.append([np.array([c]) for c in codes.tolist()])
+    assert all(len(v) == n for v in values)
+    return values
+
+
+def _mutual_information(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """MI of two (possibly multi-valued) features: each item spreads weight 1 evenly over its value pairs."""
+    left, right, weight = [], [], []
+    for x, y in zip(a, b):
+        left.append(np.repeat(x, len(y)))
+        right.append(np.tile(y, len(x)))
+        weight.append(np.full(len(x) * len(y), 1.0 / (len(x) * len(y))))
+    left_codes = np.unique(np.concatenate(left), return_inverse=True)[1]
+    right_codes = np.unique(np.concatenate(right), return_inverse=True)[1]
+    weight = np.concatenate(weight)
+    pair = left_codes.astype(np.int64) * (right_codes.max() + 1) + right_codes
+    pair_codes, pair_index = np.unique(pair, return_inverse=True)
+    joint = np.bincount(pair_index, weights=weight) / weight.sum()  # p(x, y)
+    p_x = np.bincount(left_codes, weights=weight) / weight.sum()
+    p_y = np.bincount(right_codes, weights=weight) / weight.sum()
+    x_of, y_of = pair_codes // (right_codes.max() + 1), pair_codes % (right_codes.max() + 1)
+    return float(np.sum(joint * np.log(joint / (p_x[x_of] * p_y[y_of]))))
+
+
+def feature_mutual_information(
+    items: ItemFeatures, *, max_items: int = 20_000, text_bits: int = 8, seed: int = 0
+) -> list[list[float]]:
+    """(F, F) mutual information (nats) between the item features, computed offline from the item corpus, for
+    correlated feature masking (Yao et al. Sec. 3.2). Feature order: `TwoTowerConfig.feature_names`.
+
+    Multi-valued features contribute every value pair of an item, weighted so each item counts once. At most
+    `max_items` items (a seeded uniform subset) are used, which bounds the cost on MIND-large.
+    """
+    values = _feature_values(items, text_bits, seed)
+    if len(items) > max_items:
+        keep = np.random.default_rng(seed).choice(len(items), max_items, replace=False)
+        values = [[v[i] for i in keep] for v in values]
+    f = len(values)
+    mi = np.zeros((f, f))
+    for i in range(f):
+        for j in range(i, f):
+            mi[i, j] = mi[j, i] = _mutual_information(values[i], values[j])
+    return mi.round(6).tolist()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Corpus
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RetrievalCorpus:
+    """News of every split (train news first, then eval-only news, as `load_mind` orders them) and the clicks.
+
+    Attributes:
+        news (`Dataset`): raw news table (`read_news` columns).
+        news_index (`dict[str, int]`): news id -> row.
+        items (`ItemFeatures`): hashed features of every row.
+        train, eval (`Dataset` or `None`): `build_retrieval_samples` rows of each split.
+        train_counts (`np.ndarray`): training clicks per row (0 for cold news).
+        stats (`LoadStats`): everything skipped while loading.
+    """
+
+    news: Dataset
+    news_index: dict[str, int]
+    items: ItemFeatures
+    train: Dataset | None
+    eval: Dataset | None
+    train_counts: np.ndarray
+    stats: LoadStats = field(default_factory=LoadStats)
+
+
+def load_retrieval_corpus(
+    *,
+    train_dir: str | os.PathLike | None = None,
+    eval_dir: str | os.PathLike | None = None,
+    max_history_length: int = 50,
+    max_entities: int = 8,
+    max_title_words: int = 24,
+    lenient: bool = False,
+) -> RetrievalCorpus:
+    """Reads MIND-format train and/or eval folders into a `RetrievalCorpus` (rows as in `load_mind`)."""
+    if train_dir is None and eval_dir is None:
+        raise ValueError("load_retrieval_corpus needs a train_dir, an eval_dir or both")
+    stats = LoadStats()
+    splits = {name: split_files(folder) for name, folder in (("train", train_dir), ("eval", eval_dir)) if folder}
+    news, news_index, _ = read_news_union([n for n, _ in splits.values()], lenient=lenient, stats=stats)
+    items = build_item_features(news, max_entities=max_entities, max_title_words=max_title_words, stats=stats)
+    samples: dict[str, Dataset | None] = {"train": None, "eval": None}
+    for name, (_, behaviors_path) in splits.items():
+        behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)
+        samples[name] = build_retrieval_samples(behaviors, news_index, max_history_length, stats)
+        if len(samples[name]) == 0:
+            raise ValueError(f"{behaviors_path}: no clicks left after loading (problems: {stats.as_dict()})")
+    counts = click_counts(samples["train"], len(news)) if samples["train"] is not None else np.zeros(len(news), int)
+    stats.log(logger, f"retrieval corpus (train={train_dir}, eval={eval_dir})")
+    return RetrievalCorpus(news, news_index, items, samples["train"], samples["eval"], counts, stats)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Collator
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TwoTowerCollator:
+    """Pads retrieval samples into one de-duplicated batch and draws the SSL items.
+
+    Distinct news (histories and clicks) are numbered in order of first appearance and their features sent once;
+    ``history_index``/``positive_index`` point into them. ``ssl_batch_size`` more news are drawn uniformly from the
+    whole corpus (not from clicks; Yao et al. Sec. 3.3) with a `torch.Generator` seeded with `seed`, and sent as
+    ``ssl_*`` features; the model augments them. (With ``dataloader_num_workers > 0`` each worker holds a copy of
+    the same generator.)
+
+    Example (news rows 3 and 5 clicked by two users, ssl_batch_size=0):
+        features = [{"user_key": 11, "history": [3], "positive": 5}, {"user_key": 12, "history": [], "positive": 5}]
+        -> item rows [3, 5]: user_key (2,) = [11, 12], history_index = [[0], [0]], history_mask = [[True], [False]],
+           positive_index = [1, 1], item_key (2,) ... word_keys (2, W)
+
+    Args:
+        items (`ItemFeatures`): features of every news row.
+        ssl_batch_size (`int`, *optional*, defaults to 0): SSL items per batch; 0 sends none.
+        item_log_q (`np.ndarray` of shape `(num_items,)`, *optional*): static log p_j, sent as ``item_log_q``.
+        seed (`int`, *optional*, defaults to 0): seeds the SSL draws.
+    """
+
+    items: ItemFeatures
+    ssl_batch_size: int = 0
+    item_log_q: np.ndarray | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.ssl_batch_size < 0:
+            raise ValueError(f"ssl_batch_size must be >= 0, got {self.ssl_batch_size}")
+        if self.ssl_batch_size > len(self.items):
+            raise ValueError(f"ssl_batch_size={self.ssl_batch_size} exceeds the {len(self.items)} items")
+        if self.item_log_q is not None and len(self.item_log_q) != len(self.items):
+            raise ValueError(f"item_log_q has {len(self.item_log_q)} entries for {len(self.items)} items")
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if not features:
+            raise ValueError("TwoTowerCollator got an empty batch")
+        rows: dict[int, int] = {}
+        histories, positives = [], []
+        for feature in features:
+            histories.append([rows.setdefault(int(r), len(rows)) for r in feature["history"]])
+            positives.append(rows.setdefault(int(feature["positive"]), len(rows)))
+        item_rows = torch.tensor(list(rows), dtype=torch.long)
+        width = max(1, max(len(h) for h in histories))
+        history_index = torch.zeros(len(features), width, dtype=torch.long)
+        history_mask = torch.zeros(len(features), width, dtype=torch.bool)
+        for i, h in enumerate(histories):
+            history_index[i, : len(h)] = torch.tensor(h, dtype=torch.long)
+            history_mask[i, : len(h)] = True
+        batch = self.items.rows(item_rows)
+        batch.update(
+            user_key=torch.tensor([int(f["user_key"]) for f in features], dtype=torch.long),
+            history_index=history_index,
+            history_mask=history_mask,
+            positive_index=torch.tensor(positives, dtype=torch.long),
+        )
+        if self.item_log_q is not None:
+            batch["item_log_q"] = torch.as_tensor(self.item_log_q, dtype=torch.float32)[item_rows]
+        if self.ssl_batch_size:
+            # Without replacement: a duplicate would be a false negative of its own copy in the SSL softmax.
+            ssl_rows = torch.randperm(len(self.items), generator=self.generator)[: self.ssl_batch_size]
+            batch.update(self.items.rows(ssl_rows, prefix="ssl_"))
+        return batch
