@@ -44,6 +44,7 @@ NOTE: departures from / precisions of the papers.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -351,6 +352,18 @@ class TwoTowerModel(TwoTowerPreTrainedModel):
             config.frequency_hash_seed,
         )
         self.post_init()
+
+    # Copied from MTRecModel.save_pretrained (the card writer differs): a saved folder carries its Hub card.
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        super().save_pretrained(save_directory, *args, **kwargs)
+        # Only written when the folder has none, so the recipe's card with evaluation results is kept.
+        if not kwargs.get("is_main_process", True) or os.path.exists(os.path.join(save_directory, "README.md")):
+            return
+        try:
+            from modeling_mtrec.model_card import write_two_tower_model_card
+        except ImportError:  # loaded as Hub remote code without the package installed: no card template here
+            return
+        write_two_tower_model_card(save_directory, self.config)
 
     # ------------------------------------------------------------------------------------------------ encoders
 

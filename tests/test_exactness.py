@@ -189,10 +189,10 @@ def test_fp16_overflowing_step_is_skipped_without_nan(tmp_path):
 
 
 def test_representation_level_follows_its_formula(tmp_path):
+    captured = {}
     for seed in range(60):  # a batch whose gradients conflict at the encoder output, so the projection acts
         batch = random_batch(seed=seed)
         model = build_model().train()
-        captured = {}
         hook = model.news_encoder.register_forward_hook(lambda m, a, o: captured.update(h=o.last_hidden_state))
         out = model(**batch)
         hook.remove()
