@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -46,6 +45,7 @@ import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from _common import machine_facts  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments  # noqa: E402
@@ -56,19 +56,6 @@ from modeling_mtrec.offline import default_encoder_path  # noqa: E402
 
 MIND_SAMPLE = "/work/shared/data/mind_sample/news.tsv"
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
-
-
-def machine_facts() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"torch {torch.__version__}, transformers {transformers.__version__}, python {platform.python_version()}; "
-        f"{cpu}, os.cpu_count() = {os.cpu_count()}, torch threads = {torch.get_num_threads()}; float32, no GPU"
-    )
 
 
 def build_corpus(tokenizer, work_dir: str, args: argparse.Namespace) -> tuple[str, object]:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import statistics
 import sys
@@ -45,12 +44,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import datasets  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from _common import machine_facts  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments  # noqa: E402
 from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind  # noqa: E402
 from modeling_mtrec.data.synthetic import simulate_mind_behaviors  # noqa: E402
-from modeling_mtrec.offline import default_encoder_path
+from modeling_mtrec.offline import default_encoder_path  # noqa: E402
 
 MIND_SAMPLE = "/work/shared/data/mind_sample/news.tsv"
 # variant -> (gradient_surgery, surgery_level); "raw encoder" is the bare BERT forward + backward.
@@ -65,20 +65,6 @@ ENCODERS = {
     "full": ("all-MiniLM-L6-v2 (6 layers, hidden 384)", None),
     "small": ("all-MiniLM-L6-v2 cut to 2 layers", 2),
 }
-
-
-def machine_facts() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"torch {torch.__version__}, transformers {transformers.__version__}, python {platform.python_version()}; "
-        f"{cpu}, os.cpu_count() = {os.cpu_count()}, torch threads = {torch.get_num_threads()} "
-        f"(interop {torch.get_num_interop_threads()}); float32, no GPU"
-    )
 
 
 def load_corpora(tokenizer, work_dir: str, mind_news: str | None, seed: int) -> dict:

@@ -43,21 +43,29 @@ def render_model_card(config, metrics: dict[str, float] | None = None, dataset_n
     card.data.eval_results = None
     if metrics:
         card.data.model_name = card.data.model_name or "MTRec"
-        card.data.eval_results = [
-            EvalResult(
-                task_type="text-ranking",
-                task_name="News recommendation",
-                dataset_type=dataset_name or "custom",
-                dataset_name=dataset_name or "custom MIND-format dev split",
-                dataset_split="dev",
-                metric_type=metric_type,
-                metric_name=display,
-                metric_value=round(float(metrics[key]), 4),
-            )
-            for key, metric_type, display in _CARD_METRICS
-            if key in metrics
-        ]
+        card.data.eval_results = _eval_results(
+            metrics, _CARD_METRICS, "text-ranking", "News recommendation", dataset_name
+        )
     return card
+
+
+def _eval_results(metrics: dict[str, float], spec, task_type: str, task_name: str, dataset_name: str | None):
+    """`model-index` entries for the (key, metric type, display name) of `spec` found in `metrics` (NaN skipped:
+    e.g. an empty slice)."""
+    return [
+        EvalResult(
+            task_type=task_type,
+            task_name=task_name,
+            dataset_type=dataset_name or "custom",
+            dataset_name=dataset_name or "custom MIND-format dev split",
+            dataset_split="dev",
+            metric_type=metric_type,
+            metric_name=display,
+            metric_value=round(float(metrics[key]), 4),
+        )
+        for key, metric_type, display in spec
+        if key in metrics and metrics[key] == metrics[key]
+    ]
 
 
 def write_model_card(
@@ -71,9 +79,9 @@ def write_model_card(
 
 
 _TWO_TOWER_CARD_NAME = "two_tower.md"
-# (metric key from retrieval.evaluate_retrieval, display name)
+# (metric key from retrieval.evaluate_retrieval, metric type, display name)
 _TWO_TOWER_CARD_METRICS = tuple(
-    (f"{prefix}recall@{k}", f"{label}Recall@{k}")
+    (f"{prefix}recall@{k}", f"{prefix}recall@{k}", f"{label}Recall@{k}")
     for prefix, label in (("", ""), ("tail_", "tail "), ("cold_", "cold "))
     for k in (10, 50, 100)
 )
@@ -90,20 +98,9 @@ def write_two_tower_model_card(
     card.data.eval_results = None
     if metrics:
         card.data.model_name = card.data.model_name or "Two-tower retriever"
-        card.data.eval_results = [
-            EvalResult(
-                task_type="text-retrieval",
-                task_name="News retrieval",
-                dataset_type=dataset_name or "custom",
-                dataset_name=dataset_name or "custom MIND-format dev split",
-                dataset_split="dev",
-                metric_type=key,
-                metric_name=display,
-                metric_value=round(float(metrics[key]), 4),
-            )
-            for key, display in _TWO_TOWER_CARD_METRICS
-            if key in metrics and metrics[key] == metrics[key]  # NaN: empty slice
-        ]
+        card.data.eval_results = _eval_results(
+            metrics, _TWO_TOWER_CARD_METRICS, "text-retrieval", "News retrieval", dataset_name
+        )
     path = Path(output_dir) / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     card.save(path)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import random_batch, tiny_config
+from exactness_run import ListDataset, first
 from transformers import BertConfig
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
@@ -30,23 +31,6 @@ def make_trainer(tmp_path, mode: str, model=None, **kwargs) -> MTRecTrainer:
     trainer = MTRecTrainer(model=model, args=args, train_dataset=ListDataset([]), data_collator=first)
     trainer.current_gradient_accumulation_steps = 1  # set by the training loop; we call training_step directly
     return trainer
-
-
-class ListDataset(torch.utils.data.Dataset):
-    """Each item is a whole pre-built batch (the collator below unwraps it)."""
-
-    def __init__(self, batches):
-        self.batches = batches
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __getitem__(self, i):
-        return self.batches[i]
-
-
-def first(features):
-    return features[0]
 
 
 def reference_grads(model, batch, mode):
