@@ -193,6 +193,24 @@ def encode_titles(
 # ------------------------------------------------------------------------------------------------ the cache
 
 
+def _encode_news_table(
+    model: MTRecModel,
+    news: Dataset,
+    batch_size: int,
+    device: str | torch.device | None,
+    sort_by_length: bool = True,
+) -> tuple[list[str], torch.Tensor]:
+    """(news ids, (N, D) vectors) of every row of a tokenised news table; ids default to the row numbers."""
+    if "input_ids" not in news.column_names:
+        raise ValueError(f"the news table lacks input_ids (has {news.column_names}); build it with tokenize_news")
+    columns = ["input_ids"] + (["news_id"] if "news_id" in news.column_names else [])
+    table = news.select_columns(columns).with_format(None)[:]
+    news_ids = table.get("news_id") or [str(row) for row in range(len(table["input_ids"]))]
+    with _EvalMode(model):
+        vectors = _encode_token_lists(model, table["input_ids"], batch_size, _model_device(model, device), sort_by_length)
+    return news_ids, vectors
+
+
 class NewsVectorCache:
     """News vectors r_j of a set of news, encoded once, addressable by news id or by row.
 
@@ -259,15 +277,7 @@ class NewsVectorCache:
         batches titles of similar length, about twice as fast; ``False`` pads every title to the longest one,
         which reproduces the slow path's float rounding exactly (see `_encode_token_lists`).
         """
-        if "input_ids" not in news.column_names:
-            raise ValueError(f"the news table lacks input_ids (has {news.column_names}); build it with tokenize_news")
-        columns = ["input_ids"] + (["news_id"] if "news_id" in news.column_names else [])
-        table = news.select_columns(columns).with_format(None)[:]
-        news_ids = table.get("news_id") or [str(row) for row in range(len(table["input_ids"]))]
-        with _EvalMode(model):
-            vectors = _encode_token_lists(
-                model, table["input_ids"], batch_size, _model_device(model, device), sort_by_length
-            )
+        news_ids, vectors = _encode_news_table(model, news, batch_size, device, sort_by_length)
         return cls(
             news_ids,
             vectors,
@@ -466,7 +476,8 @@ def impression_scores(
     if cache is None:
         if news is None:
             raise ValueError("impression_scores needs the news table or a cache")
-        vectors = NewsVectorCache.from_model(model, news, batch_size=batch_size, device=device).vectors
+        # Vectors only: a throw-away cache would also hash every encoder weight for its fingerprint.
+        _, vectors = _encode_news_table(model, news, batch_size, device)
     else:
         vectors = cache.vectors if news is None else cache.aligned_to(news)
     table = impressions.select_columns(["history", "candidates"]).with_format(None)[:]

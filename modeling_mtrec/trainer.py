@@ -36,6 +36,7 @@ averaged and accumulated exactly); it is a cheaper approximation of the paramete
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -43,7 +44,9 @@ import torch
 from accelerate.utils import DistributedType
 from torch import nn
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import speed_metrics
 
+from .inference import fast_evaluate
 from .metrics import load_mind_metric
 
 SURGERY_MODES = ("mtrec", "pcgrad", "none")
@@ -140,6 +143,28 @@ def project_conflicting(
     return new_main, new_aux, dot, cosine
 
 
+class RunningMeans:
+    """Values recorded between two training logs (task losses, gradient cosines), averaged into the next log.
+
+    Added to the log that carries "loss", so they reach every `report_to` integration (TensorBoard, W&B)
+    through the Trainer's own callbacks.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def add(self, name: str, value: float) -> None:
+        self.sums[name] += value
+        self.counts[name] += 1
+
+    def flush_into(self, logs: dict[str, float]) -> None:
+        if "loss" in logs and self.counts:
+            logs.update({name: round(total / self.counts[name], 6) for name, total in self.sums.items()})
+            self.sums.clear()
+            self.counts.clear()
+
+
 def check_surgery_supported(distributed_type: DistributedType, mode: str) -> None:
     """Refuses set-ups where the hand-written all-reduce would not see whole gradients (never a silent wrong step)."""
     if mode != "none" and distributed_type not in _SUPPORTED_DISTRIBUTED:
@@ -182,8 +207,7 @@ class MTRecTrainer(Trainer):
         check_surgery_supported(self.accelerator.distributed_type, getattr(self.args, "gradient_surgery", "none"))
         if hasattr(self.data_collator, "set_epoch"):
             self.add_callback(_CollatorEpoch(self.data_collator))
-        self._logged_sums: dict[str, float] = defaultdict(float)
-        self._logged_counts: dict[str, int] = defaultdict(int)
+        self._means = RunningMeans()
         self._grad_acc: dict[str, list[torch.Tensor | None]] | None = None
 
     # ----------------------------------------------------------------------------------------------- losses
@@ -193,8 +217,15 @@ class MTRecTrainer(Trainer):
         return float(getattr(self.args, "aux_weight", 0.3))
 
     def _record(self, name: str, value: float) -> None:
-        self._logged_sums[name] += value
-        self._logged_counts[name] += 1
+        self._means.add(name, value)
+
+    def _project(self, flat_main: torch.Tensor, flat_aux: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`project_conflicting` in the configured mode, recording the cosine and whether the two conflicted."""
+        new_main, new_aux, dot, cosine = project_conflicting(flat_main, flat_aux, self.args.gradient_surgery)
+        if torch.isfinite(dot):
+            self._record("grad_cosine", cosine.item())
+            self._record("conflict_rate", float(dot < 0))
+        return new_main, new_aux
 
     def _split_losses(self, outputs) -> tuple[torch.Tensor, torch.Tensor | None]:
         if outputs.main_loss is None:
@@ -287,12 +318,7 @@ class MTRecTrainer(Trainer):
             h_main = torch.zeros_like(hidden)
         grad_hidden = h_main
         if h_aux is not None:
-            new_main, new_aux, dot, cosine = project_conflicting(
-                h_main.reshape(-1).float(), h_aux.reshape(-1).float(), self.args.gradient_surgery
-            )
-            if torch.isfinite(dot):
-                self._record("grad_cosine", cosine.item())
-                self._record("conflict_rate", float(dot < 0))
+            new_main, new_aux = self._project(h_main.reshape(-1).float(), h_aux.reshape(-1).float())
             grad_hidden = (new_main + new_aux).view_as(hidden).to(hidden.dtype)
         encoder_grads = torch.autograd.grad(
             hidden, [params[i] for i in encoder_idx], grad_outputs=grad_hidden, allow_unused=True
@@ -323,10 +349,7 @@ class MTRecTrainer(Trainer):
         if shared:
             flat_main = torch.cat([g_main[i].reshape(-1) for i in shared]).float()
             flat_aux = torch.cat([g_aux[i].reshape(-1) for i in shared]).float()
-            new_main, new_aux, dot, cosine = project_conflicting(flat_main, flat_aux, self.args.gradient_surgery)
-            if torch.isfinite(dot):
-                self._record("grad_cosine", cosine.item())
-                self._record("conflict_rate", float(dot < 0))
+            new_main, new_aux = self._project(flat_main, flat_aux)
             combined = (new_main + new_aux).split([g_main[i].numel() for i in shared])
             for i, flat in zip(shared, combined):
                 g_main[i], g_aux[i] = flat.view_as(params[i]).to(params[i].dtype), None
@@ -360,13 +383,7 @@ class MTRecTrainer(Trainer):
     # -------------------------------------------------------------------------------------------- logging
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        # Training logs carry "loss"; add the averages gathered since the last one so they reach every
-        # `report_to` integration (TensorBoard, W&B) through the Trainer's own callbacks.
-        if "loss" in logs and self._logged_counts:
-            for name, total in self._logged_sums.items():
-                logs[name] = round(total / self._logged_counts[name], 6)
-            self._logged_sums.clear()
-            self._logged_counts.clear()
+        self._means.flush_into(logs)
         super().log(logs, start_time)
 
     def create_model_card(self, *args, **kwargs) -> None:
@@ -426,13 +443,6 @@ class MTRecTrainer(Trainer):
         if dataset is None:
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
 
-        import math
-        import time
-
-        from transformers.trainer_utils import speed_metrics
-
-        from .inference import fast_evaluate
-
         self._memory_tracker.start()
         start_time = time.time()
         results = fast_evaluate(
@@ -456,6 +466,7 @@ class MTRecTrainer(Trainer):
 __all__ = [
     "MTRecTrainer",
     "MTRecTrainingArguments",
+    "RunningMeans",
     "SURGERY_LEVELS",
     "SURGERY_MODES",
     "check_surgery_supported",

@@ -16,10 +16,11 @@ every process uses rank 0's estimate (an estimate from the same item distributio
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from transformers import Trainer, TrainingArguments
+
+from .trainer import RunningMeans
 
 
 @dataclass
@@ -46,8 +47,7 @@ class TwoTowerTrainer(Trainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._sums: dict[str, float] = defaultdict(float)
-        self._counts: dict[str, int] = defaultdict(int)
+        self._means = RunningMeans()
         self._micro = 0
         self._micro_of_step = -1
         self._base: int | None = None
@@ -76,16 +76,11 @@ class TwoTowerTrainer(Trainer):
             for name in ("main_loss", "ssl_loss"):
                 value = getattr(outputs, name)
                 if value is not None:
-                    self._sums[name] += value.item()
-                    self._counts[name] += 1
+                    self._means.add(name, value.item())
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and self._counts:
-            for name, total in self._sums.items():
-                logs[name] = round(total / self._counts[name], 6)
-            self._sums.clear()
-            self._counts.clear()
+        self._means.flush_into(logs)
         super().log(logs, start_time)
 
 

@@ -133,6 +133,7 @@ def load_mind(
             raise ValueError(
                 f"{behaviors_path}: no {'training samples' if name == 'train' else 'impressions'} left after "
                 f"loading ({len(behaviors)} impressions read; problems: {stats.as_dict()})"
+                + (". MIND's test split is unlabelled: pass it as an eval split." if name == "train" else "")
             )
     stats.log(logger, f"MIND corpus (train={train_dir}, eval={eval_dir})")
     logger.info(

@@ -613,35 +613,23 @@ def load_mind_split(
         FileNotFoundError: a file of the split is missing.
         ValueError: no sample survived (e.g. ``train=True`` on MIND's unlabelled test split).
     """
-    # Imported here: the readers above need neither transformers nor the tokenisation code.
-    from .tokenization import tokenize_news
+    # One folder is the one-split case of `load_mind` (imported here: it imports this module).
+    from .corpus import load_mind
 
-    news_path, behaviors_path = split_files(folder)
-    stats = LoadStats()
-    news = read_news(news_path, lenient=lenient, stats=stats)
-    news_ids: list[str] = news.select_columns(["news_id"]).with_format(None)[:]["news_id"]
-    news_index = {news_id: row for row, news_id in enumerate(news_ids)}
-    if category2id is None:
-        category2id = {category: i for i, category in enumerate(sorted(news.unique("category")))}
-    tokenized = tokenize_news(
-        news,
+    folders = {"train_dir": folder} if train else {"eval_dir": folder}
+    corpus = load_mind(
         tokenizer,
+        **folders,
         max_title_length=max_title_length,
+        max_history_length=max_history_length,
         category2id=category2id,
-        stats=stats,
+        lenient=lenient,
         cache_dir=cache_dir,
     )
-    behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)
-    build = build_train_samples if train else build_eval_impressions
-    samples = build(behaviors, news_index, max_history_length=max_history_length, stats=stats)
-    what = f"MIND {'train' if train else 'eval'} split {folder}"
-    stats.log(logger, what)
-    if len(samples) == 0:
-        raise ValueError(
-            f"{what}: no {'training samples' if train else 'impressions'} left after loading "
-            f"({len(behaviors)} impressions read; problems: {stats.as_dict()}). "
-            + ("MIND's test split is unlabelled: load it with train=False." if train else "")
-        )
     return MINDSplit(
-        news=tokenized, news_index=news_index, category2id=category2id, samples=samples, stats=stats
+        news=corpus.news,
+        news_index=corpus.news_index,
+        category2id=corpus.category2id,
+        samples=corpus.train if train else corpus.eval,
+        stats=corpus.stats,
     )

@@ -3,7 +3,7 @@
 Real MIND files are mostly clean, but behaviours reference news that are missing from the split's news file,
 impressions lose their only click when that news is unknown, and entity offsets sometimes do not match the
 title. Every reader, sample builder and tokeniser takes a `LoadStats` and counts what it skipped or repaired
-under one of the `KNOWN_REASONS`; `load_mind_split` logs the totals once, so a user sees e.g.
+under one of the `KNOWN_REASONS`; `load_mind` logs the totals once, so a user sees e.g.
 "12 unknown_candidate_ids" instead of quietly training on less data than they think.
 """
 
