@@ -21,7 +21,7 @@ The output folder loads with `AutoModel.from_pretrained(output_dir)` once `model
 the tokenizer and a model card, and `dev_metrics.json` (AUC, MRR, nDCG@5, nDCG@10 over dev impressions).
 With `--do_predict [--test_dir MINDsmall_test]` it also writes the leaderboard's `prediction.txt` and
 `prediction.zip`, and with `--news_cache` the news vectors as `news_vectors.safetensors` (see
-`modeling_mtrec.inference`).
+`modeling_mtrec.serving.cache`).
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ from transformers import AutoTokenizer, HfArgumentParser, set_seed
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
 from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind
-from modeling_mtrec.inference import NewsVectorCache, write_mind_predictions
+from modeling_mtrec.evaluation.leaderboard import write_mind_predictions
 from modeling_mtrec.offline import default_encoder_path
+from modeling_mtrec.serving.cache import NewsVectorCache
 
 logger = logging.getLogger("train_mtrec")
 

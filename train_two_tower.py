@@ -30,16 +30,16 @@ from transformers import HfArgumentParser, set_seed
 
 from modeling_mtrec import TwoTowerConfig, TwoTowerModel, TwoTowerTrainer, TwoTowerTrainingArguments
 from modeling_mtrec.data import generate_synthetic_mind
-from modeling_mtrec.data.two_tower import (
-    TwoTowerCollator,
+from modeling_mtrec.model_card import write_two_tower_model_card
+from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
+from modeling_mtrec.models.two_tower.features import (
     encode_titles,
     feature_mutual_information,
     load_retrieval_corpus,
     static_log_q,
 )
-from modeling_mtrec.model_card import write_two_tower_model_card
 from modeling_mtrec.offline import default_encoder_path
-from modeling_mtrec.retrieval import build_index, evaluate_retrieval, export_item_vectors
+from modeling_mtrec.serving.retrieval import build_index, evaluate_retrieval, export_item_vectors
 
 logger = logging.getLogger("train_two_tower")
 

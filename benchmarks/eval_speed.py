@@ -51,8 +51,9 @@ from transformers import AutoTokenizer  # noqa: E402
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments  # noqa: E402
 from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind  # noqa: E402
 from modeling_mtrec.data.synthetic import simulate_mind_behaviors  # noqa: E402
-from modeling_mtrec.inference import NewsVectorCache, fast_evaluate, impression_scores  # noqa: E402
+from modeling_mtrec.evaluation.fast import fast_evaluate, impression_scores  # noqa: E402
 from modeling_mtrec.offline import default_encoder_path  # noqa: E402
+from modeling_mtrec.serving.cache import NewsVectorCache  # noqa: E402
 
 MIND_SAMPLE = "/work/shared/data/mind_sample/news.tsv"
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")

@@ -7,13 +7,12 @@ folder pushed to the Hub loads with `AutoModel.from_pretrained(repo_id, trust_re
 
 from transformers import AutoConfig, AutoModel
 
-from .configuration_mtrec import MTRecConfig
-from .configuration_two_tower import TwoTowerConfig
-from .inference import MTRecRecommender, NewsTitle, NewsVectorCache, fast_evaluate
-from .modeling_mtrec import MTRecModel, MTRecOutput, MTRecPreTrainedModel
-from .modeling_two_tower import TwoTowerModel, TwoTowerOutput, TwoTowerPreTrainedModel
-from .trainer import MTRecTrainer, MTRecTrainingArguments
-from .trainer_two_tower import TwoTowerTrainer, TwoTowerTrainingArguments
+from .evaluation.fast import fast_evaluate
+from .models.mtrec import MTRecConfig, MTRecModel, MTRecOutput, MTRecPreTrainedModel
+from .models.mtrec.trainer import MTRecTrainer, MTRecTrainingArguments
+from .models.two_tower import TwoTowerConfig, TwoTowerModel, TwoTowerOutput, TwoTowerPreTrainedModel
+from .models.two_tower.trainer import TwoTowerTrainer, TwoTowerTrainingArguments
+from .serving import MTRecRecommender, NewsTitle, NewsVectorCache
 
 AutoConfig.register(MTRecConfig.model_type, MTRecConfig)
 AutoModel.register(MTRecConfig, MTRecModel)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from datasets import Dataset
 
-import modeling_mtrec.data.collator as collator_module
-from modeling_mtrec.data.collator import MTRecCollator
+import modeling_mtrec.models.mtrec.collator as collator_module
+from modeling_mtrec.models.mtrec.collator import MTRecCollator
 
 CLS, SEP = 101, 102
 # Row r has title [CLS, 10 * r + 1, ..., SEP], lengths 3..6 and, for row 6, 9 tokens; category r % 3, -100 for

@@ -8,16 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from modeling_mtrec.data import mind
-from modeling_mtrec.data.mind import (
-    MINDFormatError,
-    MINDSplit,
-    build_eval_impressions,
-    build_train_samples,
-    load_mind_split,
-    read_behaviors,
-    read_news,
-)
+from modeling_mtrec.data import mind, samples
+from modeling_mtrec.data.corpus import MINDSplit, load_mind_split
+from modeling_mtrec.data.mind import MINDFormatError, read_behaviors, read_news
+from modeling_mtrec.data.samples import build_eval_impressions, build_train_samples
 from modeling_mtrec.data.stats import LoadStats
 
 
@@ -297,7 +291,7 @@ def tiny_bert_tokenizer(tmp_path: Path):
 
 
 def test_load_mind_split_end_to_end(tmp_path: Path) -> None:
-    pytest.importorskip("modeling_mtrec.data.tokenization")
+    pytest.importorskip("modeling_mtrec.models.mtrec.processing_mtrec")
     folder = tmp_path / "split"
     folder.mkdir()
     write(
@@ -396,6 +390,7 @@ def test_builders_match_plain_python_reference(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, max_history_length: int
 ) -> None:
     monkeypatch.setattr(mind, "_CHUNK_ROWS", 7)  # several Arrow batches, and a short last one
+    monkeypatch.setattr(samples, "_CHUNK_ROWS", 7)
     news_index = {f"N{i}": 8 - i for i in range(9)}  # N9, N10, N11 unknown; rows not in id order
     behaviors = read_behaviors(random_behaviors(tmp_path, seed))
     assert len(behaviors) == 40

@@ -25,7 +25,7 @@ from transformers import BertConfig
 
 from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingArguments
 from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind, synthetic_tokenizer
-from modeling_mtrec.trainer import check_surgery_supported, project_conflicting
+from modeling_mtrec.models.mtrec.trainer import check_surgery_supported, project_conflicting
 
 HERE = Path(__file__).resolve().parent
 LAMBDA = 0.3

@@ -23,18 +23,15 @@ from modeling_mtrec.data import (
     read_behaviors,
     synthetic_tokenizer,
 )
-from modeling_mtrec.inference import (
-    MTRecRecommender,
-    NewsTitle,
-    NewsVectorCache,
-    StaleCacheError,
-    encode_titles,
-    fast_evaluate,
+from modeling_mtrec.evaluation.fast import fast_evaluate
+from modeling_mtrec.evaluation.leaderboard import (
     predict_ranks,
     ranks_from_scores,
     write_mind_predictions,
     write_prediction_file,
 )
+from modeling_mtrec.serving.cache import NewsVectorCache, StaleCacheError, encode_titles
+from modeling_mtrec.serving.recommender import MTRecRecommender, NewsTitle
 
 ROOT = Path(__file__).resolve().parents[1]
 TITLE_LENGTH = 16
@@ -198,7 +195,7 @@ def test_stale_cache_warns_when_not_strict(setup, tmp_path, caplog):
     _, _, corpus, model = setup
     cache = NewsVectorCache(["a"], torch.zeros(1, 32), fingerprint="0" * 16)
     cache.save(tmp_path / "c.safetensors")
-    with caplog.at_level(logging.WARNING, logger="modeling_mtrec.inference"):
+    with caplog.at_level(logging.WARNING, logger="modeling_mtrec.serving.cache"):
         NewsVectorCache.load(tmp_path / "c.safetensors", model, strict=False)
     assert "Rebuild it" in caplog.text
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from modeling_mtrec.metrics import (
+from modeling_mtrec.evaluation.metrics import (
     MIND_METRIC_DIR,
     auc_score,
     dcg_score,

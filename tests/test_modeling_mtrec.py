@@ -9,7 +9,7 @@ from conftest import random_batch, tiny_config
 from transformers import AutoConfig, AutoModel, BertConfig, BertModel
 
 from modeling_mtrec import MTRecConfig, MTRecModel
-from modeling_mtrec.modeling_mtrec import click_loss
+from modeling_mtrec.models.mtrec.modeling_mtrec import click_loss
 
 
 def make_model(config=None, seed=0) -> MTRecModel:

@@ -18,7 +18,7 @@ from modeling_mtrec.data.synthetic import (
     generate_synthetic_mind,
     synthetic_tokenizer,
 )
-from modeling_mtrec.data.tokenization import title_entity_spans, tokenize_news
+from modeling_mtrec.models.mtrec.processing_mtrec import title_entity_spans, tokenize_news
 
 SMALL = {"num_news": 200, "num_users": 60, "num_dev_news": 40, "num_dev_users": 30, "num_categories": 4}
 TIME = re.compile(r"^11/\d{1,2}/2019 \d{1,2}:\d\d:\d\d [AP]M$")

@@ -10,7 +10,7 @@ from datasets import Dataset
 from transformers import BertTokenizer
 
 from modeling_mtrec.data.stats import LoadStats
-from modeling_mtrec.data.tokenization import (
+from modeling_mtrec.models.mtrec.processing_mtrec import (
     NER_LABELS,
     EntityAnnotationError,
     bio_tags,

@@ -18,18 +18,17 @@ from modeling_mtrec import (
     TwoTowerTrainingArguments,
 )
 from modeling_mtrec.data.mind import read_behaviors
-from modeling_mtrec.data.two_tower import (
+from modeling_mtrec.data.samples import build_retrieval_samples, stable_key
+from modeling_mtrec.evaluation.metrics import recall_at_k
+from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
+from modeling_mtrec.models.two_tower.features import (
     ItemFeatures,
-    TwoTowerCollator,
     build_item_features,
-    build_retrieval_samples,
     feature_mutual_information,
     load_retrieval_corpus,
-    stable_key,
     static_log_q,
 )
-from modeling_mtrec.metrics import recall_at_k
-from modeling_mtrec.modeling_two_tower import (
+from modeling_mtrec.models.two_tower.modeling_two_tower import (
     StreamingFrequencyEstimator,
     complementary_masks,
     correlated_feature_masks,
@@ -37,7 +36,7 @@ from modeling_mtrec.modeling_two_tower import (
     in_batch_logits,
     random_feature_masks,
 )
-from modeling_mtrec.retrieval import (
+from modeling_mtrec.serving.retrieval import (
     approximate_recall,
     build_index,
     evaluate_retrieval,
@@ -453,7 +452,7 @@ def test_text_feature_is_a_sixth_maskable_feature(tmp_path):
     from transformers import BertConfig, BertModel
 
     from modeling_mtrec.data import synthetic_tokenizer
-    from modeling_mtrec.data.two_tower import encode_titles
+    from modeling_mtrec.models.two_tower.features import encode_titles
 
     tokenizer = synthetic_tokenizer(str(tmp_path / "enc"))
     torch.manual_seed(0)

@@ -10,16 +10,43 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from datasets import Dataset, concatenate_datasets
 
-from .mind import build_eval_impressions, build_train_samples, read_behaviors, read_news, split_files
+from ..models.mtrec.processing_mtrec import tokenize_news
+from .mind import read_behaviors, read_news, split_files
+from .samples import build_eval_impressions, build_train_samples
 from .stats import LoadStats
-from .tokenization import tokenize_news
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MINDCorpus", "load_mind", "read_news_union"]
+__all__ = ["MINDCorpus", "MINDSplit", "load_mind", "load_mind_split", "read_news_union"]
+
+
+@dataclass
+class MINDSplit:
+    """One loaded MIND split, ready for `MTRecCollator`.
+
+    Attributes:
+        news (`Dataset`): the tokenised news table (`tokenize_news`), one row per news, in file order.
+        news_index (`dict[str, int]`): news id -> row of `news`; the ints in `samples` are such rows.
+        category2id (`dict[str, int]`): category -> label of the category-classification task. Pass the train
+            split's mapping when loading dev/test so that the labels agree.
+        samples (`Dataset`): `build_train_samples` rows when loaded with ``train=True``, else
+            `build_eval_impressions` rows.
+        stats (`LoadStats`): everything skipped or repaired while loading (already logged once).
+    """
+
+    news: Dataset
+    news_index: dict[str, int]
+    category2id: dict[str, int]
+    samples: Dataset
+    stats: LoadStats
+
 
 
 @dataclass
@@ -144,3 +171,50 @@ def load_mind(
         len(category2id),
     )
     return MINDCorpus(news, news_index, category2id, samples["train"], samples["eval"], stats)
+
+
+def load_mind_split(
+    folder: str | os.PathLike[str],
+    tokenizer: PreTrainedTokenizerFast,
+    *,
+    max_title_length: int = 30,
+    max_history_length: int = 50,
+    category2id: dict[str, int] | None = None,
+    train: bool = True,
+    lenient: bool = False,
+    cache_dir: str | None = None,
+) -> MINDSplit:
+    """Read, tokenise and turn into samples one MIND split folder (``news.tsv`` + ``behaviors.tsv``).
+
+    Args:
+        folder: e.g. ``MINDsmall_train/``.
+        tokenizer: a fast tokenizer (offsets are needed to place entity tags on word pieces).
+        max_title_length: title length in tokens, [CLS] and [SEP] included (MTRec, Sec. 4.1: 30).
+        max_history_length: most recent clicks kept per user (50, as in NRMS).
+        category2id: category -> label; ``None`` builds it from this split's categories, sorted. Pass the
+            train split's mapping for dev/test so the category labels agree (unseen ones become -100).
+        train: build `build_train_samples` rows (``True``) or `build_eval_impressions` rows (``False``).
+        lenient: skip and count malformed rows instead of raising `MINDFormatError`.
+        cache_dir: forwarded to `tokenize_news`.
+
+    Raises:
+        FileNotFoundError: a file of the split is missing.
+        ValueError: no sample survived (e.g. ``train=True`` on MIND's unlabelled test split).
+    """
+    folders = {"train_dir": folder} if train else {"eval_dir": folder}
+    corpus = load_mind(
+        tokenizer,
+        **folders,
+        max_title_length=max_title_length,
+        max_history_length=max_history_length,
+        category2id=category2id,
+        lenient=lenient,
+        cache_dir=cache_dir,
+    )
+    return MINDSplit(
+        news=corpus.news,
+        news_index=corpus.news_index,
+        category2id=corpus.category2id,
+        samples=corpus.train if train else corpus.eval,
+        stats=corpus.stats,
+    )

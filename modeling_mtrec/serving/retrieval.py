@@ -17,8 +17,8 @@ import faiss
 import numpy as np
 import torch
 
-from .data.two_tower import ItemFeatures
-from .metrics import recall_at_k
+from ..evaluation.metrics import recall_at_k
+from ..models.two_tower.features import ItemFeatures
 
 __all__ = [
     "RankedNews",

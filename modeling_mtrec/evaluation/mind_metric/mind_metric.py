@@ -3,14 +3,14 @@
 Load it offline from its folder (no Hub access is needed or attempted for a local path)::
 
     import evaluate
-    mind = evaluate.load("path/to/modeling_mtrec/mind_metric")   # or .../mind_metric/mind_metric.py
-    # or: from modeling_mtrec.metrics import load_mind_metric; mind = load_mind_metric()
+    mind = evaluate.load("path/to/modeling_mtrec/evaluation/mind_metric")   # or .../mind_metric/mind_metric.py
+    # or: from modeling_mtrec.evaluation import load_mind_metric; mind = load_mind_metric()
     mind.compute(predictions=[[0.9, 0.2, 0.4]], references=[[1, 0, 0]])
 
 NOTE: ``evaluate`` copies this script into its module cache and imports it from there, so a relative import
 (``from ..metrics import ...``) cannot work; the implementation is imported absolutely from the installed
 ``modeling_mtrec`` package, which keeps one definition of each metric. Since the cached copy imports the
-package at run time, edits to ``modeling_mtrec/metrics.py`` take effect without clearing evaluate's cache.
+package at run time, edits to ``modeling_mtrec/evaluation/metrics.py`` take effect without clearing evaluate's cache.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import evaluate
 # Indented on purpose: evaluate scans top-level imports and, for a missing one, suggests `pip install
 # modeling_mtrec` from PyPI, which is not where this package comes from. Say how to get it instead.
 try:
-    from modeling_mtrec.metrics import impression_metrics
+    from modeling_mtrec.evaluation.metrics import impression_metrics
 except ImportError as err:
     raise ImportError(
         "the MIND metric needs the `modeling_mtrec` package importable (evaluate runs this script from its "
@@ -51,7 +51,7 @@ Returns:
     num_impressions (`int`): impressions scored.
     num_skipped_impressions (`int`): impressions left out for having no click or no non-click.
 Examples:
-    >>> mind = evaluate.load("modeling_mtrec/mind_metric")
+    >>> mind = evaluate.load("modeling_mtrec/evaluation/mind_metric")
     >>> mind.compute(predictions=[[0.9, 0.2, 0.4]], references=[[1, 0, 0]])["auc"]
     1.0
 """
@@ -73,7 +73,7 @@ _CITATION = """\
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class MindMetric(evaluate.Metric):
-    """``evaluate`` wrapper around :func:`modeling_mtrec.metrics.impression_metrics`."""
+    """``evaluate`` wrapper around :func:`modeling_mtrec.evaluation.metrics.impression_metrics`."""
 
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(

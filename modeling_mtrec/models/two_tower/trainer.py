@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from transformers import Trainer, TrainingArguments
 
-from .trainer import RunningMeans
+from ..mtrec.trainer import RunningMeans
 
 
 @dataclass
@@ -29,7 +29,7 @@ class TwoTowerTrainingArguments(TrainingArguments):
 
     # The collator reads the dataset columns (user_key, history, positive); Trainer must not drop them.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collator."})
-    # Evaluation through the Trainer reports the loss only; Recall@K is `modeling_mtrec.retrieval.evaluate_retrieval`.
+    # Evaluation through the Trainer reports the loss only; Recall@K is `modeling_mtrec.serving.retrieval.evaluate_retrieval`.
     prediction_loss_only: bool = field(default=True, metadata={"help": "Only the eval loss in Trainer.evaluate."})
     label_names: list[str] | None = field(
         default_factory=lambda: ["positive_index"], metadata={"help": "The batch key that acts as the label."}

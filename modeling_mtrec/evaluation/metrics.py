@@ -17,7 +17,7 @@ deterministic; they can differ from MIND's script only when a clicked and a non-
 same score. AUC is unaffected (average ranks).
 
 Everything here is plain numpy so it can run inside ``Trainer.compute_metrics``, in a notebook, or behind
-the ``evaluate`` module in ``modeling_mtrec/mind_metric`` (see :func:`load_mind_metric`).
+the ``evaluate`` module in ``modeling_mtrec/evaluation/mind_metric`` (see :func:`load_mind_metric`).
 """
 
 from __future__ import annotations
@@ -269,7 +269,7 @@ def load_mind_metric(**kwargs: Any) -> evaluate.EvaluationModule:
     """``evaluate.load`` the MIND metric shipped in this package (offline: a local path, never the Hub).
 
     Keyword arguments go to ``evaluate.load`` (e.g. ``experiment_id``, ``keep_in_memory``). The module
-    imports ``modeling_mtrec.metrics`` absolutely, because evaluate copies the script into its cache before
+    imports ``modeling_mtrec.evaluation.metrics`` absolutely, because evaluate copies the script into its cache before
     importing it, so ``modeling_mtrec`` must be importable (installed, or on ``sys.path``).
     """
     import evaluate

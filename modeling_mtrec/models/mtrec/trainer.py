@@ -46,8 +46,9 @@ from torch import nn
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import speed_metrics
 
-from .inference import fast_evaluate
-from .metrics import load_mind_metric
+from ...evaluation.fast import fast_evaluate
+from ...evaluation.metrics import load_mind_metric
+from ...model_card import write_model_card
 
 SURGERY_MODES = ("mtrec", "pcgrad", "none")
 SURGERY_LEVELS = ("parameters", "representations")
@@ -88,7 +89,7 @@ class MTRecTrainingArguments(TrainingArguments):
     fast_eval: bool = field(
         default=True,
         metadata={
-            "help": "Evaluate MIND impressions from news vectors encoded once (modeling_mtrec.inference."
+            "help": "Evaluate MIND impressions from news vectors encoded once (modeling_mtrec.evaluation."
             "fast_evaluate) instead of re-encoding every news of every batch; same metrics, no eval_loss."
         },
     )
@@ -387,8 +388,6 @@ class MTRecTrainer(Trainer):
         super().log(logs, start_time)
 
     def create_model_card(self, *args, **kwargs) -> None:
-        from .model_card import write_model_card
-
         if not self.is_world_process_zero():
             return
         metrics = {}

@@ -69,7 +69,7 @@ class TwoTowerConfig(PreTrainedConfig):
             Share of the values of a multi-valued feature dropped by `"dropout"` (Yao et al. Sec. 3.2: 50%).
         feature_mutual_information (`list[list[float]]`, *optional*):
             (F, F) mutual information between the item features, computed offline from the item corpus
-            (`modeling_mtrec.data.two_tower.feature_mutual_information`); needed by `"correlated"`.
+            (`modeling_mtrec.models.two_tower.features.feature_mutual_information`); needed by `"correlated"`.
         logq_mode (`str`, *optional*, defaults to `"streaming"`):
             Sampling-bias correction of the in-batch softmax: `"off"`, `"static"` (log p_j passed in the batch as
             `item_log_q`, from a frequency table) or `"streaming"` (Yi et al. Sec. 4 frequency estimator).

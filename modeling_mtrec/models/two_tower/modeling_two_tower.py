@@ -398,7 +398,7 @@ class TwoTowerModel(TwoTowerPreTrainedModel):
                 if config.feature_mutual_information is None:
                     raise ValueError(
                         "ssl_augmentations has 'correlated' but config.feature_mutual_information is None: compute "
-                        "it with modeling_mtrec.data.two_tower.feature_mutual_information(item_features)"
+                        "it with modeling_mtrec.models.two_tower.features.feature_mutual_information(item_features)"
                     )
                 mi = torch.tensor(config.feature_mutual_information)
                 schemes.append(correlated_feature_masks(n, mi, config.mask_rate, generator))

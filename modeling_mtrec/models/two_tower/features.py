@@ -1,4 +1,4 @@
-"""Data for the two-tower retriever: hashed item features, one row per click, the SSL-drawing collator.
+"""Item features of the two-tower retriever: hashed keys of every news, click counts, static log p_j, feature MI.
 
 Every categorical value (news id, category, subcategory, title-entity WikidataId, lower-cased title word, user id)
 becomes a stable non-negative 62-bit key (`stable_key`); the model hashes keys into its own bucket counts, so the
@@ -6,47 +6,33 @@ features do not depend on the model's sizes and unseen (cold) news get features 
 features are padded with -1.
 
 The news table and the behaviours are read with the MIND readers (`read_news_union`, `read_behaviors`); clicks
-become retrieval samples with `build_retrieval_samples`, which reuses the MIND sample builders' row lookup and
-history truncation.
+become retrieval samples with `modeling_mtrec.data.samples.build_retrieval_samples`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import torch
-from datasets import Dataset, Features, List, Value
+from datasets import Dataset
 
-from .corpus import read_news_union
-from .mind import (
-    _candidate_clicks,
-    _check_max_history_length,
-    _dataset,
-    _history_lists,
-    _iter_behaviors,
-    _RowLookup,
-    read_behaviors,
-    split_files,
-)
-from .stats import LoadStats
+from ...data.corpus import read_news_union
+from ...data.mind import read_behaviors, split_files
+from ...data.samples import build_retrieval_samples, stable_key
+from ...data.stats import LoadStats
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "ItemFeatures",
     "RetrievalCorpus",
-    "TwoTowerCollator",
     "build_item_features",
-    "build_retrieval_samples",
     "click_counts",
     "encode_titles",
     "feature_mutual_information",
@@ -56,14 +42,7 @@ __all__ = [
     "title_words",
 ]
 
-_KEY_MASK = (1 << 62) - 1
 _WORD = re.compile(r"[\w']+")
-_RETRIEVAL_FEATURES = Features({"user_key": Value("int64"), "history": List(Value("int32")), "positive": Value("int32")})
-
-
-def stable_key(value: str) -> int:
-    """A non-negative 62-bit key of `value`, the same in every process and run (unlike `hash`)."""
-    return int.from_bytes(hashlib.blake2b(value.encode("utf-8"), digest_size=8).digest(), "little") & _KEY_MASK
 
 
 def title_words(title: str) -> list[str]:
@@ -197,43 +176,6 @@ def encode_titles(
     return torch.cat(out).float()
 
 
-def build_retrieval_samples(
-    behaviors: Dataset,
-    news_index: dict[str, int],
-    max_history_length: int = 50,
-    stats: LoadStats | None = None,
-) -> Dataset:
-    """One row per click: ``user_key`` (int64, `stable_key` of the user id), ``history`` (list[int]: news rows,
-    oldest first, the most recent `max_history_length` known ones) and ``positive`` (int: the clicked news row).
-
-    Unlike `build_train_samples`, impressions without a non-click are kept (a retriever needs no impression
-    negatives). Unknown history / candidate ids are dropped and counted as in the MIND builders; impressions of
-    the unlabelled test split yield no row.
-    """
-    _check_max_history_length(max_history_length)
-    own_stats = stats is None
-    stats = LoadStats() if stats is None else stats
-    lookup = _RowLookup(news_index)
-    tables = []
-    for batch in _iter_behaviors(behaviors, ["user_id", "history", "candidates", "clicks"]):
-        history, _ = _history_lists(batch.column("history").combine_chunks(), lookup, max_history_length, stats)
-        parents, rows, clicks = _candidate_clicks(batch, lookup, stats)  # (num_candidates,) each
-        users = np.array([stable_key(u) for u in batch.column("user_id").to_pylist()], dtype=np.int64)
-        chosen = (rows >= 0) & (clicks == 1)
-        impression = parents[chosen]  # (num_rows,): each click's impression in the batch
-        tables.append(
-            pa.Table.from_arrays(
-                [pa.array(users[impression]), history.take(pa.array(impression)), pa.array(rows[chosen].astype(np.int32))],
-                schema=_RETRIEVAL_FEATURES.arrow_schema,
-            )
-        )
-    if own_stats:
-        stats.log(logger, "build_retrieval_samples")
-    if not tables:
-        tables = [pa.Table.from_pylist([], schema=_RETRIEVAL_FEATURES.arrow_schema)]
-    return _dataset(tables)
-
-
 def click_counts(samples: Dataset, num_items: int) -> np.ndarray:
     """How often each news row is the clicked item of `samples` (num_items,)."""
     positives = np.asarray(samples.select_columns(["positive"]).to_dict()["positive"], dtype=np.int64)
@@ -360,75 +302,3 @@ def load_retrieval_corpus(
     counts = click_counts(samples["train"], len(news)) if samples["train"] is not None else np.zeros(len(news), int)
     stats.log(logger, f"retrieval corpus (train={train_dir}, eval={eval_dir})")
     return RetrievalCorpus(news, news_index, items, samples["train"], samples["eval"], counts, stats)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Collator
-# ----------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TwoTowerCollator:
-    """Pads retrieval samples into one de-duplicated batch and draws the SSL items.
-
-    Distinct news (histories and clicks) are numbered in order of first appearance and their features sent once;
-    ``history_index``/``positive_index`` point into them. ``ssl_batch_size`` more news are drawn uniformly from the
-    whole corpus (not from clicks; Yao et al. Sec. 3.3) with a `torch.Generator` seeded with `seed`, and sent as
-    ``ssl_*`` features; the model augments them. (With ``dataloader_num_workers > 0`` each worker holds a copy of
-    the same generator.)
-
-    Example (news rows 3 and 5 clicked by two users, ssl_batch_size=0):
-        features = [{"user_key": 11, "history": [3], "positive": 5}, {"user_key": 12, "history": [], "positive": 5}]
-        -> item rows [3, 5]: user_key (2,) = [11, 12], history_index = [[0], [0]], history_mask = [[True], [False]],
-           positive_index = [1, 1], item_key (2,) ... word_keys (2, W)
-
-    Args:
-        items (`ItemFeatures`): features of every news row.
-        ssl_batch_size (`int`, *optional*, defaults to 0): SSL items per batch; 0 sends none.
-        item_log_q (`np.ndarray` of shape `(num_items,)`, *optional*): static log p_j, sent as ``item_log_q``.
-        seed (`int`, *optional*, defaults to 0): seeds the SSL draws.
-    """
-
-    items: ItemFeatures
-    ssl_batch_size: int = 0
-    item_log_q: np.ndarray | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.ssl_batch_size < 0:
-            raise ValueError(f"ssl_batch_size must be >= 0, got {self.ssl_batch_size}")
-        if self.ssl_batch_size > len(self.items):
-            raise ValueError(f"ssl_batch_size={self.ssl_batch_size} exceeds the {len(self.items)} items")
-        if self.item_log_q is not None and len(self.item_log_q) != len(self.items):
-            raise ValueError(f"item_log_q has {len(self.item_log_q)} entries for {len(self.items)} items")
-        self.generator = torch.Generator().manual_seed(self.seed)
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        if not features:
-            raise ValueError("TwoTowerCollator got an empty batch")
-        rows: dict[int, int] = {}
-        histories, positives = [], []
-        for feature in features:
-            histories.append([rows.setdefault(int(r), len(rows)) for r in feature["history"]])
-            positives.append(rows.setdefault(int(feature["positive"]), len(rows)))
-        item_rows = torch.tensor(list(rows), dtype=torch.long)
-        width = max(1, max(len(h) for h in histories))
-        history_index = torch.zeros(len(features), width, dtype=torch.long)
-        history_mask = torch.zeros(len(features), width, dtype=torch.bool)
-        for i, h in enumerate(histories):
-            history_index[i, : len(h)] = torch.tensor(h, dtype=torch.long)
-            history_mask[i, : len(h)] = True
-        batch = self.items.rows(item_rows)
-        batch.update(
-            user_key=torch.tensor([int(f["user_key"]) for f in features], dtype=torch.long),
-            history_index=history_index,
-            history_mask=history_mask,
-            positive_index=torch.tensor(positives, dtype=torch.long),
-        )
-        if self.item_log_q is not None:
-            batch["item_log_q"] = torch.as_tensor(self.item_log_q, dtype=torch.float32)[item_rows]
-        if self.ssl_batch_size:
-            # Without replacement: a duplicate would be a false negative of its own copy in the SSL softmax.
-            ssl_rows = torch.randperm(len(self.items), generator=self.generator)[: self.ssl_batch_size]
-            batch.update(self.items.rows(ssl_rows, prefix="ssl_"))
-        return batch

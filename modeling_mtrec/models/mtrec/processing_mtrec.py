@@ -28,7 +28,7 @@ from typing import Any
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from .stats import LoadStats
+from ...data.stats import LoadStats
 
 logger = logging.getLogger(__name__)
 
