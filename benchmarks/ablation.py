@@ -16,8 +16,6 @@ Variants (all through the library: `MTRecModel.from_pretrained_encoder`, `load_m
     + both, no surgery     gradient_surgery="none"   (plain L_main + λ(L_cat + L_ner))
     + both, MTRec surgery  gradient_surgery="mtrec"
     + both, PCGrad         gradient_surgery="pcgrad"
-    + both, MTRec surgery on representations
-                           gradient_surgery="mtrec", surgery_level="representations" (the cheap mode)
 
 `--variants` picks a subset by name (the untrained reference row always runs).
 
@@ -58,21 +56,20 @@ from modeling_mtrec.offline import default_encoder_path
 
 MIND_SAMPLE = "/work/shared/data/mind_sample/news.tsv"
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
-# name -> (use_category_task, use_ner_task, gradient_surgery, surgery_level); None = untrained reference
-VARIANTS: dict[str, tuple[bool, bool, str, str] | None] = {
+# name -> (use_category_task, use_ner_task, gradient_surgery); None = untrained reference
+VARIANTS: dict[str, tuple[bool, bool, str] | None] = {
     "untrained (reference)": None,
-    "main only": (False, False, "none", "parameters"),
-    "+ category": (True, False, "none", "parameters"),
-    "+ NER": (False, True, "none", "parameters"),
-    "+ both, no surgery (`none`)": (True, True, "none", "parameters"),
-    "+ both, MTRec surgery (`mtrec`)": (True, True, "mtrec", "parameters"),
-    "+ both, PCGrad (`pcgrad`)": (True, True, "pcgrad", "parameters"),
-    "+ both, MTRec surgery on representations (cheap)": (True, True, "mtrec", "representations"),
+    "main only": (False, False, "none"),
+    "+ category": (True, False, "none"),
+    "+ NER": (False, True, "none"),
+    "+ both, no surgery (`none`)": (True, True, "none"),
+    "+ both, MTRec surgery (`mtrec`)": (True, True, "mtrec"),
+    "+ both, PCGrad (`pcgrad`)": (True, True, "pcgrad"),
 }
 
 
 def run_variant(name, spec, corpus, tokenizer, encoder, layers, args, seed, work_dir) -> dict[str, float]:
-    use_category, use_ner, mode, level = spec if spec is not None else (True, True, "none", "parameters")
+    use_category, use_ner, mode = spec if spec is not None else (True, True, "none")
     set_seed(seed)
     model = MTRecModel.from_pretrained_encoder(
         encoder,
@@ -85,7 +82,6 @@ def run_variant(name, spec, corpus, tokenizer, encoder, layers, args, seed, work
     training_args = MTRecTrainingArguments(
         output_dir=os.path.join(work_dir, "out"),
         gradient_surgery=mode,
-        surgery_level=level,
         aux_weight=args.aux_weight,
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=32,
@@ -196,7 +192,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--variants", nargs="+", default=None, metavar="NAME",
-        help="run only the variants whose name contains one of these strings (e.g. '`none`' '`mtrec`' cheap)",
+        help="run only the variants whose name contains one of these strings (e.g. '`none`' '`mtrec`')",
     )
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps per variant")
     parser.add_argument("--batch-size", type=int, default=8)

@@ -10,8 +10,7 @@ torch's own thread count, take ~2x longer).
 `--small` times only the 2-layer MiniLM (the default times the 6-layer all-MiniLM-L6-v2 and its 2-layer cut).
 
 1. Step time. For each encoder, `MTRecModel`s with identical weights, one `MTRecTrainer` each with
-   ``gradient_surgery`` = none / mtrec / pcgrad at the parameter level, and mtrec at the representation level
-   (`surgery_level="representations"`, the cheap mode), λ = 0.3, run `MTRecTrainer.training_step` (forward +
+   ``gradient_surgery`` = none / mtrec / pcgrad, λ = 0.3, run `MTRecTrainer.training_step` (forward +
    the backward pass(es) + the surgery; not the optimizer step, not the collation) on the SAME pre-collated
    batches of the synthetic corpus. Beside them, ``raw encoder``: the bare BERT forward + backward on the same
    distinct news of the batch (loss = mean of the squared final hidden states), so ``step / raw - 1`` is the
@@ -53,14 +52,8 @@ from modeling_mtrec.data.synthetic import simulate_mind_behaviors  # noqa: E402
 from modeling_mtrec.offline import default_encoder_path  # noqa: E402
 
 MIND_SAMPLE = "/work/shared/data/mind_sample/news.tsv"
-# variant -> (gradient_surgery, surgery_level); "raw encoder" is the bare BERT forward + backward.
-VARIANTS = {
-    "raw encoder": None,
-    "none": ("none", "parameters"),
-    "mtrec": ("mtrec", "parameters"),
-    "pcgrad": ("pcgrad", "parameters"),
-    "mtrec, representations": ("mtrec", "representations"),
-}
+# variant -> gradient_surgery; "raw encoder" is the bare BERT forward + backward.
+VARIANTS = {"raw encoder": None, "none": "none", "mtrec": "mtrec", "pcgrad": "pcgrad"}
 ENCODERS = {
     "full": ("all-MiniLM-L6-v2 (6 layers, hidden 384)", None),
     "small": ("all-MiniLM-L6-v2 cut to 2 layers", 2),
@@ -108,21 +101,19 @@ def dedup_stats(
 def make_steps(encoder: str, layers: int | None, corpus, work_dir: str, seed: int) -> dict:
     """variant -> a function that runs one training step (or the raw encoder pass) on a batch."""
     steps = {}
-    for variant, setting in VARIANTS.items():
+    for variant, mode in VARIANTS.items():
         torch.manual_seed(seed)  # same head initialisation in every variant
         model = MTRecModel.from_pretrained_encoder(
             encoder,
             encoder_kwargs={"num_hidden_layers": layers} if layers else None,
             id2category={i: c for c, i in corpus.category2id.items()},
         )
-        if setting is None:
+        if mode is None:
             steps[variant] = _raw_encoder_step(model.news_encoder.train())
             continue
-        mode, level = setting
         args = MTRecTrainingArguments(
-            output_dir=os.path.join(work_dir, f"out-{mode}-{level}"),
+            output_dir=os.path.join(work_dir, f"out-{mode}"),
             gradient_surgery=mode,
-            surgery_level=level,
             aux_weight=0.3,
             report_to=[],
             use_cpu=True,
@@ -248,9 +239,6 @@ def main() -> None:
                 f"{statistics.median(result['paired'][variant]):.2f} | {overhead} |"
             )
             print(lines[-1], flush=True)
-        exact = statistics.median(result["times"]["mtrec"])
-        cheap = statistics.median(result["times"]["mtrec, representations"])
-        lines.append(f"| {label} | exact / cheap surgery (mtrec) | | | {exact / cheap:.2f} | | |")
         del steps
 
     lines += [

@@ -75,7 +75,6 @@ def train(
     max_steps: int = 4,
     save_steps: int | None = None,
     resume_from_checkpoint: str | None = None,
-    surgery_level: str = "parameters",
     bf16: bool = False,
 ) -> MTRecTrainer:
     """Trains on `micro_batches()`, glued `concatenate` at a time into bigger batches; saves the final weights."""
@@ -83,7 +82,7 @@ def train(
     if concatenate > 1:
         batches = [concat_batches(*batches[i : i + concatenate]) for i in range(0, len(batches), concatenate)]
     args = MTRecTrainingArguments(
-        output_dir=output_dir, gradient_surgery=mode, surgery_level=surgery_level, aux_weight=0.3,
+        output_dir=output_dir, gradient_surgery=mode, aux_weight=0.3,
         per_device_train_batch_size=1, gradient_accumulation_steps=gradient_accumulation_steps,
         max_steps=max_steps, learning_rate=0.1, optim="sgd", lr_scheduler_type="constant", max_grad_norm=1.0,
         train_sampling_strategy="sequential", logging_steps=1, report_to=[], use_cpu=True, seed=0,
@@ -114,9 +113,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--mode", default="mtrec")
-    parser.add_argument("--surgery_level", default="parameters")
     args = parser.parse_args()
-    train(args.output_dir, args.mode, surgery_level=args.surgery_level)
+    train(args.output_dir, args.mode)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from exactness_run import ListDataset, first
 from transformers import BertConfig
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
-from modeling_mtrec.models.mtrec.trainer import project_conflicting
+from modeling_mtrec.training.surgery import project_conflicting
 
 LAMBDA = 0.3
 

@@ -46,6 +46,7 @@ __all__ = [
     "IGNORE_INDEX",
     "MIND_METRIC_DIR",
     "auc_score",
+    "compute_mind_metrics",
     "dcg_score",
     "impression_metrics",
     "load_mind_metric",
@@ -275,6 +276,25 @@ def load_mind_metric(**kwargs: Any) -> evaluate.EvaluationModule:
     import evaluate
 
     return evaluate.load(str(MIND_METRIC_DIR), **kwargs)
+
+
+_MIND_METRIC = None
+
+
+def compute_mind_metrics(eval_pred) -> dict[str, float]:
+    """`Trainer`'s `compute_metrics` for whole-impression evaluation through the packaged `evaluate` MIND metric.
+
+    `eval_pred.predictions` and `eval_pred.label_ids` are (num_impressions, C) click scores and 1/0 labels,
+    padded with -100 by the collator and by the Trainer's cross-batch concatenation; the metric drops the
+    -100 slots, so every impression is scored on exactly its own candidates.
+    """
+    global _MIND_METRIC
+    if _MIND_METRIC is None:
+        _MIND_METRIC = load_mind_metric(keep_in_memory=True)
+    scores, labels = eval_pred.predictions, eval_pred.label_ids
+    if isinstance(scores, tuple):
+        scores = scores[0]
+    return _MIND_METRIC.compute(predictions=list(scores), references=list(labels))
 
 
 def recall_at_k(ranked: Sequence[Sequence[int]], relevant: Sequence[Any], k: int) -> float:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from transformers import Trainer, TrainingArguments
 
-from ..mtrec.trainer import RunningMeans
+from ...training.logging import RunningMeans
 
 
 @dataclass
@@ -73,10 +73,7 @@ class TwoTowerTrainer(Trainer):
         if outputs.loss is None:
             raise ValueError("TwoTowerTrainer needs `positive_index` (clicks) or SSL items in every batch")
         if model.training:
-            for name in ("main_loss", "ssl_loss"):
-                value = getattr(outputs, name)
-                if value is not None:
-                    self._means.add(name, value.item())
+            self._means.add_losses(outputs, ("main_loss", "ssl_loss"))
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
