@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 import transformers
 from transformers import AutoTokenizer, HfArgumentParser, set_seed
 
-from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
-from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind
+from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingArguments
+from modeling_mtrec.data import MTRecCollator, load_mind
+from modeling_mtrec.data.synthetic import synthetic_fallback
 from modeling_mtrec.evaluation.leaderboard import write_mind_predictions
 from modeling_mtrec.offline import default_encoder_path
 from modeling_mtrec.serving.cache import NewsVectorCache
@@ -57,11 +58,18 @@ class MTRecScriptArguments:
     init_from: str | None = field(
         default=None, metadata={"help": "A trained MTRec folder to fine-tune instead of a fresh model."}
     )
-    max_title_length: int = field(default=30, metadata={"help": "Title tokens incl. [CLS]/[SEP] (paper: 30)."})
-    max_history_length: int = field(default=50, metadata={"help": "Most recent clicks per user (paper: 50)."})
-    num_negatives: int = field(default=4, metadata={"help": "K negatives per click (paper: 4)."})
-    use_category_task: bool = field(default=True, metadata={"help": "Train the category auxiliary task."})
-    use_ner_task: bool = field(default=True, metadata={"help": "Train the NER auxiliary task."})
+    # Model defaults are MTRecConfig's (the paper's).
+    max_title_length: int = field(
+        default=MTRecConfig.max_title_length, metadata={"help": "Title tokens incl. [CLS]/[SEP] (paper: 30)."}
+    )
+    max_history_length: int = field(
+        default=MTRecConfig.max_history_length, metadata={"help": "Most recent clicks per user (paper: 50)."}
+    )
+    num_negatives: int = field(default=MTRecConfig.num_negatives, metadata={"help": "K negatives per click (paper: 4)."})
+    use_category_task: bool = field(
+        default=MTRecConfig.use_category_task, metadata={"help": "Train the category auxiliary task."}
+    )
+    use_ner_task: bool = field(default=MTRecConfig.use_ner_task, metadata={"help": "Train the NER auxiliary task."})
     lenient: bool = field(default=False, metadata={"help": "Skip and count malformed rows instead of failing."})
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic corpus."})
     synthetic_users: int = field(default=150, metadata={"help": "Training users of the synthetic corpus."})
@@ -93,14 +101,11 @@ def main() -> None:
     set_seed(training_args.seed)
 
     # ---- data: one news table for both splits, so one collator serves training and evaluation
-    train_dir, dev_dir = script_args.train_dir, script_args.dev_dir
-    if train_dir is None:
-        with training_args.main_process_first(desc="synthetic corpus"):
-            folders = generate_synthetic_mind(
-                os.path.join(training_args.output_dir, "synthetic_mind"),
-                seed=script_args.synthetic_seed, num_users=script_args.synthetic_users,
-            )
-        train_dir, dev_dir = folders["train"], dev_dir or folders["dev"]
+    train_dir, dev_dir = synthetic_fallback(
+        script_args.train_dir, script_args.dev_dir, training_args.output_dir, seed=script_args.synthetic_seed,
+        context=training_args.main_process_first(desc="synthetic corpus"), num_users=script_args.synthetic_users,
+    )
+    if script_args.train_dir is None:
         logger.info("No --train_dir: training on the synthetic MIND-format corpus in %s", train_dir)
 
     encoder = script_args.encoder or default_encoder_path()

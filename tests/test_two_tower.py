@@ -17,6 +17,7 @@ from modeling_mtrec import (
     TwoTowerTrainer,
     TwoTowerTrainingArguments,
 )
+from modeling_mtrec.data.corpus import load_retrieval_corpus
 from modeling_mtrec.data.mind import read_behaviors
 from modeling_mtrec.data.samples import build_retrieval_samples, stable_key
 from modeling_mtrec.evaluation.metrics import recall_at_k
@@ -26,7 +27,6 @@ from modeling_mtrec.models.two_tower.features import (
     ItemFeatures,
     build_item_features,
     feature_mutual_information,
-    load_retrieval_corpus,
     static_log_q,
 )
 from modeling_mtrec.models.two_tower.modeling_two_tower import (
