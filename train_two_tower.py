@@ -25,8 +25,6 @@ import os
 from dataclasses import dataclass, field
 
 import faiss
-import transformers
-from transformers import HfArgumentParser, set_seed
 
 from modeling_mtrec import (
     MTRecConfig,
@@ -36,7 +34,6 @@ from modeling_mtrec import (
     TwoTowerTrainingArguments,
 )
 from modeling_mtrec.data.corpus import load_retrieval_corpus
-from modeling_mtrec.data.synthetic import synthetic_fallback
 from modeling_mtrec.evaluation.retrieval import evaluate_retrieval
 from modeling_mtrec.model_card import write_model_card
 from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
@@ -50,6 +47,7 @@ from modeling_mtrec.models.two_tower.features import (
 )
 from modeling_mtrec.offline import default_encoder_path
 from modeling_mtrec.serving.retrieval import build_index, export_item_vectors
+from modeling_mtrec.training.recipes import parse_recipe_arguments, recipe_data
 
 logger = logging.getLogger("train_two_tower")
 
@@ -91,23 +89,13 @@ class TwoTowerScriptArguments:
 
 
 def main() -> None:
-    parser = HfArgumentParser((TwoTowerScriptArguments, TwoTowerTrainingArguments))
-    parser.set_defaults(
+    script_args, training_args = parse_recipe_arguments(
+        (TwoTowerScriptArguments, TwoTowerTrainingArguments),
         output_dir="outputs/two-tower", per_device_train_batch_size=128, learning_rate=1e-3, num_train_epochs=3,
         weight_decay=0.0, warmup_steps=0, logging_steps=10, eval_strategy="no", save_strategy="no", report_to="none",
         seed=42, lr_scheduler_type="constant",
     )
-    script_args, training_args = parser.parse_args_into_dataclasses()
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    transformers.utils.logging.set_verbosity_warning()
-    set_seed(training_args.seed)
-
-    train_dir, dev_dir = synthetic_fallback(
-        script_args.train_dir, script_args.dev_dir, training_args.output_dir, seed=script_args.synthetic_seed,
-        context=training_args.main_process_first(desc="synthetic corpus"),
-    )
-    if script_args.train_dir is None:
-        logger.info("No --train_dir: training on the synthetic MIND-format corpus in %s", train_dir)
+    train_dir, dev_dir, dataset = recipe_data(script_args, training_args)
     corpus = load_retrieval_corpus(
         train_dir=train_dir, eval_dir=dev_dir, max_history_length=script_args.max_history_length,
         max_entities=script_args.max_entities, max_title_words=script_args.max_title_words, lenient=script_args.lenient,
@@ -155,7 +143,6 @@ def main() -> None:
             logger.info("Retrieval metrics: %s", json.dumps(metrics, indent=2))
         with open(os.path.join(training_args.output_dir, "retrieval_metrics.json"), "w") as f:
             json.dump(metrics, f, indent=2)
-        dataset = "synthetic-mind" if script_args.train_dir is None else os.path.basename(os.path.normpath(dev_dir or train_dir))
         write_model_card(training_args.output_dir, config, metrics=metrics or None, dataset_name=dataset)
         logger.info("Saved model, items.faiss, model card and retrieval_metrics.json to %s", training_args.output_dir)
 

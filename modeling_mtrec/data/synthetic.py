@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -42,6 +43,8 @@ from .synthetic_vocab import (
 )
 
 __all__ = ["generate_synthetic_mind", "simulate_mind_behaviors", "synthetic_fallback"]
+
+logger = logging.getLogger(__name__)
 
 # Share of titles with 0 / 1 / 2 entities.
 ENTITY_COUNT_WEIGHTS: tuple[float, float, float] = (0.25, 0.5, 0.25)
@@ -484,6 +487,7 @@ def synthetic_fallback(
         return train_dir, dev_dir
     with context or contextlib.nullcontext():
         folders = generate_synthetic_mind(os.path.join(output_dir, "synthetic_mind"), seed=seed, **generate_kwargs)
+    logger.info("No train_dir: training on the synthetic MIND-format corpus in %s", folders["train"])
     return folders["train"], dev_dir or folders["dev"]
 
 
