@@ -25,22 +25,17 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _common  # before torch / transformers: offline set-up, the repository on sys.path
+import torch
+from transformers import AutoTokenizer, set_seed
 
-import torch  # noqa: E402
-from transformers import AutoTokenizer, set_seed  # noqa: E402
+from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
+from modeling_mtrec.data import MTRecCollator, load_mind
+from modeling_mtrec.data.synthetic import simulate_mind_behaviors
+from modeling_mtrec.evaluation.metrics import impression_metrics
+from modeling_mtrec.offline import default_encoder_path
 
-from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments  # noqa: E402
-from modeling_mtrec.data import MTRecCollator, load_mind  # noqa: E402
-from modeling_mtrec.data.synthetic import simulate_mind_behaviors  # noqa: E402
-from modeling_mtrec.metrics import impression_metrics  # noqa: E402
-from modeling_mtrec.offline import default_encoder_path  # noqa: E402
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MIND_NEWS = os.path.join(os.path.dirname(REPO), "shared", "data", "mind_sample", "news.tsv")
+DEFAULT_MIND_NEWS = str(_common.MIND_SAMPLE)
 # variant -> (gradient_surgery, auxiliary tasks on)
 VARIANTS = {
     "main only": ("none", False),

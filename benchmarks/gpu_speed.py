@@ -34,22 +34,17 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _common  # before torch / transformers: offline set-up, the repository on sys.path
+import torch
+import transformers
+from transformers import AutoTokenizer, BertConfig
 
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from transformers import AutoTokenizer, BertConfig  # noqa: E402
+from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingArguments, fast_evaluate
+from modeling_mtrec.data import MTRecCollator, load_mind
+from modeling_mtrec.data.synthetic import simulate_mind_behaviors
+from modeling_mtrec.offline import default_encoder_path
 
-from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingArguments, fast_evaluate  # noqa: E402
-from modeling_mtrec.data import MTRecCollator, load_mind  # noqa: E402
-from modeling_mtrec.data.synthetic import simulate_mind_behaviors  # noqa: E402
-from modeling_mtrec.offline import default_encoder_path  # noqa: E402
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MIND_NEWS = os.path.join(os.path.dirname(REPO), "shared", "data", "mind_sample", "news.tsv")
+DEFAULT_MIND_NEWS = str(_common.MIND_SAMPLE)
 MIND_SMALL_TRAIN_CLICKS = 236_344
 BATCH, NEGATIVES, HISTORY = 32, 4, 50
 
