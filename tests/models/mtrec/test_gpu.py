@@ -19,21 +19,20 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import random_batch, tiny_config
 from transformers import BertConfig
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
+from tests.conftest import REPO_ROOT, random_batch, tiny_config
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 LAMBDA = 0.3
 
 
