@@ -30,7 +30,8 @@ from transformers import HfArgumentParser, set_seed
 
 from modeling_mtrec import TwoTowerConfig, TwoTowerModel, TwoTowerTrainer, TwoTowerTrainingArguments
 from modeling_mtrec.data import generate_synthetic_mind
-from modeling_mtrec.model_card import write_two_tower_model_card
+from modeling_mtrec.evaluation.retrieval import evaluate_retrieval
+from modeling_mtrec.model_card import write_model_card
 from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
 from modeling_mtrec.models.two_tower.features import (
     encode_titles,
@@ -39,7 +40,7 @@ from modeling_mtrec.models.two_tower.features import (
     static_log_q,
 )
 from modeling_mtrec.offline import default_encoder_path
-from modeling_mtrec.serving.retrieval import build_index, evaluate_retrieval, export_item_vectors
+from modeling_mtrec.serving.retrieval import build_index, export_item_vectors
 
 logger = logging.getLogger("train_two_tower")
 
@@ -142,7 +143,7 @@ def main() -> None:
         with open(os.path.join(training_args.output_dir, "retrieval_metrics.json"), "w") as f:
             json.dump(metrics, f, indent=2)
         dataset = "synthetic-mind" if script_args.train_dir is None else os.path.basename(os.path.normpath(dev_dir or train_dir))
-        write_two_tower_model_card(training_args.output_dir, config, metrics=metrics or None, dataset_name=dataset)
+        write_model_card(training_args.output_dir, config, metrics=metrics or None, dataset_name=dataset)
         logger.info("Saved model, items.faiss, model card and retrieval_metrics.json to %s", training_args.output_dir)
 
 

@@ -53,13 +53,14 @@ import transformers  # noqa: E402
 from modeling_mtrec import TwoTowerConfig, TwoTowerModel, TwoTowerTrainer, TwoTowerTrainingArguments  # noqa: E402
 from modeling_mtrec.data import generate_synthetic_mind  # noqa: E402
 from modeling_mtrec.data.synthetic import simulate_mind_behaviors  # noqa: E402
+from modeling_mtrec.evaluation.retrieval import approximate_recall, evaluate_retrieval  # noqa: E402
 from modeling_mtrec.models.two_tower.collator import TwoTowerCollator  # noqa: E402
 from modeling_mtrec.models.two_tower.features import (  # noqa: E402
     feature_mutual_information,
     load_retrieval_corpus,
     static_log_q,
 )
-from modeling_mtrec.serving.retrieval import approximate_recall, build_index, evaluate_retrieval  # noqa: E402
+from modeling_mtrec.serving.retrieval import build_index  # noqa: E402
 
 VARIANTS = {  # name -> (ssl_augmentations or None for no SSL, logq_mode)
     "no SSL, logQ off": (None, "off"),

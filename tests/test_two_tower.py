@@ -20,6 +20,7 @@ from modeling_mtrec import (
 from modeling_mtrec.data.mind import read_behaviors
 from modeling_mtrec.data.samples import build_retrieval_samples, stable_key
 from modeling_mtrec.evaluation.metrics import recall_at_k
+from modeling_mtrec.evaluation.retrieval import approximate_recall, evaluate_retrieval, item_slices
 from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
 from modeling_mtrec.models.two_tower.features import (
     ItemFeatures,
@@ -36,15 +37,7 @@ from modeling_mtrec.models.two_tower.modeling_two_tower import (
     in_batch_logits,
     random_feature_masks,
 )
-from modeling_mtrec.serving.retrieval import (
-    approximate_recall,
-    build_index,
-    evaluate_retrieval,
-    export_item_vectors,
-    item_slices,
-    retrieve_then_rank,
-    search,
-)
+from modeling_mtrec.serving.retrieval import build_index, export_item_vectors, retrieve_then_rank, search
 
 NUM_ITEMS = 12
 
@@ -395,7 +388,7 @@ def test_retrieve_then_rank_with_tiny_models():
     history = [0, 5]
     ranked = retrieve_then_rank(7, history, two_tower, index, items, mtrec, titles, k=4, top_n=None)
     # Retrieval: the two-tower's exact top 4 outside the history.
-    user = two_tower.encode_users(torch.tensor([7]), torch.from_numpy(vectors[history])[None])
+    user = two_tower.encode_users(torch.from_numpy(vectors[history])[None], user_key=torch.tensor([7]))
     scores = (user @ torch.from_numpy(vectors).T)[0]
     scores[history] = -10
     assert {r.row for r in ranked} == set(scores.topk(4).indices.tolist())

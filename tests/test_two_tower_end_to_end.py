@@ -10,9 +10,9 @@ import torch
 
 from modeling_mtrec import TwoTowerConfig, TwoTowerModel, TwoTowerTrainer, TwoTowerTrainingArguments
 from modeling_mtrec.data import generate_synthetic_mind
+from modeling_mtrec.evaluation.retrieval import evaluate_retrieval
 from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
 from modeling_mtrec.models.two_tower.features import feature_mutual_information, load_retrieval_corpus
-from modeling_mtrec.serving.retrieval import evaluate_retrieval
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

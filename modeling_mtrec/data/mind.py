@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -39,11 +40,14 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BEHAVIORS_COLUMNS",
+    "EntityAnnotationError",
     "MINDFormatError",
     "NEWS_COLUMNS",
+    "parse_title_entities",
     "read_behaviors",
     "read_news",
     "split_files",
+    "title_entity_ids",
 ]
 
 NEWS_COLUMNS: tuple[str, ...] = (
@@ -75,6 +79,46 @@ _MAX_ROW_WARNINGS = 10  # per file: enough to diagnose, few enough not to flood 
 
 class MINDFormatError(ValueError):
     """A MIND file that does not follow the format; the message starts with ``f"{path}:{lineno}: "``."""
+
+
+class EntityAnnotationError(ValueError):
+    """A ``title_entities`` annotation that cannot be used; ``reason`` is the `LoadStats` key to count it under.
+
+    ``reason`` is ``"broken_entity_json"`` (not JSON, or not a list of entity dicts with integer
+    ``OccurrenceOffsets`` and string ``SurfaceForms``) or ``"entity_offset_mismatch"`` (an offset at which none
+    of the entity's surface forms sits in the title).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def parse_title_entities(title_entities: str) -> list[Any]:
+    """The annotations of a ``title_entities`` (or ``abstract_entities``) column: a JSON list, one entry per
+    entity (``Label``, ``Type``, ``WikidataId``, ``Confidence``, ``OccurrenceOffsets``, ``SurfaceForms``).
+
+    An empty or blank column means no entity. The entries are not checked here: each user checks what it reads.
+
+    Raises:
+        EntityAnnotationError: ``reason="broken_entity_json"`` when the column is not JSON or not a JSON list.
+    """
+    if not title_entities or not title_entities.strip():
+        return []
+    try:
+        entities = json.loads(title_entities)
+    except (json.JSONDecodeError, TypeError) as error:
+        raise EntityAnnotationError("broken_entity_json", f"title_entities is not valid JSON: {error}") from None
+    if not isinstance(entities, list):
+        raise EntityAnnotationError("broken_entity_json", "title_entities is not a JSON list")
+    return entities
+
+
+def title_entity_ids(title_entities: str) -> list[str]:
+    """The distinct WikidataIds of a ``title_entities`` column, in order; entries that are not objects or have no
+    id are skipped. Raises `EntityAnnotationError` as `parse_title_entities`."""
+    ids = [entity.get("WikidataId") for entity in parse_title_entities(title_entities) if isinstance(entity, dict)]
+    return list(dict.fromkeys(i for i in ids if isinstance(i, str) and i))
 
 
 @contextlib.contextmanager

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -29,10 +30,13 @@ from .stats import LoadStats
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 __all__ = [
     "build_eval_impressions",
     "build_retrieval_samples",
     "build_train_samples",
+    "recent_history",
     "stable_key",
 ]
 
@@ -61,6 +65,17 @@ def stable_key(value: str) -> int:
 def _check_max_history_length(max_history_length: int) -> None:
     if max_history_length < 0:
         raise ValueError(f"max_history_length must be >= 0, got {max_history_length}")
+
+
+def recent_history(history: Sequence[T], max_history_length: int) -> list[T]:
+    """The history rule of every model here: the most recent `max_history_length` clicks, oldest first.
+
+    Unknown news ids are dropped before (so a user keeps `max_history_length` known clicks whenever they have
+    that many); 0 keeps nothing. The sample builders apply the same rule to whole Arrow columns at once
+    (`_history_lists`); prediction and serving apply it to one history at a time with this function.
+    """
+    _check_max_history_length(max_history_length)
+    return list(history[len(history) - max_history_length :]) if max_history_length else []
 
 
 class _RowLookup:

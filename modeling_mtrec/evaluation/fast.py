@@ -1,73 +1,82 @@
-"""Fast evaluation: AUC / MRR / nDCG@5 / nDCG@10 over MIND impressions from news vectors encoded once.
+"""Fast evaluation: AUC / MRR / nDCG@5 / nDCG@10 over MIND impressions from item vectors encoded once.
 
 The Trainer's default prediction loop ("the slow path") re-encodes, batch after batch, every distinct news of the
 batch's impressions with BERT; on MIND a news is mentioned by hundreds of impressions, so nearly all of that work
 is repeated. `fast_evaluate` encodes each news once (`modeling_mtrec.serving.cache`), then each impression costs
-one user-encoder pass and a dot product. The metric definitions are those of `modeling_mtrec.evaluation.metrics`
-(the slow path's), so both paths give the same numbers.
+one user-encoder pass and a dot product (`modeling_mtrec.scoring.score_impressions`). The metric definitions are
+those of `modeling_mtrec.evaluation.metrics` (the slow path's), so both paths give the same numbers.
+
+It is written against the scoring interface (`modeling_mtrec.scoring`), so it evaluates any model of the package:
+MTRec over a tokenised news table, the two-tower retriever over `ItemFeatures` (with ``user_columns=("user_key",)``
+when the impressions carry the users' keys).
 
 NOTE: the fast path runs the model in eval mode (no dropout), as the slow path does; the user vector and scores
-are the model's own `encode_user` and `score`, so the fast path adds no model code of its own.
+are the model's own `encode_users` and `score`, so the fast path adds no model code of its own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from ..scoring import _model_device, _score_rows
-from ..serving.cache import NewsVectorCache, _encode_news_table
+from ..scoring import ScoringModel, score_impressions
+from ..serving.cache import NewsVectorCache, encode_item_table
 from .metrics import impression_metrics
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from ..models.mtrec.modeling_mtrec import MTRecModel
+    from ..models.two_tower.features import ItemFeatures
 
 __all__ = ["fast_evaluate", "impression_scores"]
 
 
 def impression_scores(
-    model: MTRecModel,
-    news: Dataset | None,
+    model: ScoringModel,
+    news: Dataset | ItemFeatures | None,
     impressions: Dataset,
     *,
     batch_size: int = 256,
     cache: NewsVectorCache | None = None,
     device: str | torch.device | None = None,
+    user_columns: Sequence[str] = (),
 ) -> list[np.ndarray]:
     """Click scores of every impression's candidates (one float32 array per impression, candidate order).
 
     Arguments as `fast_evaluate`, which ranks these scores; ``impressions`` needs ``history`` and
-    ``candidates`` (rows of `news`).
+    ``candidates`` (rows of `news`), and the `user_columns`.
     """
-    device = _model_device(model, device)
     if cache is None:
         if news is None:
             raise ValueError("impression_scores needs the news table or a cache")
         # Vectors only: a throw-away cache would also hash every encoder weight for its fingerprint.
-        _, vectors = _encode_news_table(model, news, batch_size, device)
+        vectors = encode_item_table(model, news, batch_size=batch_size, device=device)
     else:
         vectors = cache.vectors if news is None else cache.aligned_to(news)
-    table = impressions.select_columns(["history", "candidates"]).with_format(None)[:]
+    table = impressions.select_columns(["history", "candidates", *user_columns]).with_format(None)[:]
     num_news = vectors.shape[0]
     for column in ("history", "candidates"):
         top = max((max(r) for r in table[column] if r), default=-1)
         if top >= num_news:
             raise ValueError(f"impression {column} row {top} is out of range for {num_news} news vectors")
-    return _score_rows(model, vectors, table["history"], table["candidates"], batch_size, device)
+    return score_impressions(
+        model, vectors, table["history"], table["candidates"],
+        user_inputs={name: table[name] for name in user_columns}, batch_size=batch_size, device=device,
+    )
 
 
 def fast_evaluate(
-    model: MTRecModel,
-    news: Dataset | None,
+    model: ScoringModel,
+    news: Dataset | ItemFeatures | None,
     impressions: Dataset,
     *,
     batch_size: int = 256,
     cache: NewsVectorCache | None = None,
     device: str | torch.device | None = None,
+    user_columns: Sequence[str] = (),
 ) -> dict[str, float]:
     """MIND metrics of `model` over `build_eval_impressions` rows, from news vectors encoded once.
 
@@ -82,19 +91,24 @@ def fast_evaluate(
     reproduce the slow path bit for bit (about 2.5x slower to build; see benchmarks/results/eval_speed.md).
 
     Args:
-        model: an `MTRecModel`; put in eval mode for the call, its previous mode restored afterwards.
-        news: the tokenised news table the impressions' rows point into (`MINDCorpus.news`). May be ``None``
-            when `cache` was built from that same table (rows aligned).
+        model: a model of the scoring interface (`MTRecModel`, `TwoTowerModel`); put in eval mode for the call,
+            its previous mode restored afterwards.
+        news: the item table the impressions' rows point into: MTRec's tokenised news table (`MINDCorpus.news`)
+            or the two-tower's `ItemFeatures`. May be ``None`` when `cache` was built from that same table.
         impressions: rows with ``history`` and ``candidates`` (rows of `news`) and ``labels`` (1/0).
-        batch_size: impressions per user-encoder pass (and titles per BERT pass when building the cache).
+        batch_size: impressions per user-encoder pass (and items per encoder pass when building the vectors).
         cache: news vectors to use instead of encoding `news`; matched to `news` by ``news_id``. Its
             fingerprint is NOT checked here (that costs a hash of the encoder weights); use
             `NewsVectorCache.load(path, model)` or `cache.check(model)`.
         device: where to run; defaults to the model's device.
+        user_columns: impression columns passed by name to the model's `encode_users` (e.g. ``("user_key",)``
+            for the two-tower retriever); none for MTRec.
 
     Returns:
         ``{"auc", "mrr", "ndcg@5", "ndcg@10", "num_impressions", "num_skipped_impressions"}``, as
         `impression_metrics` (no loss: the auxiliary losses need per-token states that the cache does not keep).
     """
-    scores = impression_scores(model, news, impressions, batch_size=batch_size, cache=cache, device=device)
+    scores = impression_scores(
+        model, news, impressions, batch_size=batch_size, cache=cache, device=device, user_columns=user_columns
+    )
     return impression_metrics(impressions.select_columns(["labels"]).with_format(None)[:]["labels"], scores)

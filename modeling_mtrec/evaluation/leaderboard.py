@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from ..data.mind import read_behaviors, read_news, split_files
+from ..data.samples import recent_history
 from ..data.stats import LoadStats
-from ..scoring import _model_device, _score_rows
+from ..scoring import score_impressions
 from ..serving.cache import NewsVectorCache, encode_titles
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ def predict_ranks(
 
     Rules (counted in `stats`, and logged once when `stats` is None):
     - a history id missing from `cache` is dropped (``"unknown_history_ids"``); then the most recent
-      `max_history_length` known ids are kept (as `build_eval_impressions` does); an empty result gives r_u = 0
+      `max_history_length` known ids are kept (`recent_history`, as in training); an empty result gives r_u = 0
       (``"empty_history"``), i.e. all known candidates score 0 and rank in input order;
     - a candidate id missing from `cache` (``"unknown_candidate_ids"``) gets no score and is ranked after all
       known candidates, unknown ones in input order;
@@ -108,7 +109,7 @@ def predict_ranks(
         known_history = [index[i] for i in history if i in index]
         if len(known_history) < len(history):
             stats["unknown_history_ids"] += len(history) - len(known_history)
-        known_history = known_history[len(known_history) - max_history_length :] if max_history_length else []
+        known_history = recent_history(known_history, max_history_length)
         if not known_history:
             stats["empty_history"] += 1
         known = [i in index for i in candidates]
@@ -123,8 +124,7 @@ def predict_ranks(
     if len(cache) == 0:
         scores = [np.zeros(len(rows), dtype=np.float32) for rows in candidate_rows]
     else:
-        device = _model_device(model, device)
-        scores = _score_rows(model, cache.vectors, histories, candidate_rows, batch_size, device)
+        scores = score_impressions(model, cache.vectors, histories, candidate_rows, batch_size=batch_size, device=device)
     predictions = [
         ImpressionPrediction(impression_id, ranks_from_scores(row_scores, known))
         for impression_id, row_scores, known in zip(table["impression_id"], scores, known_masks, strict=True)

@@ -1,11 +1,14 @@
-"""The news-vector cache: every news vector encoded once, saved and loaded with a fingerprint of its encoder.
+"""The news-vector cache: every news (item) vector encoded once, saved and loaded with a fingerprint of its encoder.
 
-MTRec scores a candidate as s_j = r_j . r_u (Bi et al., Findings of ACL 2022, Sec. 3.1), and r_j depends on the
-news title only. Every news vector can therefore be computed ONCE and reused by every impression that mentions
-the news, in a history or as a candidate (`modeling_mtrec.evaluation.fast`, `modeling_mtrec.serving.recommender`).
+A model scores a candidate from its item vector and the user vector (MTRec: s_j = r_j . r_u, Bi et al.,
+Findings of ACL 2022, Sec. 3.1), and an item vector depends on the item alone. Every news vector can therefore be
+computed ONCE and reused by every impression that mentions the news, in a history or as a candidate
+(`modeling_mtrec.evaluation.fast`, `modeling_mtrec.serving.recommender`).
 
-`NewsVectorCache` holds the [CLS] vectors of a news table, saved/loaded as safetensors with a fingerprint of the
-news encoder so that a stale cache is detected (`StaleCacheError`).
+`NewsVectorCache` holds the vectors of a news table, for any model of the scoring interface
+(`modeling_mtrec.scoring`): MTRec's [CLS] vectors of a tokenised news table or of raw titles, or the two-tower's
+item-tower vectors of `ItemFeatures`. It is saved/loaded as safetensors with a fingerprint of the item encoder,
+so that a stale cache is detected (`StaleCacheError`).
 """
 
 from __future__ import annotations
@@ -14,26 +17,27 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..scoring import _EvalMode, _model_device
+from ..models.mtrec.processing_mtrec import title_batches, tokenize_titles
+from ..models.two_tower.features import ItemFeatures
+from ..scoring import ScoringModel, encode_item_batches
 
 if TYPE_CHECKING:
     from datasets import Dataset
     from transformers import PreTrainedTokenizerBase
-
-    from ..models.mtrec.modeling_mtrec import MTRecModel
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "NewsVectorCache",
     "StaleCacheError",
+    "encode_item_table",
     "encode_titles",
     "news_encoder_fingerprint",
 ]
@@ -47,80 +51,68 @@ _CONFIG_KEYS_WITHOUT_EFFECT = frozenset(
 
 
 class StaleCacheError(ValueError):
-    """A `NewsVectorCache` built by a different news encoder (other weights or config) than the model given."""
+    """A `NewsVectorCache` built by a different item encoder (other weights or config) than the model given."""
 
 
 # ------------------------------------------------------------------------------------------------ encoding
 
 
-def news_encoder_fingerprint(model: MTRecModel) -> str:
-    """A 16-hex-digit hash of everything a news vector depends on: the news encoder's config and weights.
+def news_encoder_fingerprint(model: ScoringModel) -> str:
+    """A 16-hex-digit hash of everything an item vector depends on: the item encoder's config and weights.
 
+    The item encoder is `model.get_item_encoder()` (MTRec: the BERT news encoder; two-tower: the item tower).
     The user encoder and the heads are left out on purpose: they do not change r_j, so a cache stays valid
     when only they change. Hashing the weights (not only the config) is what catches a cache written before
     training against the trained model; it costs ~0.1 s for a 6-layer MiniLM.
     """
+    encoder = model.get_item_encoder()
     hasher = hashlib.sha256()
+    encoder_config = getattr(encoder, "config", None)
     config = {
         key: value
-        for key, value in model.news_encoder.config.to_dict().items()
+        for key, value in (encoder_config.to_dict() if encoder_config is not None else {}).items()
         if not key.startswith("_") and key not in _CONFIG_KEYS_WITHOUT_EFFECT
     }
     hasher.update(json.dumps(config, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.news_encoder.state_dict().items()):
+    for name, tensor in sorted(encoder.state_dict().items()):
         hasher.update(name.encode())
         hasher.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return hasher.hexdigest()[:16]
 
 
-def _pad_token_id(model: MTRecModel) -> int:
+def _title_pad_token_id(model: ScoringModel) -> int:
     pad = getattr(model.config.encoder_config, "pad_token_id", None)
     return 0 if pad is None else int(pad)
 
 
-@torch.no_grad()
-def _encode_token_lists(
-    model: MTRecModel,
-    token_lists: Sequence[Sequence[int]],
-    batch_size: int,
-    device: torch.device,
+def _item_batches(
+    model: ScoringModel, items: Dataset | ItemFeatures, batch_size: int, sort_by_length: bool
+) -> Iterator[tuple[list[int], Mapping[str, torch.Tensor]]]:
+    """`encode_items` inputs for a table of items: the two-tower's `ItemFeatures`, or MTRec's tokenised titles."""
+    if isinstance(items, ItemFeatures):
+        return items.batches(batch_size)
+    if "input_ids" not in items.column_names:
+        raise ValueError(f"the news table lacks input_ids (has {items.column_names}); build it with tokenize_news")
+    token_lists = items.select_columns(["input_ids"]).with_format(None)[:]["input_ids"]
+    return title_batches(token_lists, _title_pad_token_id(model), batch_size, sort_by_length=sort_by_length)
+
+
+def encode_item_table(
+    model: ScoringModel,
+    items: Dataset | ItemFeatures,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
     sort_by_length: bool = True,
 ) -> torch.Tensor:
-    """[CLS] vectors of unpadded token id lists, in input order. (N lists) -> (N, D) float32 on CPU.
-
-    With `sort_by_length` the lists are encoded sorted by length so that a batch pads to nearly its own length:
-    titles vary from a few to `max_title_length` tokens, and padding every title to the longest wastes up to
-    half of BERT's work. Padded positions are masked, so the padding width changes a vector only by float32
-    rounding (~1e-7 relative: other matrix shapes, other summation order). Without it, every batch is padded to
-    the longest title of all, as the slow path's batches nearly always are (a batch of a thousand titles holds
-    one of `max_title_length` tokens), which reproduces the slow path's vectors bit for bit in that case.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    pad = _pad_token_id(model)
-    order = list(range(len(token_lists)))
-    longest = max((len(tokens) for tokens in token_lists), default=0)
-    if sort_by_length:
-        order.sort(key=lambda i: len(token_lists[i]))
-    out = torch.zeros(len(token_lists), model.config.hidden_size, dtype=torch.float32)  # (N, D)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        width = max(len(token_lists[i]) for i in rows) if sort_by_length else longest
-        if width == 0:
-            raise ValueError(f"news {rows[0]} has no tokens (an empty title still has [CLS] [SEP])")
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)  # (b, L)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)  # (b, L)
-        for j, i in enumerate(rows):
-            tokens = token_lists[i]
-            ids[j, : len(tokens)] = torch.as_tensor(tokens, dtype=torch.long)
-            mask[j, : len(tokens)] = 1
-        vectors = model.encode_news(ids.to(device), mask.to(device))  # (b, L) -> (b, D)
-        out[torch.as_tensor(rows)] = vectors.float().cpu()
-    return out
+    """The vectors (N, D), float32 on CPU, of every row of an item table: MTRec's tokenised news table
+    (`tokenize_news` / `MINDCorpus.news`; `sort_by_length` as in `processing_mtrec.title_batches`) or the
+    two-tower's `ItemFeatures`."""
+    return encode_item_batches(model, _item_batches(model, items, batch_size, sort_by_length), len(items), device=device)
 
 
 def encode_titles(
-    model: MTRecModel,
+    model: ScoringModel,
     tokenizer: PreTrainedTokenizerBase,
     titles: Sequence[str],
     max_length: int | None = None,
@@ -128,46 +120,25 @@ def encode_titles(
     batch_size: int = 256,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
-    """News vectors of raw titles. (N titles) -> (N, D) float32 on CPU.
+    """News vectors of raw titles, for a model that encodes titles (MTRec). (N titles) -> (N, D) float32 on CPU.
 
-    Titles are tokenised exactly as `tokenize_news` does (``truncation=True, max_length=max_title_length``,
-    [CLS] ... [SEP], no padding), so a title gives the same vector here as through a tokenised news table.
+    Titles are tokenised exactly as `tokenize_news` does (`processing_mtrec.tokenize_titles`), so a title gives
+    the same vector here as through a tokenised news table.
 
     Args:
         max_length: tokens per title, [CLS]/[SEP] included; defaults to ``model.config.max_title_length``.
     """
     max_length = model.config.max_title_length if max_length is None else max_length
-    titles = [title or "" for title in titles]
-    if not titles:
-        return torch.zeros(0, model.config.hidden_size)
-    token_lists = tokenizer(titles, truncation=True, max_length=max_length)["input_ids"]
-    with _EvalMode(model):
-        return _encode_token_lists(model, token_lists, batch_size, _model_device(model, device))
+    token_lists = tokenize_titles(tokenizer, titles, max_length)["input_ids"] if len(titles) else []
+    batches = title_batches(token_lists, _title_pad_token_id(model), batch_size)
+    return encode_item_batches(model, batches, len(token_lists), device=device)
 
 
 # ------------------------------------------------------------------------------------------------ the cache
 
 
-def _encode_news_table(
-    model: MTRecModel,
-    news: Dataset,
-    batch_size: int,
-    device: str | torch.device | None,
-    sort_by_length: bool = True,
-) -> tuple[list[str], torch.Tensor]:
-    """(news ids, (N, D) vectors) of every row of a tokenised news table; ids default to the row numbers."""
-    if "input_ids" not in news.column_names:
-        raise ValueError(f"the news table lacks input_ids (has {news.column_names}); build it with tokenize_news")
-    columns = ["input_ids"] + (["news_id"] if "news_id" in news.column_names else [])
-    table = news.select_columns(columns).with_format(None)[:]
-    news_ids = table.get("news_id") or [str(row) for row in range(len(table["input_ids"]))]
-    with _EvalMode(model):
-        vectors = _encode_token_lists(model, table["input_ids"], batch_size, _model_device(model, device), sort_by_length)
-    return news_ids, vectors
-
-
 class NewsVectorCache:
-    """News vectors r_j of a set of news, encoded once, addressable by news id or by row.
+    """Item (news) vectors r_j of a set of news, encoded once, addressable by news id or by row.
 
     Attributes:
         news_ids (`list[str]`): the news ids, row order of `vectors`.
@@ -218,32 +189,40 @@ class NewsVectorCache:
     @classmethod
     def from_model(
         cls,
-        model: MTRecModel,
-        news: Dataset,
+        model: ScoringModel,
+        news: Dataset | ItemFeatures,
         *,
         batch_size: int = 256,
         device: str | torch.device | None = None,
         sort_by_length: bool = True,
+        news_ids: Sequence[str] | None = None,
     ) -> NewsVectorCache:
-        """Encodes every row of a tokenised news table (`tokenize_news` / `MINDCorpus.news`) once.
+        """Encodes every row of an item table once: MTRec's tokenised news table (`tokenize_news` /
+        `MINDCorpus.news`) or the two-tower's `ItemFeatures`.
 
-        Row i of the cache is row i of `news`. The ids come from its ``news_id`` column; a table without one
-        (e.g. built by hand) gets the row numbers as ids (``"0"``, ``"1"``, ...). `sort_by_length` (default)
-        batches titles of similar length, about twice as fast; ``False`` pads every title to the longest one,
-        which reproduces the slow path's float rounding exactly (see `_encode_token_lists`).
+        Row i of the cache is row i of `news`. The ids come from `news_ids`, else from the table's ``news_id``
+        column; a table without one (e.g. built by hand, or `ItemFeatures`) gets the row numbers as ids (``"0"``,
+        ``"1"``, ...). For titles, `sort_by_length` (default) batches titles of similar length, about twice as
+        fast; ``False`` pads every title to the longest one, which reproduces the Trainer's evaluation loop's float
+        rounding exactly (see `processing_mtrec.title_batches`).
         """
-        news_ids, vectors = _encode_news_table(model, news, batch_size, device, sort_by_length)
+        if news_ids is None:
+            if "news_id" in (getattr(news, "column_names", None) or []):
+                news_ids = news.select_columns(["news_id"]).with_format(None)[:]["news_id"]
+            else:
+                news_ids = [str(row) for row in range(len(news))]
+        vectors = encode_item_table(model, news, batch_size=batch_size, device=device, sort_by_length=sort_by_length)
         return cls(
             news_ids,
             vectors,
             fingerprint=news_encoder_fingerprint(model),
-            max_title_length=model.config.max_title_length,
+            max_title_length=getattr(model.config, "max_title_length", None),
         )
 
     @classmethod
     def from_titles(
         cls,
-        model: MTRecModel,
+        model: ScoringModel,
         tokenizer: PreTrainedTokenizerBase,
         news_ids: Sequence[str],
         titles: Sequence[str],
@@ -251,7 +230,8 @@ class NewsVectorCache:
         batch_size: int = 256,
         device: str | torch.device | None = None,
     ) -> NewsVectorCache:
-        """Encodes raw titles (tokenised as `tokenize_news` does) under the given ids."""
+        """Encodes raw titles (tokenised as `tokenize_news` does) under the given ids, for a model that encodes
+        titles (MTRec)."""
         if len(news_ids) != len(titles):
             raise ValueError(f"got {len(news_ids)} news ids but {len(titles)} titles")
         vectors = encode_titles(model, tokenizer, titles, batch_size=batch_size, device=device)
@@ -297,13 +277,13 @@ class NewsVectorCache:
         """Vectors of the given ids. (n,) -> (n, D); `KeyError` naming the first unknown id."""
         return self.vectors[torch.as_tensor(self.rows(news_ids), dtype=torch.long)]
 
-    def aligned_to(self, news: Dataset) -> torch.Tensor:
+    def aligned_to(self, news: Dataset | ItemFeatures) -> torch.Tensor:
         """Vectors in the row order of a tokenised news table, matched by ``news_id``. (len(news), D).
 
         Used when a cache was saved earlier (possibly from another table holding these news) and the impressions
         point at rows of `news`. A table without a ``news_id`` column must have exactly the cache's rows.
         """
-        if "news_id" not in news.column_names:
+        if "news_id" not in (getattr(news, "column_names", None) or []):  # e.g. ItemFeatures
             if len(news) != len(self):
                 raise ValueError(f"a news table without news_id must have the cache's {len(self)} rows, got {len(news)}")
             return self.vectors
@@ -314,15 +294,15 @@ class NewsVectorCache:
 
     # ---- persistence and staleness
 
-    def check(self, model: MTRecModel, *, strict: bool = True) -> None:
-        """Raises `StaleCacheError` (or, with ``strict=False``, logs a warning) if `model`'s news encoder differs
+    def check(self, model: ScoringModel, *, strict: bool = True) -> None:
+        """Raises `StaleCacheError` (or, with ``strict=False``, logs a warning) if `model`'s item encoder differs
         from the one that built the cache: its vectors would then not be the model's r_j."""
         expected = news_encoder_fingerprint(model)
-        if self.fingerprint == expected and self.hidden_size == model.config.hidden_size:
+        if self.fingerprint == expected and self.hidden_size == model.vector_size:
             return
         message = (
             f"the news vector cache was built by a news encoder with fingerprint {self.fingerprint} "
-            f"(dim {self.hidden_size}), but the model's is {expected} (dim {model.config.hidden_size}): "
+            f"(dim {self.hidden_size}), but the model's is {expected} (dim {model.vector_size}): "
             "the weights or config changed since it was written. Rebuild it with "
             "NewsVectorCache.from_model(model, news)."
         )
@@ -344,7 +324,7 @@ class NewsVectorCache:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], model: MTRecModel | None = None, *, strict: bool = True
+        cls, path: str | os.PathLike[str], model: ScoringModel | None = None, *, strict: bool = True
     ) -> NewsVectorCache:
         """Loads a cache written by `save`; with `model`, checks it was built by that model's news encoder
         (`check`: `StaleCacheError`, or a warning with ``strict=False``)."""

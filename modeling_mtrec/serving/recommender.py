@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..data.samples import recent_history
 from ..models.mtrec.modeling_mtrec import MTRecModel
-from ..scoring import _model_device, _score_rows
+from ..scoring import model_device, score_impressions
 from .cache import NewsVectorCache, encode_titles, news_encoder_fingerprint
 
 if TYPE_CHECKING:
@@ -71,10 +72,10 @@ class MTRecRecommender:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        self.device = _model_device(model, device)
+        self.device = model_device(model, device)
         if cache is None:
             cache = NewsVectorCache(
-                [], torch.zeros(0, model.config.hidden_size), fingerprint=news_encoder_fingerprint(model),
+                [], torch.zeros(0, model.vector_size), fingerprint=news_encoder_fingerprint(model),
                 max_title_length=model.config.max_title_length,
             )
         self.cache = cache
@@ -139,9 +140,11 @@ class MTRecRecommender:
         keys = list(refs)
         vectors = self._vectors([NewsTitle(text) if is_title else text for is_title, text in keys])  # (R, D)
         # The model keeps the most recent max_history_length clicks (as in training).
-        history_rows = [[refs[(isinstance(r, NewsTitle), str(r))] for r in h][-max_history:] for h in histories]
+        history_rows = [recent_history([refs[(isinstance(r, NewsTitle), str(r))] for r in h], max_history) for h in histories]
         candidate_rows = [[refs[(isinstance(r, NewsTitle), str(r))] for r in c] for c in candidates]
-        scores = _score_rows(self.model, vectors, history_rows, candidate_rows, self.batch_size, self.device)
+        scores = score_impressions(
+            self.model, vectors, history_rows, candidate_rows, batch_size=self.batch_size, device=self.device
+        )
         return [Recommendation(s, np.argsort(-s.astype(np.float64), kind="stable")) for s in scores]
 
     def recommend(self, history: Sequence[NewsRef], candidates: Sequence[NewsRef]) -> Recommendation:

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-__all__ = ["MTRecCollator"]
+from ...data.padding import IGNORE_INDEX, pad_right
 
-_IGNORE = -100  # label value ignored by torch's cross-entropy
+__all__ = ["MTRecCollator"]
 
 
 @dataclass
@@ -200,32 +200,20 @@ class MTRecCollator:
             bad = min(rows) if min(rows) < 0 else max(rows)
             raise ValueError(f"news row {bad} out of range for a news table of {len(self._input_ids)} rows")
 
-        titles = [self._input_ids[row] for row in rows]
-        max_len = max((len(title) for title in titles), default=0)
-        # Padded as python lists and converted once: one torch.tensor per row costs more than the padding.
-        news_input_ids = torch.tensor(
-            [title + [self.pad_token_id] * (max_len - len(title)) for title in titles], dtype=torch.long
-        ).view(len(rows), max_len)  # (N, L); view keeps the shape when L == 0
-        news_attention_mask = torch.tensor(
-            [[1] * len(title) + [0] * (max_len - len(title)) for title in titles], dtype=torch.long
-        ).view(len(rows), max_len)  # (N, L)
+        news_input_ids, title_mask = pad_right([self._input_ids[row] for row in rows], self.pad_token_id)  # (N, L)
+        # An empty history still gets one (masked) column, so the user encoder always has something to pool.
+        history_index, history_mask = pad_right([[position[r] for r in h] for h in histories], min_width=1)  # (B, H)
+        candidate_index, candidate_mask = pad_right([[position[r] for r in c] for c in candidates])  # (B, C)
+        label_tensor, _ = pad_right(labels, IGNORE_INDEX, width=candidate_index.shape[1])  # (B, C)
 
-        history_index, history_mask = _pad_positions(histories, position, min_width=1)  # (B, H)
-        candidate_index, candidate_mask = _pad_positions(candidates, position, min_width=0)  # (B, C)
-        width = candidate_index.shape[1]
-        label_tensor = torch.tensor(
-            [row_labels + [_IGNORE] * (width - len(row_labels)) for row_labels in labels], dtype=torch.long
-        )  # (B, C)
-
-        batch = {"news_input_ids": news_input_ids, "news_attention_mask": news_attention_mask}
+        batch = {"news_input_ids": news_input_ids, "news_attention_mask": title_mask.long()}
         if self.with_aux_labels:
             batch["category_labels"] = torch.tensor(
                 [self._category_labels[row] for row in rows], dtype=torch.long
             )  # (N,)
-            tags = [self._ner_labels[row] for row in rows]
-            batch["ner_labels"] = torch.tensor(
-                [row_tags + [_IGNORE] * (max_len - len(row_tags)) for row_tags in tags], dtype=torch.long
-            ).view(len(rows), max_len)  # (N, L)
+            batch["ner_labels"], _ = pad_right(
+                [self._ner_labels[row] for row in rows], IGNORE_INDEX, width=news_input_ids.shape[1]
+            )  # (N, L)
         if self.return_news_rows:  # keys of MTRecTrainer's history-vector cache
             batch["news_rows"] = torch.tensor(rows, dtype=torch.long)  # (N,)
         batch.update(
@@ -236,19 +224,3 @@ class MTRecCollator:
             labels=label_tensor,
         )
         return batch
-
-
-def _pad_positions(
-    sequences: list[list[int]], position: dict[int, int], min_width: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions of each sequence's news among the batch's distinct news, right-padded with 0 / `False`."""
-    width = max(min_width, max(len(sequence) for sequence in sequences))
-    index = torch.tensor(
-        [[position[row] for row in sequence] + [0] * (width - len(sequence)) for sequence in sequences],
-        dtype=torch.long,
-    ).view(len(sequences), width)  # (B, width)
-    mask = torch.tensor(
-        [[True] * len(sequence) + [False] * (width - len(sequence)) for sequence in sequences],
-        dtype=torch.bool,
-    ).view(len(sequences), width)  # (B, width)
-    return index, mask

@@ -8,7 +8,7 @@ a_i = softmax_i(q . tanh(W r_i + b)). Click score: s_j = r_j . r_u.
 Main loss: softmax over one clicked and K non-clicked news of the same impression.
 Auxiliary tasks on the BERT output (paper: 3.3): news category from [CLS]; NER as per-token BIO tags.
 L = L_main + L_category + L_ner. The gradient surgery that combines them during training lives in
-`trainer.MTRecTrainer`; this file only computes the losses.
+`modeling_mtrec.training.surgery` (applied by `MTRecTrainer`); this file only computes the losses.
 
 NOTE: departures from / precisions of the paper.
 - A user whose history is empty (or holds only news unknown to news.tsv) gets r_u = 0, so every candidate
@@ -36,6 +36,8 @@ from transformers.utils import ModelOutput, logging
 from .configuration_mtrec import MTRecConfig
 
 logger = logging.get_logger(__name__)
+
+IGNORE_INDEX = -100  # Copied from modeling_mtrec.data.padding.IGNORE_INDEX (this file stands alone as remote code)
 
 
 @dataclass
@@ -90,7 +92,7 @@ class AdditiveAttention(nn.Module):
 def click_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """-log(exp(s+) / (exp(s+) + sum_k exp(s-_k))) averaged over the clicked candidates.
 
-    logits: (B, C) scores; labels: (B, C) with 1 clicked, 0 not clicked, -100 padding.
+    logits: (B, C) scores; labels: (B, C) with 1 clicked, 0 not clicked, IGNORE_INDEX (-100) padding.
     """
     logits = logits.float()
     very_negative = torch.finfo(torch.float32).min
@@ -138,13 +140,13 @@ def length_groups(sorted_lengths: list[int], max_groups: int) -> list[tuple[int,
 
 
 def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy averaged over labels != -100; 0 (still in the graph) when nothing is labelled."""
+    """Cross-entropy averaged over labels != IGNORE_INDEX; 0 (still in the graph) when nothing is labelled."""
     logits = logits.float().reshape(-1, logits.shape[-1])
     labels = labels.reshape(-1)
-    total = F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
+    total = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum")
     # Dividing by a clamped count instead of using reduction="mean" avoids NaN on batches without labels and a
     # host sync on the count.
-    return total / (labels != -100).sum().clamp(min=1)
+    return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
 
 
 class MTRecPreTrainedModel(PreTrainedModel):
@@ -207,7 +209,7 @@ class MTRecModel(MTRecPreTrainedModel):
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
         super().save_pretrained(save_directory, *args, **kwargs)
         # The Hub card travels with the weights (push_to_hub saves through here). Only written when the folder
-        # has none, so a card with evaluation results (MTRecTrainer.create_model_card) is kept.
+        # has none, so a card with evaluation results (e.g. MTRecTrainer.create_model_card) is kept.
         if not kwargs.get("is_main_process", True) or os.path.exists(os.path.join(save_directory, "README.md")):
             return
         try:
@@ -252,20 +254,42 @@ class MTRecModel(MTRecPreTrainedModel):
             pieces.append(F.pad(hidden, (0, 0, 0, width - longest)))  # (n_g, L, D)
         return torch.cat(pieces)[torch.argsort(order)]  # (N, L, D), back in the batch's row order
 
-    def encode_news(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    # --------------------------------------------------------------- the scoring interface every model offers
+
+    @property
+    def vector_size(self) -> int:
+        """D, the width of news and user vectors."""
+        return self.config.hidden_size
+
+    def get_item_encoder(self) -> nn.Module:
+        """Everything a news vector depends on (a news-vector cache fingerprints it)."""
+        return self.news_encoder
+
+    def encode_items(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """News vectors r: BERT's final [CLS] state. (N, L) -> (N, D)."""
         return self._encode_tokens(input_ids, attention_mask)[:, 0]
 
-    def encode_user(self, history_embeds: torch.Tensor, history_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def encode_users(self, history_embeds: torch.Tensor, history_mask: torch.Tensor | None = None) -> torch.Tensor:
         """User vectors r_u from clicked-news vectors. (B, H, D), (B, H) -> (B, D); r_u = 0 for an empty history."""
         if history_mask is None:
             history_mask = torch.ones(history_embeds.shape[:2], dtype=torch.bool, device=history_embeds.device)
         return self.user_encoder(history_embeds, history_mask.bool())
 
     @staticmethod
-    def score(user_embeds: torch.Tensor, candidate_embeds: torch.Tensor) -> torch.Tensor:
-        """s_j = r_j . r_u. (B, D), (B, C, D) -> (B, C)."""
-        return torch.einsum("bcd,bd->bc", candidate_embeds, user_embeds)
+    def score(user_embeds: torch.Tensor, item_embeds: torch.Tensor) -> torch.Tensor:
+        """s_j = r_j . r_u. (B, D) with each user's candidates (B, C, D), or candidates shared by all (C, D) -> (B, C)."""
+        if item_embeds.dim() == 2:
+            return user_embeds @ item_embeds.T  # (B, D) @ (D, C) -> (B, C)
+        return torch.einsum("bcd,bd->bc", item_embeds, user_embeds)  # (B, C, D) . (B, D) -> (B, C)
+
+    # The paper's names, kept for code written against them (README, saved notebooks).
+    def encode_news(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Alias of `encode_items`. (N, L) -> (N, D)."""
+        return self.encode_items(input_ids, attention_mask)
+
+    def encode_user(self, history_embeds: torch.Tensor, history_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Alias of `encode_users`. (B, H, D), (B, H) -> (B, D)."""
+        return self.encode_users(history_embeds, history_mask)
 
     def forward(
         self,
@@ -321,11 +345,11 @@ class MTRecModel(MTRecPreTrainedModel):
             history_embeds = news_embeds[history_index]  # (B, H, D)
             if history_mask is None:
                 history_mask = torch.ones_like(history_index, dtype=torch.bool)
-            user_embeds = self.encode_user(history_embeds, history_mask)  # (B, D)
+            user_embeds = self.encode_users(history_embeds, history_mask)  # (B, D)
             logits = self.score(user_embeds, news_embeds[candidate_index])  # (B, C, D) . (B, D) -> (B, C)
             if labels is not None:
                 if candidate_mask is not None:
-                    labels = labels.masked_fill(~candidate_mask.bool(), -100)
+                    labels = labels.masked_fill(~candidate_mask.bool(), IGNORE_INDEX)
                 main_loss = click_loss(logits, labels)
 
         if self.category_head is not None and category_labels is not None:

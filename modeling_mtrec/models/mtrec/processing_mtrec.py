@@ -22,34 +22,22 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from ...data.mind import EntityAnnotationError, parse_title_entities
+from ...data.padding import IGNORE_INDEX, pad_right
 from ...data.stats import LoadStats
 
 logger = logging.getLogger(__name__)
 
 NER_LABELS: list[str] = ["O", "B", "I"]
 NER_O, NER_B, NER_I = 0, 1, 2
-IGNORE_INDEX = -100  # ignored by torch.nn.CrossEntropyLoss (special tokens, unknown categories)
 
 Span = tuple[int, int]
-
-
-class EntityAnnotationError(ValueError):
-    """A ``title_entities`` annotation that cannot be used; ``reason`` is the `LoadStats` key to count it under.
-
-    ``reason`` is ``"broken_entity_json"`` (not JSON, or not a list of entity dicts with integer
-    ``OccurrenceOffsets`` and string ``SurfaceForms``) or ``"entity_offset_mismatch"`` (an offset at which none
-    of the entity's surface forms sits in the title).
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def _utf16_to_codepoint(title: str, offset: int) -> int | None:
@@ -112,16 +100,7 @@ def title_entity_spans(title: str, title_entities: str) -> list[Span]:
         ...                    '"SurfaceForms": ["Acme Corp", "Acme"]}]')
         [(0, 9), (15, 19)]
     """
-    if not title_entities or not title_entities.strip():
-        return []
-    try:
-        entities = json.loads(title_entities)
-    except (json.JSONDecodeError, TypeError) as error:
-        raise EntityAnnotationError(
-            "broken_entity_json", f"title_entities is not valid JSON: {error}"
-        ) from None
-    if not isinstance(entities, list):
-        raise EntityAnnotationError("broken_entity_json", "title_entities is not a JSON list")
+    entities = parse_title_entities(title_entities)
     has_astral = any(ord(char) > 0xFFFF for char in title)
     spans: list[Span] = []
     for entity in entities:
@@ -230,6 +209,42 @@ def _tokenization_fingerprint(
     return hasher.hexdigest()[:16]
 
 
+def tokenize_titles(
+    tokenizer: PreTrainedTokenizerBase, titles: Sequence[str | None], max_title_length: int, **kwargs: Any
+):
+    """The one tokenisation of titles, for training and inference alike: ``[CLS] ... [SEP]``, truncated to
+    `max_title_length` tokens (both included), unpadded. `kwargs` go to the tokenizer (e.g. offsets)."""
+    return tokenizer([title or "" for title in titles], truncation=True, max_length=max_title_length, **kwargs)
+
+
+def title_batches(
+    token_lists: Sequence[Sequence[int]], pad_token_id: int, batch_size: int, *, sort_by_length: bool = True
+) -> Iterator[tuple[list[int], dict[str, Any]]]:
+    """`MTRecModel.encode_items` inputs for unpadded title token lists: ``(rows, {"input_ids", "attention_mask"})``
+    per batch of `batch_size` titles, `rows` their positions in `token_lists`.
+
+    With `sort_by_length` the titles are batched sorted by length so that a batch pads to nearly its own length:
+    titles vary from a few to `max_title_length` tokens, and padding every title to the longest wastes up to
+    half of BERT's work. Padded positions are masked, so the padding width changes a vector only by float32
+    rounding (~1e-7 relative: other matrix shapes, other summation order). Without it, every batch is padded to
+    the longest title of all, as the Trainer's evaluation batches nearly always are (a batch of a thousand titles
+    holds one of `max_title_length` tokens), which reproduces their vectors bit for bit in that case.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = list(range(len(token_lists)))
+    longest = max((len(tokens) for tokens in token_lists), default=0)
+    if sort_by_length:
+        order.sort(key=lambda i: len(token_lists[i]))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = max(len(token_lists[i]) for i in rows) if sort_by_length else longest
+        if width == 0:
+            raise ValueError(f"news {rows[0]} has no tokens (an empty title still has [CLS] [SEP])")
+        input_ids, mask = pad_right([token_lists[i] for i in rows], pad_token_id, width=width)  # (b, L)
+        yield rows, {"input_ids": input_ids, "attention_mask": mask.long()}
+
+
 def tokenize_news(
     news: Dataset,
     tokenizer: PreTrainedTokenizerBase,
@@ -298,12 +313,7 @@ def tokenize_news(
         stats["unknown_category"] += unknown
 
     def tokenize_batch(batch_titles: list[str], indices: list[int]) -> dict[str, list[Any]]:
-        encoded = tokenizer(
-            [t or "" for t in batch_titles],
-            return_offsets_mapping=True,
-            truncation=True,
-            max_length=max_title_length,
-        )
+        encoded = tokenize_titles(tokenizer, batch_titles, max_title_length, return_offsets_mapping=True)
         ner_labels, cut_off = [], []
         for title, offsets, index in zip(batch_titles, encoded["offset_mapping"], indices, strict=True):
             spans = spans_per_news[index]

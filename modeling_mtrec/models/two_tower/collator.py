@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...data.padding import pad_right
 from .features import ItemFeatures
 
 __all__ = ["TwoTowerCollator"]
@@ -58,12 +59,7 @@ class TwoTowerCollator:
             histories.append([rows.setdefault(int(r), len(rows)) for r in feature["history"]])
             positives.append(rows.setdefault(int(feature["positive"]), len(rows)))
         item_rows = torch.tensor(list(rows), dtype=torch.long)
-        width = max(1, max(len(h) for h in histories))
-        history_index = torch.zeros(len(features), width, dtype=torch.long)
-        history_mask = torch.zeros(len(features), width, dtype=torch.bool)
-        for i, h in enumerate(histories):
-            history_index[i, : len(h)] = torch.tensor(h, dtype=torch.long)
-            history_mask[i, : len(h)] = True
+        history_index, history_mask = pad_right(histories, min_width=1)  # (B, H)
         batch = self.items.rows(item_rows)
         batch.update(
             user_key=torch.tensor([int(f["user_key"]) for f in features], dtype=torch.long),

@@ -11,11 +11,10 @@ become retrieval samples with `modeling_mtrec.data.samples.build_retrieval_sampl
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +22,8 @@ import torch
 from datasets import Dataset
 
 from ...data.corpus import read_news_union
-from ...data.mind import read_behaviors, split_files
+from ...data.mind import EntityAnnotationError, read_behaviors, split_files, title_entity_ids
+from ...data.padding import pad_right
 from ...data.samples import build_retrieval_samples, stable_key
 from ...data.stats import LoadStats
 
@@ -51,25 +51,16 @@ def title_words(title: str) -> list[str]:
 
 
 def _entity_ids(title_entities: str, stats: LoadStats) -> list[str]:
-    if not title_entities.strip():
-        return []
     try:
-        annotations = json.loads(title_entities)
-        if not isinstance(annotations, list):
-            raise ValueError
-    except ValueError:  # JSONDecodeError is a ValueError
-        stats["broken_entity_json"] += 1
+        return title_entity_ids(title_entities)
+    except EntityAnnotationError as error:
+        stats[error.reason] += 1
         return []
-    ids = [a.get("WikidataId") for a in annotations if isinstance(a, dict)]
-    return list(dict.fromkeys(i for i in ids if isinstance(i, str) and i))
 
 
 def _padded(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:
-    out = torch.full((len(rows), width), -1, dtype=torch.long)
-    for i, row in enumerate(rows):
-        row = row[:width]
-        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-    return out
+    """(num_items, width) keys, longer lists cut, -1 = padding."""
+    return pad_right([row[:width] for row in rows], -1, width=width)[0]
 
 
 @dataclass
@@ -106,6 +97,14 @@ class ItemFeatures:
         if self.text_embeds is not None:
             out[f"{prefix}text_embeds"] = self.text_embeds[index]
         return out
+
+    def batches(self, batch_size: int) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+        """`TwoTowerModel.encode_items` inputs of every row, in order: ``(rows, features)`` per `batch_size` rows."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        for start in range(0, len(self), batch_size):
+            rows = list(range(start, min(start + batch_size, len(self))))
+            yield rows, self.rows(rows)
 
 
 def build_item_features(

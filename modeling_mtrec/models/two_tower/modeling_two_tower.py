@@ -52,9 +52,11 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .configuration_two_tower import MULTI_VALUED_FEATURES, TwoTowerConfig
+
+logger = logging.get_logger(__name__)
 
 # Mersenne prime 2^31 - 1 of the universal hash (a k + b) mod P mod H: with a, b, k < P the product fits in int64.
 _HASH_PRIME = (1 << 31) - 1
@@ -353,19 +355,30 @@ class TwoTowerModel(TwoTowerPreTrainedModel):
         )
         self.post_init()
 
-    # Copied from MTRecModel.save_pretrained (the card writer differs): a saved folder carries its Hub card.
+    # Copied from modeling_mtrec.models.mtrec.modeling_mtrec.MTRecModel.save_pretrained
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
         super().save_pretrained(save_directory, *args, **kwargs)
-        # Only written when the folder has none, so the recipe's card with evaluation results is kept.
+        # The Hub card travels with the weights (push_to_hub saves through here). Only written when the folder
+        # has none, so a card with evaluation results (e.g. MTRecTrainer.create_model_card) is kept.
         if not kwargs.get("is_main_process", True) or os.path.exists(os.path.join(save_directory, "README.md")):
             return
         try:
-            from modeling_mtrec.model_card import write_two_tower_model_card
+            from modeling_mtrec.model_card import write_model_card
         except ImportError:  # loaded as Hub remote code without the package installed: no card template here
-            return
-        write_two_tower_model_card(save_directory, self.config)
+            logger.info("modeling_mtrec is not installed; no model card written to %s", save_directory)
+        else:
+            write_model_card(save_directory, self.config)
 
-    # ------------------------------------------------------------------------------------------------ encoders
+    # --------------------------------------------------------------- the scoring interface every model offers
+
+    @property
+    def vector_size(self) -> int:
+        """D, the width of item and user vectors."""
+        return self.config.output_dim
+
+    def get_item_encoder(self) -> nn.Module:
+        """Everything an item vector depends on (an item-vector cache fingerprints it)."""
+        return self.item_tower
 
     def encode_items(self, feature_mask: torch.Tensor | None = None, **features: torch.Tensor) -> torch.Tensor:
         """Item vectors from `item_key`, `category_key`, `subcategory_key`, `entity_keys`, `word_keys`
@@ -373,12 +386,19 @@ class TwoTowerModel(TwoTowerPreTrainedModel):
         return self.item_tower(features, feature_mask)
 
     def encode_users(
-        self, user_key: torch.Tensor, history_embeds: torch.Tensor, history_mask: torch.Tensor | None = None
+        self, history_embeds: torch.Tensor, history_mask: torch.Tensor | None = None, *, user_key: torch.Tensor
     ) -> torch.Tensor:
-        """User vectors from user keys (B,) and clicked-item vectors (B, H, D). -> (B, output_dim)."""
+        """User vectors from clicked-item vectors (B, H, D) and hashed user ids `user_key` (B,). -> (B, output_dim)."""
         if history_mask is None:
             history_mask = torch.ones(history_embeds.shape[:2], dtype=torch.bool, device=history_embeds.device)
         return self.user_tower(user_key, history_embeds, history_mask.bool())
+
+    def score(self, user_embeds: torch.Tensor, item_embeds: torch.Tensor) -> torch.Tensor:
+        """cos(u, v) / τ (vectors are L2-normalised). (B, D) with each user's candidates (B, C, D), or candidates
+        shared by all (C, D) -> (B, C)."""
+        if item_embeds.dim() == 2:
+            return in_batch_logits(user_embeds, item_embeds, self.config.temperature)  # (B, C)
+        return torch.einsum("bcd,bd->bc", item_embeds.float(), user_embeds.float()) / self.config.temperature
 
     # ----------------------------------------------------------------------------------------- augmentations
 
@@ -473,7 +493,7 @@ class TwoTowerModel(TwoTowerPreTrainedModel):
                 raise ValueError("the main loss needs `user_key` and `history_index` with `positive_index`")
             if history_mask is None:
                 history_mask = torch.ones_like(history_index, dtype=torch.bool)
-            user_embeds = self.encode_users(user_key, item_embeds[history_index], history_mask)  # (B, D)
+            user_embeds = self.encode_users(item_embeds[history_index], history_mask, user_key=user_key)  # (B, D)
             # Columns: the distinct clicked items (module NOTE); labels: each user's column.
             columns, labels = torch.unique(positive_index, return_inverse=True)  # (C,), (B,)
             log_q = self._log_q(item_key[columns], None if item_log_q is None else item_log_q[columns], frequency_step)
