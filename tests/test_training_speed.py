@@ -194,9 +194,16 @@ def run_training(corpus, output_dir, *, history_cache_steps=0, resume=None, max_
     return trainer, {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
 
 
-def test_history_cache_encodes_fewer_titles_and_never_reuses_candidates(corpus, tmp_path, monkeypatch):
-    plain_counts, cached_counts = [], []
-    run_training(corpus, tmp_path / "plain", counter=plain_counts)
+@pytest.fixture(scope="module")
+def plain_run(corpus, tmp_path_factory):
+    """The default run (no cache): its final parameters and the rows BERT encoded at each step."""
+    counts = []
+    _, params = run_training(corpus, tmp_path_factory.mktemp("plain"), counter=counts)
+    return params, counts
+
+
+def test_history_cache_encodes_fewer_titles_and_never_reuses_candidates(corpus, plain_run, tmp_path, monkeypatch):
+    plain_counts, cached_counts = plain_run[1], []
     reuse_seen = []
     original = MTRecModel.forward
 
@@ -217,14 +224,14 @@ def test_history_cache_encodes_fewer_titles_and_never_reuses_candidates(corpus, 
     assert logged and max(logged) > 0
 
 
-def test_history_cache_off_is_the_exact_default(corpus, tmp_path):
-    _, default = run_training(corpus, tmp_path / "a")
+def test_history_cache_off_is_the_exact_default(corpus, plain_run, tmp_path):
+    default = plain_run[0]
     _, explicit = run_training(corpus, tmp_path / "b", history_cache_steps=0)
     assert all(torch.equal(default[n], explicit[n]) for n in default)
 
 
-def test_history_cache_changes_the_run_and_resumes_exactly(corpus, tmp_path):
-    _, plain = run_training(corpus, tmp_path / "plain")
+def test_history_cache_changes_the_run_and_resumes_exactly(corpus, plain_run, tmp_path):
+    plain = plain_run[0]
     _, full = run_training(corpus, tmp_path / "full", history_cache_steps=2, save_steps=4)
     assert any(not torch.allclose(plain[n], full[n]) for n in plain)  # the cache is really used
     checkpoint = tmp_path / "full" / "checkpoint-4"
