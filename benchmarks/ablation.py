@@ -35,26 +35,17 @@ import math
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _common  # before torch / transformers: offline set-up, the repository on sys.path
+import torch
+import transformers
+from transformers import BertConfig, BertModel, set_seed
 
-import datasets  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from transformers import AutoTokenizer, BertConfig, BertModel, set_seed  # noqa: E402
+from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
+from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind, simulate_mind_behaviors
 
-from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments  # noqa: E402
-from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind  # noqa: E402
-from modeling_mtrec.data.synthetic import simulate_mind_behaviors  # noqa: E402
-from modeling_mtrec.offline import default_encoder_path
-
-MIND_SAMPLE = "/work/shared/data/mind_sample/news.tsv"
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 # name -> (use_category_task, use_ner_task, gradient_surgery); None = untrained reference
 VARIANTS: dict[str, tuple[bool, bool, str] | None] = {
@@ -173,9 +164,6 @@ def render(results, corpora_notes, args, command, settings, elapsed) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--encoder", default=None, help="BERT folder (default: all-MiniLM-L6-v2 of the package)"
-    )
     parser.add_argument("--layers", type=int, default=2, help="keep the first N encoder layers (0 = all)")
     parser.add_argument(
         "--from-scratch", action="store_true",
@@ -199,7 +187,6 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--aux-weight", type=float, default=0.3, help="λ")
     parser.add_argument("--corpora", nargs="+", default=["synthetic", "mind-sample"])
-    parser.add_argument("--mind-news", default=MIND_SAMPLE, help="real MIND news.tsv (read only)")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the corpora (fixed across runs)")
     parser.add_argument(
         "--budget-minutes",
@@ -207,20 +194,11 @@ def main() -> None:
         default=None,
         help="stop starting new (seed, corpus) blocks once this much wall time has passed",
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results", "ablation.md"))
-    args = parser.parse_args()
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
+    args = _common.parse_arguments(parser, "ablation.md", encoder=True)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    datasets.disable_progress_bars()
-    transformers.logging.set_verbosity_error()
-    command = ("PYTHONPATH=. python benchmarks/ablation.py " + " ".join(sys.argv[1:])).strip()
-    encoder = args.encoder or default_encoder_path()
+    command = args.command
+    encoder, tokenizer = _common.load_tokenizer(args.encoder)
     layers = args.layers or None
-    tokenizer = AutoTokenizer.from_pretrained(encoder)
     work_dir = tempfile.mkdtemp(prefix="mtrec-ablation-")
     if args.from_scratch:
         encoder, layers = os.path.join(work_dir, "tiny-bert"), None
@@ -324,10 +302,7 @@ def main() -> None:
     text = render(results, notes, args, command, settings, time.perf_counter() - start)
     if stopped:
         text += f"\nNote: {stopped}; the table holds the seeds completed before.\n"
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        f.write(text)
-    print(text)
+    _common.write_result(args.output, text)
 
 
 if __name__ == "__main__":

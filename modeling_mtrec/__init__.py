@@ -1,8 +1,12 @@
 """modeling_mtrec: Hugging Face-native multi-task, text-aware news recommendation.
 
-Importing the package registers MTRec and the two-tower retriever with `AutoConfig` and `AutoModel`, so a saved folder loads with
-`AutoModel.from_pretrained(folder)`; `register_for_auto_class` also writes the code into saved folders, so a
-folder pushed to the Hub loads with `AutoModel.from_pretrained(repo_id, trust_remote_code=True)`.
+Importing the package registers every model with `AutoConfig` and `AutoModel`, so a saved folder loads with
+`AutoModel.from_pretrained(folder)`; `register_for_auto_class` also writes the model's code into saved folders, so
+a folder pushed to the Hub loads with `AutoModel.from_pretrained(repo_id, trust_remote_code=True)`.
+
+Where things live: `models/<name>/` (one folder per model: configuration, modeling, its processing, collator and
+Trainer), `training/` (what every Trainer shares), `data/` (MIND readers -> samples -> corpus), `evaluation/`,
+`serving/`, and `scoring.py` (the scoring interface every model offers).
 """
 
 from transformers import AutoConfig, AutoModel
@@ -12,18 +16,23 @@ from .models.mtrec import MTRecConfig, MTRecModel, MTRecOutput, MTRecPreTrainedM
 from .models.mtrec.trainer import MTRecTrainer, MTRecTrainingArguments
 from .models.two_tower import TwoTowerConfig, TwoTowerModel, TwoTowerOutput, TwoTowerPreTrainedModel
 from .models.two_tower.trainer import TwoTowerTrainer, TwoTowerTrainingArguments
+from .scoring import ScoringModel
 from .serving import MTRecRecommender, NewsTitle, NewsVectorCache
+from .training import GradientSurgery
 
-AutoConfig.register(MTRecConfig.model_type, MTRecConfig)
-AutoModel.register(MTRecConfig, MTRecModel)
-MTRecConfig.register_for_auto_class()
-MTRecModel.register_for_auto_class("AutoModel")
-AutoConfig.register(TwoTowerConfig.model_type, TwoTowerConfig)
-AutoModel.register(TwoTowerConfig, TwoTowerModel)
-TwoTowerConfig.register_for_auto_class()
-TwoTowerModel.register_for_auto_class("AutoModel")
+# Every model of the package, as (configuration, model) pairs: a new model adds its pair here.
+MODELS = ((MTRecConfig, MTRecModel), (TwoTowerConfig, TwoTowerModel))
+
+for _config_class, _model_class in MODELS:
+    AutoConfig.register(_config_class.model_type, _config_class)
+    AutoModel.register(_config_class, _model_class)
+    _config_class.register_for_auto_class()
+    _model_class.register_for_auto_class("AutoModel")
+del _config_class, _model_class
 
 __all__ = [
+    "MODELS",
+    "GradientSurgery",
     "MTRecConfig",
     "MTRecModel",
     "MTRecOutput",
@@ -33,6 +42,7 @@ __all__ = [
     "MTRecTrainingArguments",
     "NewsTitle",
     "NewsVectorCache",
+    "ScoringModel",
     "TwoTowerConfig",
     "TwoTowerModel",
     "TwoTowerOutput",

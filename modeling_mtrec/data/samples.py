@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, Features, List, Value
 
+from ..models.mtrec.configuration_mtrec import MTRecConfig
 from .mind import _CHUNK_ROWS, _dataset, _list_array, _table
 from .stats import LoadStats
 
@@ -139,10 +141,63 @@ def _candidate_clicks(
     return parents, rows, clicks
 
 
-def build_train_samples(
+@dataclass
+class _ImpressionBatch:
+    """One Arrow batch of impressions with its news ids resolved to rows (unknown ids: history dropped, -1)."""
+
+    table: pa.Table  # the `read_behaviors` columns asked for
+    history: pa.ListArray  # per impression: known history rows, the most recent `max_history_length`
+    history_lengths: np.ndarray  # (num_impressions,)
+    parents: np.ndarray  # (num_candidates,): each candidate's impression
+    rows: np.ndarray  # (num_candidates,): news row, -1 when unknown
+    clicks: np.ndarray  # (num_candidates,): 1 / 0, -1 in the unlabelled test split
+
+    @property
+    def num_impressions(self) -> int:
+        return self.table.num_rows
+
+    def count(self, stats: LoadStats, without_click: np.ndarray, without_non_click: np.ndarray) -> np.ndarray:
+        """Counts the impressions left out (and the kept ones with an empty history); returns the kept mask."""
+        kept = ~without_click & ~without_non_click
+        for reason, mask in (
+            ("impressions_without_click", without_click),
+            ("impressions_without_non_click", without_non_click),
+            ("empty_history", kept & (self.history_lengths == 0)),
+        ):
+            if mask.any():
+                stats[reason] += int(mask.sum())
+        return kept
+
+
+def _build(
     behaviors: Dataset,
     news_index: dict[str, int],
-    max_history_length: int = 50,
+    max_history_length: int,
+    stats: LoadStats | None,
+    columns: list[str],
+    features: Features,
+    make_table: Callable[[_ImpressionBatch, LoadStats], pa.Table],
+    name: str,
+) -> Dataset:
+    """The loop every builder shares: Arrow batches of `behaviors`, ids resolved, rows made by `make_table`."""
+    _check_max_history_length(max_history_length)
+    own_stats = stats is None
+    stats = LoadStats() if stats is None else stats
+    lookup = _RowLookup(news_index)
+    tables: list[pa.Table] = []
+    for batch in _iter_behaviors(behaviors, ["history", "candidates", "clicks", *columns]):
+        history, history_lengths = _history_lists(
+            batch.column("history").combine_chunks(), lookup, max_history_length, stats
+        )
+        parents, rows, clicks = _candidate_clicks(batch, lookup, stats)  # (num_candidates,) each
+        tables.append(make_table(_ImpressionBatch(batch, history, history_lengths, parents, rows, clicks), stats))
+    if own_stats:
+        stats.log(logger, name)
+    return _dataset(tables or [_table(features, [[] for _ in features])])
+
+
+def build_train_samples(
+    behaviors: Dataset, news_index: dict[str, int], max_history_length: int = MTRecConfig.max_history_length,
     stats: LoadStats | None = None,
 ) -> Dataset:
     """Turn impressions into training rows: one row per clicked candidate.
@@ -165,49 +220,27 @@ def build_train_samples(
         max_history_length: most recent clicks kept per user (MTRec follows NRMS: 50).
         stats: where to count problems; when ``None`` a local `LoadStats` is used and logged at the end.
     """
-    _check_max_history_length(max_history_length)
-    own_stats = stats is None
-    stats = LoadStats() if stats is None else stats
-    lookup = _RowLookup(news_index)
-    tables: list[pa.Table] = []
-    for batch in _iter_behaviors(behaviors, ["history", "candidates", "clicks"]):
-        num_impressions = batch.num_rows
-        history, history_lengths = _history_lists(
-            batch.column("history").combine_chunks(), lookup, max_history_length, stats
-        )
-        parents, rows, clicks = _candidate_clicks(batch, lookup, stats)  # (num_candidates,) each
-        positive = (rows >= 0) & (clicks == 1)
-        negative = (rows >= 0) & (clicks == 0)
-        num_positives = np.bincount(parents[positive], minlength=num_impressions)  # (num_impressions,)
-        num_negatives = np.bincount(parents[negative], minlength=num_impressions)
+
+    def make_table(b: _ImpressionBatch, stats: LoadStats) -> pa.Table:
+        positive = (b.rows >= 0) & (b.clicks == 1)
+        negative = (b.rows >= 0) & (b.clicks == 0)
+        num_positives = np.bincount(b.parents[positive], minlength=b.num_impressions)  # (num_impressions,)
+        num_negatives = np.bincount(b.parents[negative], minlength=b.num_impressions)
         without_click = num_positives == 0
-        without_non_click = ~without_click & (num_negatives == 0)
-        kept = ~without_click & ~without_non_click
-        for reason, mask in (
-            ("impressions_without_click", without_click),
-            ("impressions_without_non_click", without_non_click),
-            ("empty_history", kept & (history_lengths == 0)),
-        ):
-            if mask.any():
-                stats[reason] += int(mask.sum())
-        negatives = _list_array(num_negatives, rows[negative].astype(np.int32))  # one pool per impression
-        chosen = positive & kept[parents]  # the clicks that become rows
-        impression = pa.array(parents[chosen])  # (num_rows,): each row's impression in the batch
-        columns = [
-            history.take(impression),
-            pa.array(rows[chosen].astype(np.int32)),
-            negatives.take(impression),
-        ]
-        tables.append(pa.Table.from_arrays(columns, schema=_TRAIN_FEATURES.arrow_schema))
-    if own_stats:
-        stats.log(logger, "build_train_samples")
-    return _dataset(tables or [_table(_TRAIN_FEATURES, [[], [], []])])
+        kept = b.count(stats, without_click, ~without_click & (num_negatives == 0))
+        negatives = _list_array(num_negatives, b.rows[negative].astype(np.int32))  # one pool per impression
+        chosen = positive & kept[b.parents]  # the clicks that become rows
+        impression = pa.array(b.parents[chosen])  # (num_rows,): each row's impression in the batch
+        columns = [b.history.take(impression), pa.array(b.rows[chosen].astype(np.int32)), negatives.take(impression)]
+        return pa.Table.from_arrays(columns, schema=_TRAIN_FEATURES.arrow_schema)
+
+    return _build(
+        behaviors, news_index, max_history_length, stats, [], _TRAIN_FEATURES, make_table, "build_train_samples"
+    )
 
 
 def build_eval_impressions(
-    behaviors: Dataset,
-    news_index: dict[str, int],
-    max_history_length: int = 50,
+    behaviors: Dataset, news_index: dict[str, int], max_history_length: int = MTRecConfig.max_history_length,
     stats: LoadStats | None = None,
 ) -> Dataset:
     """Turn impressions into evaluation rows: one row per impression, scored as a ranking of its candidates.
@@ -229,50 +262,32 @@ def build_eval_impressions(
         max_history_length: most recent clicks kept per user (MTRec follows NRMS: 50).
         stats: where to count problems; when ``None`` a local `LoadStats` is used and logged at the end.
     """
-    _check_max_history_length(max_history_length)
-    own_stats = stats is None
-    stats = LoadStats() if stats is None else stats
-    lookup = _RowLookup(news_index)
-    tables: list[pa.Table] = []
-    for batch in _iter_behaviors(behaviors, ["impression_id", "history", "candidates", "clicks"]):
-        num_impressions = batch.num_rows
-        history, history_lengths = _history_lists(
-            batch.column("history").combine_chunks(), lookup, max_history_length, stats
-        )
-        parents, rows, clicks = _candidate_clicks(batch, lookup, stats)  # (num_candidates,) each
-        known = rows >= 0
-        unlabelled = np.zeros(num_impressions, dtype=bool)  # read_behaviors never mixes -1 with 0 / 1
-        unlabelled[parents[clicks == -1]] = True
-        num_known = np.bincount(parents[known], minlength=num_impressions)  # (num_impressions,)
-        num_positives = np.bincount(parents[known & (clicks == 1)], minlength=num_impressions)
-        num_negatives = np.bincount(parents[known & (clicks == 0)], minlength=num_impressions)
+
+    def make_table(b: _ImpressionBatch, stats: LoadStats) -> pa.Table:
+        known = b.rows >= 0
+        unlabelled = np.zeros(b.num_impressions, dtype=bool)  # read_behaviors never mixes -1 with 0 / 1
+        unlabelled[b.parents[b.clicks == -1]] = True
+        num_known = np.bincount(b.parents[known], minlength=b.num_impressions)  # (num_impressions,)
+        num_positives = np.bincount(b.parents[known & (b.clicks == 1)], minlength=b.num_impressions)
+        num_negatives = np.bincount(b.parents[known & (b.clicks == 0)], minlength=b.num_impressions)
         without_click = np.where(unlabelled, num_known == 0, num_positives == 0)
-        without_non_click = ~unlabelled & ~without_click & (num_negatives == 0)
-        kept = ~without_click & ~without_non_click
-        for reason, mask in (
-            ("impressions_without_click", without_click),
-            ("impressions_without_non_click", without_non_click),
-            ("empty_history", kept & (history_lengths == 0)),
-        ):
-            if mask.any():
-                stats[reason] += int(mask.sum())
+        kept = b.count(stats, without_click, ~unlabelled & ~without_click & (num_negatives == 0))
         columns = [
-            batch.column("impression_id").combine_chunks(),
-            history,
-            _list_array(num_known, rows[known].astype(np.int32)),
-            _list_array(num_known, clicks[known].astype(np.int8)),
+            b.table.column("impression_id").combine_chunks(),
+            b.history,
+            _list_array(num_known, b.rows[known].astype(np.int32)),
+            _list_array(num_known, b.clicks[known].astype(np.int8)),
         ]
-        table = pa.Table.from_arrays(columns, schema=_EVAL_FEATURES.arrow_schema)
-        tables.append(table.filter(pa.array(kept)))
-    if own_stats:
-        stats.log(logger, "build_eval_impressions")
-    return _dataset(tables or [_table(_EVAL_FEATURES, [[], [], [], []])])
+        return pa.Table.from_arrays(columns, schema=_EVAL_FEATURES.arrow_schema).filter(pa.array(kept))
+
+    return _build(
+        behaviors, news_index, max_history_length, stats, ["impression_id"], _EVAL_FEATURES, make_table,
+        "build_eval_impressions",
+    )
 
 
 def build_retrieval_samples(
-    behaviors: Dataset,
-    news_index: dict[str, int],
-    max_history_length: int = 50,
+    behaviors: Dataset, news_index: dict[str, int], max_history_length: int = MTRecConfig.max_history_length,
     stats: LoadStats | None = None,
 ) -> Dataset:
     """One row per click: ``user_key`` (int64, `stable_key` of the user id), ``history`` (list[int]: news rows,
@@ -282,25 +297,17 @@ def build_retrieval_samples(
     negatives). Unknown history / candidate ids are dropped and counted as in the MIND builders; impressions of
     the unlabelled test split yield no row.
     """
-    _check_max_history_length(max_history_length)
-    own_stats = stats is None
-    stats = LoadStats() if stats is None else stats
-    lookup = _RowLookup(news_index)
-    tables = []
-    for batch in _iter_behaviors(behaviors, ["user_id", "history", "candidates", "clicks"]):
-        history, _ = _history_lists(batch.column("history").combine_chunks(), lookup, max_history_length, stats)
-        parents, rows, clicks = _candidate_clicks(batch, lookup, stats)  # (num_candidates,) each
-        users = np.array([stable_key(u) for u in batch.column("user_id").to_pylist()], dtype=np.int64)
-        chosen = (rows >= 0) & (clicks == 1)
-        impression = parents[chosen]  # (num_rows,): each click's impression in the batch
-        tables.append(
-            pa.Table.from_arrays(
-                [pa.array(users[impression]), history.take(pa.array(impression)), pa.array(rows[chosen].astype(np.int32))],
-                schema=_RETRIEVAL_FEATURES.arrow_schema,
-            )
-        )
-    if own_stats:
-        stats.log(logger, "build_retrieval_samples")
-    if not tables:
-        tables = [pa.Table.from_pylist([], schema=_RETRIEVAL_FEATURES.arrow_schema)]
-    return _dataset(tables)
+
+    def make_table(b: _ImpressionBatch, stats: LoadStats) -> pa.Table:
+        users = np.array([stable_key(u) for u in b.table.column("user_id").to_pylist()], dtype=np.int64)
+        chosen = (b.rows >= 0) & (b.clicks == 1)
+        impression = b.parents[chosen]  # (num_rows,): each click's impression in the batch
+        columns = [
+            pa.array(users[impression]), b.history.take(pa.array(impression)), pa.array(b.rows[chosen].astype(np.int32))
+        ]
+        return pa.Table.from_arrays(columns, schema=_RETRIEVAL_FEATURES.arrow_schema)
+
+    return _build(
+        behaviors, news_index, max_history_length, stats, ["user_id"], _RETRIEVAL_FEATURES, make_table,
+        "build_retrieval_samples",
+    )

@@ -17,7 +17,7 @@ are the model's own `encode_users` and `score`, so the fast path adds no model c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -44,10 +44,28 @@ def impression_scores(
     device: str | torch.device | None = None,
     user_columns: Sequence[str] = (),
 ) -> list[np.ndarray]:
-    """Click scores of every impression's candidates (one float32 array per impression, candidate order).
+    """Click scores of every impression's candidates (one float32 array per impression, candidate order), from
+    news vectors encoded once; `fast_evaluate` ranks them.
 
-    Arguments as `fast_evaluate`, which ranks these scores; ``impressions`` needs ``history`` and
-    ``candidates`` (rows of `news`), and the `user_columns`.
+    NOTE: the cache's length-sorted batches pad titles to other widths than the slow path's batches, which
+    changes scores by float32 rounding (~1e-7 relative). Two candidates whose scores are closer than that (an
+    untrained model can score many candidates within 1e-5 of each other) may then swap ranks, moving a metric
+    in its 5th decimal; build the cache with ``NewsVectorCache.from_model(..., sort_by_length=False)`` to
+    reproduce the slow path bit for bit (about 2.5x slower to build; see benchmarks/results/eval_speed.md).
+
+    Args:
+        model: a model of the scoring interface (`MTRecModel`, `TwoTowerModel`); put in eval mode for the call,
+            its previous mode restored afterwards.
+        news: the item table the impressions' rows point into: MTRec's tokenised news table (`MINDCorpus.news`)
+            or the two-tower's `ItemFeatures`. May be ``None`` when `cache` was built from that same table.
+        impressions: rows with ``history`` and ``candidates`` (rows of `news`), and the `user_columns`.
+        batch_size: impressions per user-encoder pass (and items per encoder pass when building the vectors).
+        cache: news vectors to use instead of encoding `news`; matched to `news` by ``news_id``. Its
+            fingerprint is NOT checked here (that costs a hash of the encoder weights); use
+            `NewsVectorCache.load(path, model)` or `cache.check(model)`.
+        device: where to run; defaults to the model's device.
+        user_columns: impression columns passed by name to the model's `encode_users` (e.g. ``("user_key",)``
+            for the two-tower retriever); none for MTRec.
     """
     if cache is None:
         if news is None:
@@ -68,47 +86,20 @@ def impression_scores(
     )
 
 
-def fast_evaluate(
-    model: ScoringModel,
-    news: Dataset | ItemFeatures | None,
-    impressions: Dataset,
-    *,
-    batch_size: int = 256,
-    cache: NewsVectorCache | None = None,
-    device: str | torch.device | None = None,
-    user_columns: Sequence[str] = (),
-) -> dict[str, float]:
+def fast_evaluate(model: ScoringModel, news, impressions: Dataset, **options: Any) -> dict[str, float]:
     """MIND metrics of `model` over `build_eval_impressions` rows, from news vectors encoded once.
 
     Same numbers as the slow path (`MTRecTrainer` with ``fast_eval=False``): the same impressions, the same
-    scores up to float32 rounding, and the same metric functions (`impression_metrics`); impressions without
-    a click or a non-click are skipped and counted alike.
-
-    NOTE: the cache's length-sorted batches pad titles to other widths than the slow path's batches, which
-    changes scores by float32 rounding (~1e-7 relative). Two candidates whose scores are closer than that (an
-    untrained model can score many candidates within 1e-5 of each other) may then swap ranks, moving a metric
-    in its 5th decimal; build the cache with ``NewsVectorCache.from_model(..., sort_by_length=False)`` to
-    reproduce the slow path bit for bit (about 2.5x slower to build; see benchmarks/results/eval_speed.md).
+    scores up to float32 rounding (see `impression_scores`' NOTE), and the same metric functions
+    (`impression_metrics`); impressions without a click or a non-click are skipped and counted alike.
 
     Args:
-        model: a model of the scoring interface (`MTRecModel`, `TwoTowerModel`); put in eval mode for the call,
-            its previous mode restored afterwards.
-        news: the item table the impressions' rows point into: MTRec's tokenised news table (`MINDCorpus.news`)
-            or the two-tower's `ItemFeatures`. May be ``None`` when `cache` was built from that same table.
-        impressions: rows with ``history`` and ``candidates`` (rows of `news`) and ``labels`` (1/0).
-        batch_size: impressions per user-encoder pass (and items per encoder pass when building the vectors).
-        cache: news vectors to use instead of encoding `news`; matched to `news` by ``news_id``. Its
-            fingerprint is NOT checked here (that costs a hash of the encoder weights); use
-            `NewsVectorCache.load(path, model)` or `cache.check(model)`.
-        device: where to run; defaults to the model's device.
-        user_columns: impression columns passed by name to the model's `encode_users` (e.g. ``("user_key",)``
-            for the two-tower retriever); none for MTRec.
+        model, news, options: as `impression_scores` (``batch_size``, ``cache``, ``device``, ``user_columns``).
+        impressions: its rows, with ``labels`` (1/0) as well.
 
     Returns:
         ``{"auc", "mrr", "ndcg@5", "ndcg@10", "num_impressions", "num_skipped_impressions"}``, as
         `impression_metrics` (no loss: the auxiliary losses need per-token states that the cache does not keep).
     """
-    scores = impression_scores(
-        model, news, impressions, batch_size=batch_size, cache=cache, device=device, user_columns=user_columns
-    )
+    scores = impression_scores(model, news, impressions, **options)
     return impression_metrics(impressions.select_columns(["labels"]).with_format(None)[:]["labels"], scores)

@@ -31,6 +31,7 @@ from transformers import PreTrainedTokenizerBase
 from ...data.mind import EntityAnnotationError, parse_title_entities
 from ...data.padding import IGNORE_INDEX, pad_right
 from ...data.stats import LoadStats
+from .configuration_mtrec import MTRecConfig
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +249,7 @@ def title_batches(
 def tokenize_news(
     news: Dataset,
     tokenizer: PreTrainedTokenizerBase,
-    max_title_length: int = 30,
+    max_title_length: int = MTRecConfig.max_title_length,
     category2id: dict[str, int] | None = None,
     stats: LoadStats | None = None,
     cache_dir: str | None = None,

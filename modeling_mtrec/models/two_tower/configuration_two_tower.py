@@ -21,6 +21,7 @@ ITEM_FEATURES: tuple[str, ...] = ("item_id", "category", "subcategory", "entitie
 MULTI_VALUED_FEATURES: tuple[str, ...] = ("entities", "words")
 LOGQ_MODES = ("off", "static", "streaming")
 SSL_AUGMENTATIONS = ("random", "complementary", "correlated", "dropout")
+DEFAULT_SSL_AUGMENTATIONS = ("correlated", "dropout")  # CFM, Yao et al.'s best masking, with multi-value dropout
 
 
 class TwoTowerConfig(PreTrainedConfig):
@@ -115,7 +116,7 @@ class TwoTowerConfig(PreTrainedConfig):
         if self.tower_hidden_sizes is None:
             self.tower_hidden_sizes = [256, 128]
         if self.ssl_augmentations is None:
-            self.ssl_augmentations = ["correlated", "dropout"]
+            self.ssl_augmentations = list(DEFAULT_SSL_AUGMENTATIONS)
         self.tower_hidden_sizes = [int(h) for h in self.tower_hidden_sizes]
         self.ssl_augmentations = list(self.ssl_augmentations)
         for name in (
@@ -164,4 +165,11 @@ class TwoTowerConfig(PreTrainedConfig):
         return len(self.feature_names)
 
 
-__all__ = ["ITEM_FEATURES", "LOGQ_MODES", "MULTI_VALUED_FEATURES", "SSL_AUGMENTATIONS", "TwoTowerConfig"]
+__all__ = [
+    "DEFAULT_SSL_AUGMENTATIONS",
+    "ITEM_FEATURES",
+    "LOGQ_MODES",
+    "MULTI_VALUED_FEATURES",
+    "SSL_AUGMENTATIONS",
+    "TwoTowerConfig",
+]

@@ -5,44 +5,44 @@ becomes a stable non-negative 62-bit key (`stable_key`); the model hashes keys i
 features do not depend on the model's sizes and unseen (cold) news get features like any other. Multi-valued
 features are padded with -1.
 
-The news table and the behaviours are read with the MIND readers (`read_news_union`, `read_behaviors`); clicks
-become retrieval samples with `modeling_mtrec.data.samples.build_retrieval_samples`.
+`modeling_mtrec.data.corpus.load_retrieval_corpus` reads a MIND-format corpus into these features and the
+retrieval samples (`modeling_mtrec.data.samples.build_retrieval_samples`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from datasets import Dataset
 
-from ...data.corpus import read_news_union
-from ...data.mind import EntityAnnotationError, read_behaviors, split_files, title_entity_ids
+from ...data.mind import EntityAnnotationError, title_entity_ids
 from ...data.padding import pad_right
-from ...data.samples import build_retrieval_samples, stable_key
+from ...data.samples import stable_key
 from ...data.stats import LoadStats
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "MAX_ENTITIES",
+    "MAX_TITLE_WORDS",
     "ItemFeatures",
-    "RetrievalCorpus",
     "build_item_features",
     "click_counts",
     "encode_titles",
     "feature_mutual_information",
-    "load_retrieval_corpus",
-    "stable_key",
     "static_log_q",
     "title_words",
 ]
 
 _WORD = re.compile(r"[\w']+")
+# Default widths of the padded multi-valued features (longer lists are cut).
+MAX_ENTITIES = 8
+MAX_TITLE_WORDS = 24
 
 
 def title_words(title: str) -> list[str]:
@@ -110,8 +110,8 @@ class ItemFeatures:
 def build_item_features(
     news: Dataset,
     *,
-    max_entities: int = 8,
-    max_title_words: int = 24,
+    max_entities: int = MAX_ENTITIES,
+    max_title_words: int = MAX_TITLE_WORDS,
     text_embeds: torch.Tensor | np.ndarray | None = None,
     stats: LoadStats | None = None,
 ) -> ItemFeatures:
@@ -248,56 +248,3 @@ def feature_mutual_information(
             mi[i, j] = mi[j, i] = _mutual_information(values[i], values[j])
     return mi.round(6).tolist()
 
-
-# ----------------------------------------------------------------------------------------------------------------
-# Corpus
-# ----------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RetrievalCorpus:
-    """News of every split (train news first, then eval-only news, as `load_mind` orders them) and the clicks.
-
-    Attributes:
-        news (`Dataset`): raw news table (`read_news` columns).
-        news_index (`dict[str, int]`): news id -> row.
-        items (`ItemFeatures`): hashed features of every row.
-        train, eval (`Dataset` or `None`): `build_retrieval_samples` rows of each split.
-        train_counts (`np.ndarray`): training clicks per row (0 for cold news).
-        stats (`LoadStats`): everything skipped while loading.
-    """
-
-    news: Dataset
-    news_index: dict[str, int]
-    items: ItemFeatures
-    train: Dataset | None
-    eval: Dataset | None
-    train_counts: np.ndarray
-    stats: LoadStats = field(default_factory=LoadStats)
-
-
-def load_retrieval_corpus(
-    *,
-    train_dir: str | os.PathLike | None = None,
-    eval_dir: str | os.PathLike | None = None,
-    max_history_length: int = 50,
-    max_entities: int = 8,
-    max_title_words: int = 24,
-    lenient: bool = False,
-) -> RetrievalCorpus:
-    """Reads MIND-format train and/or eval folders into a `RetrievalCorpus` (rows as in `load_mind`)."""
-    if train_dir is None and eval_dir is None:
-        raise ValueError("load_retrieval_corpus needs a train_dir, an eval_dir or both")
-    stats = LoadStats()
-    splits = {name: split_files(folder) for name, folder in (("train", train_dir), ("eval", eval_dir)) if folder}
-    news, news_index, _ = read_news_union([n for n, _ in splits.values()], lenient=lenient, stats=stats)
-    items = build_item_features(news, max_entities=max_entities, max_title_words=max_title_words, stats=stats)
-    samples: dict[str, Dataset | None] = {"train": None, "eval": None}
-    for name, (_, behaviors_path) in splits.items():
-        behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)
-        samples[name] = build_retrieval_samples(behaviors, news_index, max_history_length, stats)
-        if len(samples[name]) == 0:
-            raise ValueError(f"{behaviors_path}: no clicks left after loading (problems: {stats.as_dict()})")
-    counts = click_counts(samples["train"], len(news)) if samples["train"] is not None else np.zeros(len(news), int)
-    stats.log(logger, f"retrieval corpus (train={train_dir}, eval={eval_dir})")
-    return RetrievalCorpus(news, news_index, items, samples["train"], samples["eval"], counts, stats)

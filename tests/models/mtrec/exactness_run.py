@@ -3,7 +3,7 @@
 Run in-process (`train(...)`) for the single-process references, and as a script under torchrun for the
 2-process gloo run:
 
-    python -m torch.distributed.run --nproc_per_node 2 tests/exactness_run.py --output_dir OUT --mode mtrec
+    python -m torch.distributed.run --nproc_per_node 2 tests/models/mtrec/exactness_run.py --output_dir OUT --mode mtrec
 
 Every run starts from the same weights (seeded construction on CPU) and sees the same micro-batches in a fixed
 order (`train_sampling_strategy="sequential"`); with N processes and per-device batch 1, process k takes
@@ -22,11 +22,12 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-sys.path.insert(0, os.path.dirname(__file__))
-from conftest import concat_batches, random_batch, tiny_config  # noqa: E402
+# As a script (under torchrun) the repository root must be importable for `tests.conftest`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 from transformers import BertConfig  # noqa: E402
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments  # noqa: E402
+from tests.conftest import concat_batches, random_batch, tiny_config  # noqa: E402
 
 NUM_MICRO_BATCHES = 8  # 4 optimizer steps of 2 micro-batches (2 processes, or accumulation 2)
 

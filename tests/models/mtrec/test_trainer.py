@@ -1,16 +1,16 @@
+"""MTRecTrainer: the training step equals the surgery formula, logging, arguments."""
+
 from __future__ import annotations
 
 import pytest
 import torch
-from conftest import random_batch, tiny_config
-from exactness_run import ListDataset, first
 from transformers import BertConfig
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
-from modeling_mtrec.training.surgery import project_conflicting
+from tests.conftest import random_batch, tiny_config
+from tests.models.mtrec.exactness_run import ListDataset, first
 
 LAMBDA = 0.3
-
 
 def deterministic_config():
     # No dropout: the trainer's forward and the reference forward must see the same function.
@@ -22,7 +22,6 @@ def deterministic_config():
         head_dropout=0.0,
     )
 
-
 def make_trainer(tmp_path, mode: str, model=None, **kwargs) -> MTRecTrainer:
     args = MTRecTrainingArguments(
         output_dir=str(tmp_path), gradient_surgery=mode, aux_weight=LAMBDA, report_to=[], use_cpu=True,
@@ -31,7 +30,6 @@ def make_trainer(tmp_path, mode: str, model=None, **kwargs) -> MTRecTrainer:
     trainer = MTRecTrainer(model=model, args=args, train_dataset=ListDataset([]), data_collator=first)
     trainer.current_gradient_accumulation_steps = 1  # set by the training loop; we call training_step directly
     return trainer
-
 
 def reference_grads(model, batch, mode):
     """The surgery formula, computed independently of the trainer with torch.autograd.grad."""
@@ -56,7 +54,6 @@ def reference_grads(model, batch, mode):
             expected.append(g_main[i] if g_main[i] is not None else g_aux[i])
     return params, expected, dot.item()
 
-
 def find_batch(conflicting: bool):
     """First seed whose batch gives g_main . g_aux < 0 (or > 0), so each case is really exercised."""
     for seed in range(60):
@@ -67,7 +64,6 @@ def find_batch(conflicting: bool):
         if (dot < 0) == conflicting:
             return seed, batch
     raise AssertionError("no batch with the wanted conflict sign")
-
 
 @pytest.mark.parametrize("mode", ["mtrec", "pcgrad", "none"])
 @pytest.mark.parametrize("conflicting", [True, False])
@@ -83,7 +79,6 @@ def test_training_step_grad_equals_surgery_formula(tmp_path, mode, conflicting):
     for p, e in zip(params, expected):
         assert p.grad is not None
         torch.testing.assert_close(p.grad, e, rtol=1e-4, atol=1e-6)
-
 
 def test_surgery_changes_the_update_only_when_conflicting(tmp_path):
     seed, batch = find_batch(conflicting=True)
@@ -101,7 +96,6 @@ def test_surgery_changes_the_update_only_when_conflicting(tmp_path):
     torch.testing.assert_close(grads["none_user"], grads["mtrec_user"])
     torch.testing.assert_close(grads["none_heads"], grads["mtrec_heads"])
 
-
 def test_none_mode_grad_is_gradient_of_weighted_sum(tmp_path):
     torch.manual_seed(0)
     model = MTRecModel(deterministic_config()).train()
@@ -112,30 +106,6 @@ def test_none_mode_grad_is_gradient_of_weighted_sum(tmp_path):
     make_trainer(tmp_path, "none", model=model).training_step(model, dict(batch))
     for p, e in zip(params, expected):
         torch.testing.assert_close(p.grad, e, rtol=1e-4, atol=1e-6)
-
-
-def test_project_conflicting_by_hand():
-    m = torch.tensor([1.0, 0.0])
-    a = torch.tensor([-1.0, 1.0])  # a . m = -1 < 0
-    new_m, new_a, dot, cos = project_conflicting(m, a, "mtrec")
-    assert dot.item() == -1.0 and cos.item() == pytest.approx(-1 / 2**0.5)
-    torch.testing.assert_close(new_m, m)
-    torch.testing.assert_close(new_a, torch.tensor([0.0, 1.0]))  # a - (-1/1) m
-    new_m, new_a, _, _ = project_conflicting(m, a, "pcgrad")
-    torch.testing.assert_close(new_a, torch.tensor([0.0, 1.0]))
-    torch.testing.assert_close(new_m, torch.tensor([0.5, 0.5]))  # m - (-1/2) a
-    same_m, same_a, _, _ = project_conflicting(m, torch.tensor([1.0, 1.0]), "mtrec")  # no conflict
-    torch.testing.assert_close(same_a, torch.tensor([1.0, 1.0]))
-
-
-@pytest.mark.parametrize("mode", ["mtrec", "pcgrad"])
-def test_zero_and_non_finite_gradients_do_not_crash(mode):
-    zero = torch.zeros(3)
-    a = torch.tensor([-1.0, 2.0, 0.5])
-    for m in (zero, torch.tensor([float("nan"), 1.0, 0.0]), torch.tensor([float("inf"), 1.0, 0.0])):
-        new_m, new_a, _, _ = project_conflicting(m, a, mode)
-        assert new_m is m and new_a is a  # untouched: nothing to project on, or a step the scaler skips
-
 
 def test_batch_without_aux_labels_trains_on_main_only(tmp_path):
     torch.manual_seed(0)
@@ -149,7 +119,6 @@ def test_batch_without_aux_labels_trains_on_main_only(tmp_path):
     make_trainer(tmp_path, "mtrec", model=model).training_step(model, dict(batch))
     for p, e in zip(params, expected):
         torch.testing.assert_close(p.grad, e if e is not None else torch.zeros_like(p), rtol=1e-4, atol=1e-6)
-
 
 def test_training_logs_task_losses_cosine_and_conflicts_and_updates_every_parameter(tmp_path):
     torch.manual_seed(0)
@@ -170,7 +139,6 @@ def test_training_logs_task_losses_cosine_and_conflicts_and_updates_every_parame
         assert -1.0 <= entry["grad_cosine"] <= 1.0 and entry["conflict_rate"] in (0.0, 0.5, 1.0)
     unchanged = [n for n, p in model.named_parameters() if torch.equal(p.detach(), before[n])]
     assert unchanged == []
-
 
 def test_training_arguments_validate():
     with pytest.raises(ValueError, match="gradient_surgery"):

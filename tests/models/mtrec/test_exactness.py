@@ -1,10 +1,4 @@
-"""The surgery stays exact beyond one process and one micro-batch (issue: MTRec at scale).
-
-- 2-process DDP (gloo, CPU) == 1 process on the concatenated batches;
-- gradient accumulation 2 x b == accumulation 1 x 2b on the same samples;
-- bf16 autocast and the fp16 GradScaler path (scaled projection, skipped inf/NaN steps);
-- a run resumed from a checkpoint ends where the uninterrupted run ends.
-"""
+"""tests/models/mtrec/test_exactness.py"""
 
 from __future__ import annotations
 
@@ -16,9 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate.utils import DistributedType
-from conftest import random_batch
-from exactness_run import build_model, micro_batches, train
 from safetensors.torch import load_file
 from transformers import BertConfig
 
@@ -27,28 +18,26 @@ from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_min
 from modeling_mtrec.training.surgery import (
     GradientSurgery,
     accumulate,
-    check_surgery_supported,
     project_conflicting,
 )
+from tests.conftest import random_batch
+from tests.models.mtrec.exactness_run import build_model, micro_batches, train
 
 HERE = Path(__file__).resolve().parent
-LAMBDA = 0.3
 
+LAMBDA = 0.3
 
 def final_params(output_dir) -> dict[str, torch.Tensor]:
     return load_file(os.path.join(output_dir, "final.safetensors"))
-
 
 def assert_same_params(a: dict, b: dict, atol: float = 1e-5) -> None:
     assert a.keys() == b.keys()
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst <= atol, f"largest parameter difference {worst:.3g} > {atol}"
 
-
 def conflicts_seen(output_dir) -> float:
     with open(os.path.join(output_dir, "log_history.json")) as f:
         return sum(entry.get("conflict_rate", 0.0) for entry in json.load(f))
-
 
 @pytest.fixture(scope="module")
 def concatenated_run(tmp_path_factory):
@@ -57,18 +46,15 @@ def concatenated_run(tmp_path_factory):
     train(str(out), "mtrec", concatenate=2)
     return out
 
-
 def test_reference_run_trains_and_projects(concatenated_run):
     params = final_params(concatenated_run)
     initial = {n: p.detach() for n, p in build_model().named_parameters()}
     assert all(not torch.equal(params[n], initial[n]) for n in initial)
     assert conflicts_seen(concatenated_run) > 0  # some steps really were projected
 
-
 def test_gradient_accumulation_equals_one_big_batch(tmp_path, concatenated_run):
     train(str(tmp_path), "mtrec", gradient_accumulation_steps=2)
     assert_same_params(final_params(tmp_path), final_params(concatenated_run))
-
 
 @pytest.mark.slow
 def test_two_process_ddp_equals_one_process_on_concatenated_batches(tmp_path, concatenated_run):
@@ -82,7 +68,6 @@ def test_two_process_ddp_equals_one_process_on_concatenated_batches(tmp_path, co
     with open(tmp_path / "setup.json") as f:
         assert json.load(f) == {"distributed_type": "MULTI_CPU", "num_processes": 2}
     assert_same_params(final_params(tmp_path), final_params(concatenated_run))
-
 
 def test_accumulated_surgery_is_not_per_micro_batch():
     """Guard for the tests above: projecting each micro-batch on its own gives a different update than projecting
@@ -103,19 +88,6 @@ def test_accumulated_surgery_is_not_per_micro_batch():
     gap = max((x - y).abs().max().item() for x, y in zip(once, separately))
     assert gap > 1e-6
 
-
-def test_surgery_refuses_sharded_setups():
-    for sharded in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-        with pytest.raises(ValueError, match="FSDP and DeepSpeed shard the gradients"):
-            check_surgery_supported(sharded, "mtrec")
-        check_surgery_supported(sharded, "none")  # the plain sum needs no whole gradients
-    for supported in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
-        check_surgery_supported(supported, "pcgrad")
-
-
-# --------------------------------------------------------------------------------------- mixed precision
-
-
 def _reference(model, batch, mode="mtrec", bf16=False):
     """Parameter-level surgery computed independently of the trainer (forward under bf16 autocast if asked)."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -134,7 +106,6 @@ def _reference(model, batch, mode="mtrec", bf16=False):
     ]
     return params, expected, dot.item()
 
-
 def _trainer(tmp_path, model, **kwargs) -> MTRecTrainer:
     args = MTRecTrainingArguments(
         output_dir=str(tmp_path), aux_weight=LAMBDA, report_to=[], use_cpu=True, save_strategy="no", **kwargs
@@ -143,7 +114,6 @@ def _trainer(tmp_path, model, **kwargs) -> MTRecTrainer:
     trainer.current_gradient_accumulation_steps = 1  # set by the training loop; training_step is called directly
     return trainer
 
-
 def _conflicting_batch():
     for seed in range(60):
         batch = random_batch(seed=seed)
@@ -151,7 +121,6 @@ def _conflicting_batch():
         if dot < 0:
             return batch
     raise AssertionError("no conflicting batch found")
-
 
 def test_bf16_autocast_step_matches_surgery_under_the_same_autocast(tmp_path):
     batch = _conflicting_batch()
@@ -166,12 +135,10 @@ def test_bf16_autocast_step_matches_surgery_under_the_same_autocast(tmp_path):
     for p, e in zip(params, expected):
         torch.testing.assert_close(p.grad, e.to(p.grad.dtype), rtol=1e-3, atol=1e-5)
 
-
 def test_bf16_training_run_stays_finite(tmp_path):
     trainer = train(str(tmp_path), "mtrec", bf16=True)
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
     assert all(torch.isfinite(torch.tensor(e["loss"])) for e in trainer.state.log_history if "loss" in e)
-
 
 def test_fp16_scaled_gradients_project_like_unscaled_ones(tmp_path):
     """Under fp16 the surgery runs on GradScaler-scaled gradients: the result is the scaled surgery."""
@@ -184,7 +151,6 @@ def test_fp16_scaled_gradients_project_like_unscaled_ones(tmp_path):
     trainer.training_step(model, dict(batch))
     for p, e in zip(params, expected):
         torch.testing.assert_close(p.grad / scale, e, rtol=1e-4, atol=1e-6)
-
 
 def test_fp16_overflowing_step_is_skipped_without_nan(tmp_path):
     batch = _conflicting_batch()
@@ -199,10 +165,6 @@ def test_fp16_overflowing_step_is_skipped_without_nan(tmp_path):
     scaler.step(optimizer)  # the scaler sees the inf and skips the step
     for p, b in zip(model.parameters(), before):
         assert torch.equal(p.detach(), b)
-
-
-# ------------------------------------------------------------------------------------------------ resume
-
 
 def test_resumed_run_ends_like_uninterrupted_run(tmp_path):
     """Real data path: synthetic corpus, MTRecCollator negatives, dropout, AdamW, random order, 2 epochs."""
@@ -236,7 +198,6 @@ def test_resumed_run_ends_like_uninterrupted_run(tmp_path):
     uninterrupted = run(tmp_path / "full")
     resumed = run(tmp_path / "resumed", resume=str(tmp_path / "full" / "checkpoint-4"))
     assert_same_params(uninterrupted, resumed, atol=1e-6)
-
 
 def test_micro_batches_are_balanced():
     """The premise of the equalities above: every micro-batch has the same label counts per task."""

@@ -1,3 +1,5 @@
+"""Two-tower end to end: one epoch lifts recall, the recipe writes a loadable folder."""
+
 from __future__ import annotations
 
 import json
@@ -10,20 +12,11 @@ import torch
 
 from modeling_mtrec import TwoTowerConfig, TwoTowerModel, TwoTowerTrainer, TwoTowerTrainingArguments
 from modeling_mtrec.data import generate_synthetic_mind
+from modeling_mtrec.data.corpus import load_retrieval_corpus
 from modeling_mtrec.evaluation.retrieval import evaluate_retrieval
 from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
-from modeling_mtrec.models.two_tower.features import feature_mutual_information, load_retrieval_corpus
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture
-def one_thread():
-    # Small matmuls on a shared 2-core machine run several times faster on one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from modeling_mtrec.models.two_tower.features import feature_mutual_information
+from tests.conftest import REPO_ROOT
 
 
 def test_one_epoch_on_synthetic_lifts_recall_well_above_random(tmp_path, one_thread):
@@ -50,15 +43,14 @@ def test_one_epoch_on_synthetic_lifts_recall_well_above_random(tmp_path, one_thr
     assert metrics["recall@50"] > untrained["recall@50"] + 0.03
     assert int(model.frequency_estimator.step) == 19  # ceil(2341 / 128) micro-batches
 
-
 @pytest.mark.slow
 def test_training_recipe_writes_model_index_and_metrics(tmp_path):
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
     subprocess.run(
-        [sys.executable, os.path.join(REPO, "train_two_tower.py"), "--output_dir", str(out), "--max_steps", "3",
+        [sys.executable, str(REPO_ROOT / "train_two_tower.py"), "--output_dir", str(out), "--max_steps", "3",
          "--eval_ks", "10,50", "--logging_steps", "1", "--use_cpu"],
-        check=True, env=env, cwd=REPO, capture_output=True,
+        check=True, env=env, cwd=REPO_ROOT, capture_output=True,
     )
     metrics = json.loads((out / "retrieval_metrics.json").read_text())
     assert {"recall@10", "recall@50", "tail_recall@50", "cold_recall@50"} <= set(metrics)

@@ -5,11 +5,11 @@ import math
 
 import pytest
 import torch
-from conftest import random_batch, tiny_config
 from transformers import AutoConfig, AutoModel, BertConfig, BertModel
 
 from modeling_mtrec import MTRecConfig, MTRecModel
 from modeling_mtrec.models.mtrec.modeling_mtrec import click_loss
+from tests.conftest import random_batch, tiny_config
 
 
 def make_model(config=None, seed=0) -> MTRecModel:

@@ -1,4 +1,4 @@
-"""The pieces wired together: corpus loader, recipe script, and a short training run that must learn."""
+"""MTRec end to end: a short training run learns, the recipe trains, saves, reloads and predicts."""
 
 from __future__ import annotations
 
@@ -16,50 +16,13 @@ from modeling_mtrec.data import (
     MTRecCollator,
     generate_synthetic_mind,
     load_mind,
+    read_behaviors,
     synthetic_tokenizer,
 )
+from modeling_mtrec.serving.recommender import MTRecRecommender
+from tests.conftest import REPO_ROOT, TITLE_LENGTH
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def corpus_dirs(tmp_path_factory):
-    return generate_synthetic_mind(str(tmp_path_factory.mktemp("synthetic")), seed=0, num_users=150, num_dev_users=100)
-
-
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory):
-    """A tiny random BERT saved as a checkpoint folder, with the synthetic corpus' tokenizer beside it."""
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    tokenizer = synthetic_tokenizer()
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=128, max_position_embeddings=64,
-    )
-    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder), tokenizer
-
-
-def test_load_mind_shares_one_news_table(corpus_dirs, tiny_encoder):
-    _, tokenizer = tiny_encoder
-    corpus = load_mind(tokenizer, train_dir=corpus_dirs["train"], eval_dir=corpus_dirs["dev"], max_title_length=24)
-    # Dev news.tsv repeats the train news plus fresh ones: each news id is tokenised once.
-    assert len(corpus.news_index) == len(corpus.news)
-    assert len(set(corpus.news["news_id"])) == len(corpus.news)
-    top = len(corpus.news)
-    for column in ("history", "candidates"):
-        assert max(max(row, default=0) for row in corpus.eval[column]) < top
-    assert max(corpus.train["positive"]) < top
-    assert corpus.stats["empty_history"] > 0  # the generator plants cold-start users; they are counted
-    assert set(corpus.category2id) == set(corpus.news["category"])
-
-
-def test_load_mind_missing_file_names_it(tmp_path, tiny_encoder):
-    (tmp_path / "news.tsv").write_text("")
-    with pytest.raises(FileNotFoundError, match="behaviors.tsv"):
-        load_mind(tiny_encoder[1], train_dir=tmp_path)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(corpus, encoder_path, tokenizer, output_dir, steps, mode="mtrec", lr=3e-3):
@@ -78,7 +41,6 @@ def _train(corpus, encoder_path, tokenizer, output_dir, steps, mode="mtrec", lr=
         data_collator=MTRecCollator(corpus.news, num_negatives=4, pad_token_id=tokenizer.pad_token_id),
     )
     return trainer
-
 
 def test_click_path_fits_a_fixed_batch(corpus_dirs, tiny_encoder):
     """Gradients through scores, user attention and BERT can drive the click loss of one batch far below chance.
@@ -100,7 +62,6 @@ def test_click_path_fits_a_fixed_batch(corpus_dirs, tiny_encoder):
         optimizer.step()
         losses.append(out.main_loss.item())
     assert losses[-1] < 1.0 < 1.609 < losses[0]  # log(5) = 1.609 is the loss of a uniform ranking over 1 + K
-
 
 @pytest.mark.slow
 def test_short_training_run_lifts_dev_auc(tmp_path):
@@ -131,11 +92,10 @@ def test_short_training_run_lifts_dev_auc(tmp_path):
     assert logged[-1]["category_loss"] < logged[0]["category_loss"] - 0.2
     assert logged[-1]["ner_loss"] < 0.5 * logged[0]["ner_loss"]
 
-
 def test_recipe_trains_saves_and_reloads(tiny_encoder, tmp_path, monkeypatch):
     """`python train_mtrec.py` with no data arguments, on a tiny encoder: folder + card + dev metrics."""
     path, _ = tiny_encoder
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(REPO_ROOT))
     import train_mtrec
 
     out = tmp_path / "run"
@@ -154,3 +114,24 @@ def test_recipe_trains_saves_and_reloads(tiny_encoder, tmp_path, monkeypatch):
     model = AutoModel.from_pretrained(out)
     assert isinstance(model, MTRecModel) and model.config.max_title_length == 24
     assert (out / "tokenizer.json").is_file()
+
+def test_recipe_writes_predictions_and_cache(setup, tmp_path, monkeypatch):
+    """`train_mtrec.py --do_predict --news_cache` on a saved tiny model, 1 training step."""
+    dirs, tokenizer, _, model = setup
+    model.save_pretrained(tmp_path / "init")
+    tokenizer.save_pretrained(tmp_path / "init")
+    sys.path.insert(0, str(REPO_ROOT))
+    import train_mtrec
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(
+        sys, "argv",
+        ["train_mtrec.py", "--output_dir", str(out), "--init_from", str(tmp_path / "init"), "--train_dir",
+         dirs["train"], "--dev_dir", dirs["dev"], "--max_steps", "1", "--max_title_length", str(TITLE_LENGTH),
+         "--do_predict", "--news_cache", "--use_cpu", "--disable_tqdm", "true"],
+    )
+    train_mtrec.main()
+    assert (out / "prediction.zip").is_file()
+    assert len((out / "prediction.txt").read_text().splitlines()) == len(read_behaviors(Path(dirs["dev"]) / "behaviors.tsv"))
+    recommender = MTRecRecommender.from_pretrained(out)  # loads news_vectors.safetensors, checked against the model
+    assert len(recommender.cache) > 0
