@@ -2,7 +2,7 @@
 
 Exact command of benchmarks/results/training_speed.md (from the repository root; writes the file and prints it):
 
-    PYTHONPATH=. python benchmarks/training_speed.py --out benchmarks/results/training_speed.md
+    PYTHONPATH=. python benchmarks/training_speed.py
 
 Setting (issue 11, part A): the semi-synthetic MIND-sample corpus (the real titles of ../shared/data/mind_sample,
 simulated users with 50-click histories, `simulate_mind_behaviors`), batches of 32 training samples, K = 4
@@ -28,25 +28,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
-import sys
 import tempfile
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _common  # before torch / transformers: offline set-up, the repository on sys.path
+from transformers import set_seed
 
-from _common import machine_facts  # noqa: E402
-from transformers import AutoTokenizer, set_seed  # noqa: E402
+from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
+from modeling_mtrec.data import MTRecCollator, load_mind, simulate_mind_behaviors
 
-from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments  # noqa: E402
-from modeling_mtrec.data import MTRecCollator, load_mind  # noqa: E402
-from modeling_mtrec.data.synthetic import simulate_mind_behaviors  # noqa: E402
-from modeling_mtrec.offline import default_encoder_path  # noqa: E402
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MIND_NEWS = os.path.join(os.path.dirname(REPO), "shared", "data", "mind_sample", "news.tsv")
 BATCH, NEGATIVES, HISTORY, BUCKETS = 32, 4, 50, 4
 VARIANTS = ("default", "length buckets", "history cache", "both")
 METRICS = ("auc", "mrr", "ndcg@10")
@@ -60,11 +51,12 @@ def build_corpus(tokenizer, news_tsv: str, work_dir: str):
 
 
 def run(corpus, tokenizer, variant: str, seed: int, steps: int, layers: int | None, args, work_dir: str) -> dict:
+    """One `MTRecTrainer.train()` of `steps` optimizer steps; counts what reached BERT; dev metrics if asked."""
     set_seed(seed)
     buckets = BUCKETS if variant in ("length buckets", "both") else 1
     cache_steps = args.cache_steps if variant in ("history cache", "both") else 0
     model = MTRecModel.from_pretrained_encoder(
-        default_encoder_path(), encoder_kwargs={"num_hidden_layers": layers} if layers else None,
+        args.encoder_path, encoder_kwargs={"num_hidden_layers": layers} if layers else None,
         id2category={i: c for c, i in corpus.category2id.items()}, length_buckets=buckets,
     )
     rows, tokens = [], []
@@ -107,7 +99,6 @@ def mean_std(values: list[float], digits: int = 4) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--mind-news", default=DEFAULT_MIND_NEWS, help="a MIND news.tsv (real titles)")
     parser.add_argument("--cache-steps", type=int, default=10, help="T of the history cache")
     parser.add_argument("--speed-steps", type=int, default=8)
     parser.add_argument("--quality-steps", type=int, default=60)
@@ -116,20 +107,26 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
+    args = _common.parse_arguments(parser, "training_speed.md", encoder=True)
     if not os.path.isfile(args.mind_news):
         raise SystemExit(f"{args.mind_news} not found: pass --mind-news (a MIND news.tsv)")
 
-    tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
-    work_dir = tempfile.mkdtemp()
+    args.encoder_path, tokenizer = _common.load_tokenizer(args.encoder)
+    work_dir = tempfile.mkdtemp()  # holds the simulated corpus of licensed news: deleted at the end
+    try:
+        report(args, tokenizer, work_dir)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def report(args, tokenizer, work_dir: str) -> None:
     corpus = build_corpus(tokenizer, args.mind_news, work_dir)
     lines = [
         "# MTRec training speed: length-aware encoding and the history-vector cache (CPU)",
         "",
-        f"Command: `PYTHONPATH=. python benchmarks/training_speed.py {' '.join(sys.argv[1:])}`",
+        f"Command: `{args.command}`",
         "",
-        f"Machine: {machine_facts()}.",
+        f"Machine: {_common.machine_facts()}.",
         "",
         f"Corpus: semi-synthetic MIND sample ({len(corpus.news):,} real titles, {len(corpus.train):,} training "
         f"samples, {len(corpus.eval):,} dev impressions; {HISTORY}-click histories). Batch {BATCH}, K = {NEGATIVES}, "
@@ -181,11 +178,7 @@ def main() -> None:
                 f"{mean_std([r['mrr'] for r in runs])} | {mean_std([r['ndcg@10'] for r in runs])} |"
             )
         lines.append("")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    _common.write_result(args.output, "\n".join(lines))
 
 
 if __name__ == "__main__":
