@@ -16,10 +16,13 @@ negatives, `gradient_surgery="mtrec"` (the default), one `MTRecTrainer.train()` 
 
 Two parts:
 
-1. Speed on all-MiniLM-L6-v2 (6 layers): `--speed-steps` optimizer steps per variant, one seed. Reported:
-   encoder title passes per training sample (rows that went through BERT / samples), padded tokens per sample,
-   and training samples/s (the Trainer's `train_samples_per_second`, collation included), each as a ratio to
-   ``default`` measured in the same run.
+1. Speed on all-MiniLM-L6-v2 (6 layers), one seed: the same `--speed-steps` pre-collated batches go through one
+   `MTRecTrainer` per variant, round-robin (batch by batch, the variants' order rotated every batch) so that a
+   load spike on this shared machine hits all variants alike. A step is `training_step` (forward, the two
+   backward passes and the surgery) + the AdamW step; collation is left out (the same for every variant).
+   Reported: encoder title passes per training sample (rows that went through BERT / samples: the whole run,
+   and the steady state after the first step, when the cache has filled), padded tokens per sample, median
+   step time and samples/s, and the ratio to ``default``.
 2. Quality and speed on its 2-layer cut (to fit 3 seeds x 4 variants on 2 CPU cores): `--quality-steps` optimizer
    steps per run, then dev AUC / MRR / nDCG@10 over the dev impressions (fast evaluation), mean ± std over seeds.
 """
@@ -31,6 +34,7 @@ import os
 import shutil
 import statistics
 import tempfile
+import time
 
 import _common  # before torch / transformers: offline set-up, the repository on sys.path
 from transformers import set_seed
@@ -91,6 +95,67 @@ def run(corpus, tokenizer, variant: str, seed: int, steps: int, layers: int | No
     return result
 
 
+def speed_round_robin(corpus, tokenizer, args) -> list[dict]:
+    """Part 1: one trainer per variant, the same batches, interleaved; see the module docstring."""
+    collator = MTRecCollator(
+        corpus.news, num_negatives=NEGATIVES, pad_token_id=tokenizer.pad_token_id, seed=0, return_news_rows=True
+    )
+    samples = corpus.train.shuffle(seed=0).with_format(None)
+    batches = [collator([samples[i] for i in range(start, start + BATCH)])
+               for start in range(0, args.speed_steps * BATCH, BATCH)]
+    runs = {}
+    for variant in VARIANTS:
+        set_seed(0)
+        model = MTRecModel.from_pretrained_encoder(
+            args.encoder_path, id2category={i: c for c, i in corpus.category2id.items()},
+            length_buckets=BUCKETS if variant in ("length buckets", "both") else 1,
+        )
+        counts = {"rows": [], "tokens": []}
+
+        def count(module, a, kwargs, output, counts=counts) -> None:  # returns None: output left as it is
+            counts["rows"].append(kwargs["input_ids"].shape[0])
+            counts["tokens"].append(kwargs["input_ids"].numel())
+
+        model.news_encoder.register_forward_hook(count, with_kwargs=True)
+        training_args = MTRecTrainingArguments(
+            output_dir=os.path.join(args.work_dir, f"speed-{variant}"), gradient_surgery="mtrec",
+            history_cache_steps=args.cache_steps if variant in ("history cache", "both") else 0,
+            learning_rate=args.learning_rate, report_to=[], use_cpu=True, save_strategy="no",
+        )
+        trainer = MTRecTrainer(model=model, args=training_args, data_collator=collator)
+        trainer.create_optimizer()
+        trainer.current_gradient_accumulation_steps = 1  # set by the training loop; training_step is called directly
+        runs[variant] = {"trainer": trainer, "counts": counts, "times": [], "rows": [], "tokens": []}
+    for i, batch in enumerate(batches):
+        order = VARIANTS[i % len(VARIANTS):] + VARIANTS[: i % len(VARIANTS)]
+        for variant in order:
+            run = runs[variant]
+            trainer, counts = run["trainer"], run["counts"]
+            counts["rows"].clear()
+            counts["tokens"].clear()
+            start = time.perf_counter()
+            trainer.training_step(trainer.model, dict(batch))
+            trainer.optimizer.step()
+            trainer.optimizer.zero_grad(set_to_none=True)
+            run["times"].append(time.perf_counter() - start)
+            trainer.state.global_step += 1  # the history cache's clock
+            run["rows"].append(sum(counts["rows"]))
+            run["tokens"].append(sum(counts["tokens"]))
+        print(f"batch {i}:", {v: f"{r['times'][-1]:.1f}s/{r['rows'][-1]} titles" for v, r in runs.items()}, flush=True)
+    results = []
+    for variant, run in runs.items():
+        step = statistics.median(run["times"][1:] or run["times"])
+        results.append({
+            "variant": variant,
+            "title_passes_per_sample": sum(run["rows"]) / (BATCH * len(batches)),
+            "steady_title_passes_per_sample": statistics.mean(run["rows"][1:] or run["rows"]) / BATCH,
+            "padded_tokens_per_sample": sum(run["tokens"]) / (BATCH * len(batches)),
+            "step_seconds": step,
+            "samples_per_second": BATCH / step,
+        })
+    return results
+
+
 def mean_std(values: list[float], digits: int = 4) -> str:
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
@@ -100,11 +165,11 @@ def mean_std(values: list[float], digits: int = 4) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache-steps", type=int, default=10, help="T of the history cache")
-    parser.add_argument("--speed-steps", type=int, default=8)
-    parser.add_argument("--quality-steps", type=int, default=60)
+    parser.add_argument("--speed-steps", type=int, default=5)
+    parser.add_argument("--quality-steps", type=int, default=20)
     parser.add_argument("--quality-layers", type=int, default=2)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
     args = _common.parse_arguments(parser, "training_speed.md", encoder=True)
@@ -112,7 +177,8 @@ def main() -> None:
         raise SystemExit(f"{args.mind_news} not found: pass --mind-news (a MIND news.tsv)")
 
     args.encoder_path, tokenizer = _common.load_tokenizer(args.encoder)
-    work_dir = tempfile.mkdtemp()  # holds the simulated corpus of licensed news: deleted at the end
+    args.encoder_name = args.encoder or "all-MiniLM-L6-v2"
+    work_dir = args.work_dir = tempfile.mkdtemp()  # holds the simulated corpus of licensed news: deleted at the end
     try:
         report(args, tokenizer, work_dir)
     finally:
@@ -135,19 +201,20 @@ def report(args, tokenizer, work_dir: str) -> None:
         "",
     ]
     if not args.skip_speed:
-        args.evaluate = False
-        speed = [run(corpus, tokenizer, v, 0, args.speed_steps, None, args, work_dir) for v in VARIANTS]
+        speed = speed_round_robin(corpus, tokenizer, args)
         base = speed[0]
         lines += [
-            f"## 1. Speed, all-MiniLM-L6-v2, {args.speed_steps} optimizer steps per variant (seed 0)",
+            f"## 1. Speed, {args.encoder_name}, {args.speed_steps} batches per variant, round-robin (seed 0)",
             "",
-            "| variant | title passes / sample | padded tokens / sample | samples/s | x default samples/s |",
-            "|---|---|---|---|---|",
+            "| variant | title passes / sample (run) | title passes / sample (after step 1) | padded tokens / sample | "
+            "step (s, median after step 1) | samples/s | x default samples/s |",
+            "|---|---|---|---|---|---|---|",
         ]
         for r in speed:
             lines.append(
-                f"| {r['variant']} | {r['title_passes_per_sample']:.1f} | {r['padded_tokens_per_sample']:.0f} | "
-                f"{r['samples_per_second']:.2f} | {r['samples_per_second'] / base['samples_per_second']:.2f} |"
+                f"| {r['variant']} | {r['title_passes_per_sample']:.1f} | {r['steady_title_passes_per_sample']:.1f} | "
+                f"{r['padded_tokens_per_sample']:.0f} | {r['step_seconds']:.1f} | {r['samples_per_second']:.2f} | "
+                f"{r['samples_per_second'] / base['samples_per_second']:.2f} |"
             )
         lines.append("")
         print("\n".join(lines), flush=True)
@@ -159,7 +226,7 @@ def report(args, tokenizer, work_dir: str) -> None:
             for seed in seeds for v in VARIANTS
         ]
         lines += [
-            f"## 2. Quality and speed, all-MiniLM-L6-v2 cut to {args.quality_layers} layers, {args.quality_steps} "
+            f"## 2. Quality and speed, {args.encoder_name} cut to {args.quality_layers} layers, {args.quality_steps} "
             f"optimizer steps, seeds {args.seeds} (mean ± std)",
             "",
             "| variant | title passes / sample | samples/s | x default samples/s | dev AUC | AUC - default AUC | "
