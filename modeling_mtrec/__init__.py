@@ -12,6 +12,7 @@ from .configuration_two_tower import TwoTowerConfig
 from .inference import MTRecRecommender, NewsTitle, NewsVectorCache, fast_evaluate
 from .modeling_mtrec import MTRecModel, MTRecOutput, MTRecPreTrainedModel
 from .modeling_two_tower import TwoTowerModel, TwoTowerOutput, TwoTowerPreTrainedModel
+from .models.foundation import FoundationConfig, FoundationModel, FoundationOutput, FoundationPreTrainedModel
 from .trainer import MTRecTrainer, MTRecTrainingArguments
 from .trainer_two_tower import TwoTowerTrainer, TwoTowerTrainingArguments
 
@@ -23,8 +24,16 @@ AutoConfig.register(TwoTowerConfig.model_type, TwoTowerConfig)
 AutoModel.register(TwoTowerConfig, TwoTowerModel)
 TwoTowerConfig.register_for_auto_class()
 TwoTowerModel.register_for_auto_class("AutoModel")
+AutoConfig.register(FoundationConfig.model_type, FoundationConfig)
+AutoModel.register(FoundationConfig, FoundationModel)
+FoundationConfig.register_for_auto_class()
+FoundationModel.register_for_auto_class("AutoModel")
 
 __all__ = [
+    "FoundationConfig",
+    "FoundationModel",
+    "FoundationOutput",
+    "FoundationPreTrainedModel",
     "MTRecConfig",
     "MTRecModel",
     "MTRecOutput",
