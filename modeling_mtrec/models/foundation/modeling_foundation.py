@@ -621,7 +621,6 @@ class FoundationModel(FoundationPreTrainedModel):
         click_labels: torch.Tensor | None = None,
         relevance_labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> FoundationOutput | tuple:
         r"""
         One row per (user, query or none, item) impression; ids are hash buckets (0 = missing / padding).
