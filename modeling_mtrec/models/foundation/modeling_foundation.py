@@ -93,17 +93,17 @@ def js_divergence(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-12) -> torch
     return 0.5 * (kl_p + kl_q)
 
 
-def _standardize(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def _standardize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Per-coordinate standardisation with the pooled batch mean and (population) variance. (B, D) -> (B, D)."""
     mean = x.mean(0, keepdim=True)
     var = x.var(0, unbiased=False, keepdim=True)
     return (x - mean) / torch.sqrt(var + eps)
 
 
-def _domain_means(domain_ids: torch.Tensor) -> torch.Tensor:
+def _domain_means(domain_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Row-normalised membership of the rows in the domains present. (B,) -> (K, B), rows sum to 1."""
     present = torch.unique(domain_ids)  # (K,)
-    member = (domain_ids[None, :] == present[:, None]).to(torch.float32)  # (K, B)
+    member = (domain_ids[None, :] == present[:, None]).to(dtype)  # (K, B)
     return member / member.sum(1, keepdim=True)
 
 
@@ -135,7 +135,7 @@ def js_regularizer(
         estimator: `"histogram"` (mean over coordinates of the JS of soft histograms of standardised values) or
             `"softmax"` (JS of the domains' mean softmax over coordinates).
     """
-    members = _domain_means(domain_ids).to(x.dtype)  # (K, B)
+    members = _domain_means(domain_ids, x.dtype)  # (K, B)
     if members.shape[0] < 2:
         return x.new_zeros(())
     if estimator == "histogram":
@@ -156,7 +156,7 @@ def mmd_regularizer(x: torch.Tensor, domain_ids: torch.Tensor, bandwidths: list[
     On the standardised x̂ (pooled over the batch, as for JS). MMD²_ij = G_ii + G_jj - 2 G_ij with G_ij the mean
     kernel value between the rows of domains i and j, which is 0 for equal empirical distributions.
     """
-    members = _domain_means(domain_ids).to(x.dtype)  # (K, B)
+    members = _domain_means(domain_ids, x.dtype)  # (K, B)
     if members.shape[0] < 2:
         return x.new_zeros(())
     z = _standardize(x)
