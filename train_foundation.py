@@ -74,6 +74,9 @@ class FoundationScriptArguments:
     expert_hidden_sizes: str = field(default="64,32", metadata={"help": "Expert MLP widths (comma list)."})
     domain_adaptive_dim: int = field(default=64, metadata={"help": "Width of x̂."})
     use_domain_adaptive: bool = field(default=True, metadata={"help": "x̂ = W(x ⊕ E_D) (else W x)."})
+    interaction_features: bool = field(
+        default=True, metadata={"help": "Append user⊙item and query⊙item to x (false: the paper's plain concatenation)."}
+    )
     regularizer: str = field(default="js", metadata={"help": "js, mmd or none."})
     regularizer_weight: float = field(default=0.1, metadata={"help": "Weight of L_reg."})
     js_estimator: str = field(default="histogram", metadata={"help": "histogram or softmax."})
@@ -184,6 +187,7 @@ def main() -> None:
             text_encoder_name_or_path=lm, aspects=aspects, gating=args.gating, mtl_module=args.mtl_module,
             num_experts=args.num_experts, expert_hidden_sizes=[int(h) for h in args.expert_hidden_sizes.split(",")],
             domain_adaptive_dim=args.domain_adaptive_dim, use_domain_adaptive=args.use_domain_adaptive,
+            interaction_features=args.interaction_features,
             regularizer=args.regularizer, regularizer_weight=args.regularizer_weight, js_estimator=args.js_estimator,
             tower_hidden_sizes=[16], user_encoder_heads=2,
         )

@@ -67,6 +67,9 @@ class FoundationConfig(PreTrainedConfig):
             Transformer layers over [user token, history items] (encoding: "embeddings + a transformer layer").
         user_encoder_heads (`int`, *optional*, defaults to 2):
             Attention heads of those layers (guessed); must divide `embedding_dim`.
+        interaction_features (`bool`, *optional*, defaults to `False`):
+            Append user ⊙ item and query ⊙ item to x = user ⊕ query ⊕ item before the domain-adaptive layer. The
+            paper concatenates the three vectors only (the default); see the NOTE of `modeling_foundation`.
         use_domain_adaptive (`bool`, *optional*, defaults to `True`):
             x̂ = W(x ⊕ E_D) (domain-adaptive layer). When `False`, x̂ = W x: the same layer without the domain.
         domain_embedding_dim (`int`, *optional*, defaults to 16):
@@ -135,6 +138,7 @@ class FoundationConfig(PreTrainedConfig):
     gating: str = "domain"
     user_encoder_layers: int = 1
     user_encoder_heads: int = 2
+    interaction_features: bool = False
     use_domain_adaptive: bool = True
     domain_embedding_dim: int = 16
     domain_adaptive_dim: int = 128

@@ -15,13 +15,14 @@ measurable:
   one fixed history of items drawn by taste from all domains (with their texts in ``history_text``), and the
   same user id everywhere: pretraining on the source domains learns the users (transfer to the target).
 * **Item latent v by domain role** (click logit gets γ_d u·v):
-  ``text`` domain: v is a function of the title's words (a fixed random projection of its content words, the
-  same function in every domain), so the text places items; ``id`` domain: v is random per item and a small
+  ``text`` domain: v is that of the item's subcategory (a random unit vector per subcategory), which the title's
+  topic reveals, so the text places items (the users' histories show which topics they like, across domains); ``id`` domain: v is random per item and a small
   item pool is shown often, so only IDs can place items; ``sparse`` domain: v is that of the item's ``tag=``
   sparse value (10 values), so the sparse aspect places items; ``target`` domain: v as in the ``text`` domain.
   Domain gating should learn these (its aspect weights are reported per domain).
 * **Cold items.** The target domain's test rows show items that appear in no training row and no history: only
-  their text (through a function learned on the source domains) can place them. Its training rows are few.
+  their text can place them (next to the texts of the users' history items, a third of which are target items
+  seen nowhere else). Its training rows are few.
 * **Per-domain shift.** Each domain has its own click base rate b_d, taste strength γ_d, share of mobile rows,
   and its own effect of the ``device=`` context (+, -, or none): the domain-adaptive layer can model it.
 * **Popularity** ``pop=low|mid|high`` (same tokens and effect in every domain): a simple transferable signal.
@@ -34,7 +35,6 @@ measurable:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -61,18 +61,13 @@ DOMAIN_SHIFT = {  # role -> (base click logit b_d, taste strength γ_d, P(mobile
 POPULARITY_EFFECT = 0.6  # per step of pop=low/mid/high (-1, 0, +1)
 RELEVANCE_CLICK_EFFECT = 1.5  # added to the click logit of a relevant search item, subtracted for an irrelevant one
 NUM_TAGS = 10
-_STOPWORDS = frozenset(
-    "a an the and or of in on at to for from by with as is are was were be been it its this that these those "
-    "after before over into about how what why who when where new says say said will can could would has have had "
-    "his her their they them he she you your we our not no vs".split()
-)
-_WORD = re.compile(r"[a-z][a-z']+")
+HISTORY_SHARPNESS = 4.0  # history items are drawn with weight exp(4 u.v): mostly to the user's taste
 
 
 @dataclass(frozen=True)
 class CorpusSizes:
-    num_users: int = 600
-    latent_dim: int = 8
+    num_users: int = 400
+    latent_dim: int = 4
     source_train_rows: int = 6000  # per source domain
     source_test_rows: int = 1000  # per source domain
     target_train_rows: int = 1000
@@ -84,8 +79,8 @@ class CorpusSizes:
 
 DEFAULT = CorpusSizes()
 TINY = CorpusSizes(
-    num_users=80, latent_dim=4, source_train_rows=500, source_test_rows=150, target_train_rows=300,
-    target_test_rows=400, id_domain_items=30, history_length=(4, 8),
+    num_users=100, source_train_rows=1500, source_test_rows=300, target_train_rows=300, target_test_rows=400,
+    id_domain_items=30, history_length=(5, 10),
 )
 
 
@@ -143,22 +138,9 @@ def _group_categories(news: list[dict], groups: int) -> list[list[str]]:
     return bins
 
 
-def _word_vector(word: str, seed: int, dim: int) -> np.ndarray:
-    digest = hashlib.blake2b(f"{seed}|{word}".encode(), digest_size=8).digest()
-    return np.random.default_rng(int.from_bytes(digest, "little")).standard_normal(dim)
-
-
 def _unit(v: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(v))
     return v / norm if norm > 0 else v
-
-
-def _text_latent(title: str, seed: int, dim: int) -> np.ndarray:
-    """The planted text function: unit mean of fixed random vectors of the title's content words."""
-    words = [w for w in _WORD.findall(title.lower()) if w not in _STOPWORDS]
-    if not words:
-        return np.zeros(dim)
-    return _unit(np.mean([_word_vector(w, seed, dim) for w in words], axis=0))
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -181,6 +163,8 @@ class _Simulator:
         self.domain_categories = dict(zip((*ROLES, TARGET_DOMAIN), groups, strict=True))
         by_domain = {d: [n for n in news if n["category"] in cats] for d, cats in self.domain_categories.items()}
         tags = [_unit(self.np_rng.standard_normal(k)) for _ in range(NUM_TAGS)]
+        subcategories = sorted({n["subcategory"] for n in news})
+        topic = {s: _unit(self.np_rng.standard_normal(k)) for s in subcategories}
         self.items: dict[str, dict] = {}
         for domain, pool in by_domain.items():
             if domain == "id" and len(pool) > sizes.id_domain_items:
@@ -194,8 +178,8 @@ class _Simulator:
                 elif domain == "sparse":
                     item["tag"] = self.rng.randrange(NUM_TAGS)
                     item["latent"] = tags[item["tag"]]
-                else:
-                    item["latent"] = _text_latent(n["title"], seed, k)
+                else:  # text and target domains: the subcategory's latent, which the title's topic reveals
+                    item["latent"] = topic[n["subcategory"]]
                 self.items[item["id"]] = item
         self.pools = {d: [i for i in self.items.values() if i["domain"] == d] for d in by_domain}
         # Target items: a third only ever in histories, a few in training rows, the rest only in test rows.
@@ -207,7 +191,7 @@ class _Simulator:
         self.users = []
         for u in range(sizes.num_users):
             taste = _unit(self.np_rng.standard_normal(k))
-            weights = np.array([math.exp(3.0 * float(taste @ i["latent"])) for i in history_pool])
+            weights = np.array([math.exp(HISTORY_SHARPNESS * float(taste @ i["latent"])) for i in history_pool])
             length = self.rng.randint(*sizes.history_length)
             picked = self.np_rng.choice(len(history_pool), size=length, replace=False, p=weights / weights.sum())
             self.users.append({"id": f"U{u}", "taste": taste, "age": self.rng.randrange(5),
