@@ -40,7 +40,12 @@ from transformers import BertConfig, BertModel, HfArgumentParser, set_seed
 from modeling_mtrec import FoundationConfig, FoundationModel
 from modeling_mtrec.data.stats import LoadStats
 from modeling_mtrec.models.foundation.corpus import DEFAULT, TINY, build_foundation_corpus
-from modeling_mtrec.models.foundation.data import build_features, item_text_table, read_impressions
+from modeling_mtrec.models.foundation.data import (
+    build_features,
+    item_text_table,
+    read_impressions,
+    suggest_buckets,
+)
 from modeling_mtrec.models.foundation.text_features import TextFeatureCache
 from modeling_mtrec.models.foundation.trainer import (
     FoundationDataset,
@@ -97,11 +102,6 @@ def _files(value: str | None) -> list[str]:
     return [v for v in (value or "").split(",") if v]
 
 
-def _buckets(*values: set[str]) -> int:
-    """Hash buckets for a table: 2x its distinct values (few collisions), at least 1009."""
-    return max(1009, 2 * len(set().union(*values)) + 1)
-
-
 def _text_source(args: FoundationScriptArguments, output_dir: str):
     """(LM folder or None, a `TextFeatureCache` or None, tokenizer or None)."""
     if args.text_encoder == "none":
@@ -135,7 +135,7 @@ def _train(model, features, args: FoundationTrainingArguments, output_dir: str, 
 def main() -> None:
     parser = HfArgumentParser((FoundationScriptArguments, FoundationTrainingArguments))
     parser.set_defaults(
-        output_dir="outputs/foundation", per_device_train_batch_size=256, learning_rate=2e-3, num_train_epochs=4,
+        output_dir="outputs/foundation", per_device_train_batch_size=256, learning_rate=2e-3, num_train_epochs=5,
         weight_decay=0.0, warmup_steps=0, logging_steps=20, eval_strategy="no", save_strategy="no", report_to="none",
         seed=42, lr_scheduler_type="constant", dataloader_drop_last=False,
     )
@@ -171,17 +171,12 @@ def main() -> None:
     aspects = [a for a in args.aspects.split(",") if a and (a != "text" or lm is not None)]
     feature_kwargs = dict(text_cache=cache, tokenizer=tokenizer, item_texts=item_texts,
                           max_history_length=args.max_history_length, max_text_length=args.max_text_length, stats=stats)
-    present = [r for r in rows.values() if r is not None]
-    values = {col: set().union(*(set(r[col]) for r in present)) for col in ("user_id", "item_id", "query_id")}
-    values["item_id"] |= {h for r in present for hist in r["history"] for h in hist}
-    sparse = {v for r in present for col in ("user_sparse", "query_sparse", "item_sparse") for vs in r[col] for v in vs}
+    buckets = suggest_buckets(*(r for r in rows.values() if r is not None))
 
     def new_config(domains: list[str]) -> FoundationConfig:
         lm_config = BertConfig.from_pretrained(lm) if lm is not None else None
         return FoundationConfig(
-            domains=domains, embedding_dim=args.embedding_dim, id_embedding_dim=args.embedding_dim,
-            user_id_buckets=_buckets(values["user_id"]), item_id_buckets=_buckets(values["item_id"]),
-            query_id_buckets=_buckets(values["query_id"]), sparse_buckets=_buckets(sparse),
+            domains=domains, embedding_dim=args.embedding_dim, id_embedding_dim=args.embedding_dim, **buckets,
             sparse_hidden_sizes=[args.embedding_dim], text_embed_dim=lm_config.hidden_size if lm_config else 0,
             text_encoder_config=lm_config.to_dict() if args.finetune_text_encoder and lm_config else None,
             text_encoder_name_or_path=lm, aspects=aspects, gating=args.gating, mtl_module=args.mtl_module,

@@ -251,6 +251,23 @@ def bucket(value: str, buckets: int) -> int:
     return 0 if not value else 1 + stable_key(value) % (buckets - 1)
 
 
+def suggest_buckets(*row_sets: Dataset) -> dict[str, int]:
+    """Config bucket counts for the ids and sparse values of these rows: 2x the distinct values (few collisions;
+    dense embedding gradients make oversized tables slow on CPU), at least 1009. History ids count as item ids."""
+
+    def size(values: set[str]) -> int:
+        return max(1009, 2 * len(values) + 1)
+
+    items = {i for rows in row_sets for i in rows["item_id"]} | {h for rows in row_sets for hs in rows["history"] for h in hs}
+    sparse = {v for rows in row_sets for column in ("user_sparse", "query_sparse", "item_sparse") for vs in rows[column] for v in vs}
+    return {
+        "user_id_buckets": size({u for rows in row_sets for u in rows["user_id"]}),
+        "item_id_buckets": size(items),
+        "query_id_buckets": size({q for rows in row_sets for q in rows["query_id"]}),
+        "sparse_buckets": size(sparse),
+    }
+
+
 def item_text_table(*row_sets: Dataset) -> dict[str, str]:
     """item id -> its text (the first non-empty one met) over the rows given: the texts of history items."""
     table: dict[str, str] = {}
@@ -472,5 +489,6 @@ __all__ = [
     "check_row",
     "item_text_table",
     "read_impressions",
+    "suggest_buckets",
     "write_impressions",
 ]
