@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from modeling_mtrec.models.foundation.data import (
     read_impressions,
     suggest_buckets,
 )
+from modeling_mtrec.models.foundation.model_card import write_foundation_model_card
 from modeling_mtrec.models.foundation.text_features import TextFeatureCache
 from modeling_mtrec.models.foundation.trainer import (
     FoundationDataset,
@@ -234,6 +236,10 @@ def main() -> None:
     metrics["load_stats"] = stats.as_dict()
     if trainer.is_world_process_zero():
         trainer.save_model(output_dir)
+        card_metrics = {k.removeprefix("target_"): v for k, v in metrics["target_after_finetuning"].items()
+                        if k.endswith("auc") and not math.isnan(v)}
+        dataset = "foundation-embedded-corpus" if not args.target_train else os.path.basename(files["target_test"][0])
+        write_foundation_model_card(output_dir, model.config, card_metrics, dataset_name=dataset)
         with open(os.path.join(output_dir, "foundation_metrics.json"), "w") as f:
             json.dump(metrics, f, indent=2)
         logger.info("Target AUC (ctr / relevance): %.4f / %.4f; metrics in %s",
