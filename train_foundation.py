@@ -8,7 +8,7 @@ and runs offline, a few minutes on 2 CPU cores:
     python train_foundation.py --output_dir outputs/foundation
 
 On your own impression files (JSONL or Parquet, the format of `modeling_mtrec.models.foundation.data`), several
-processes:
+processes (on CPU, `python -m torch.distributed.run --nproc_per_node 2 train_foundation.py ...` also works):
 
     accelerate launch train_foundation.py --output_dir outputs/foundation-mine \
         --source_train src_train.jsonl --source_test src_test.jsonl \
@@ -140,6 +140,9 @@ def main() -> None:
         output_dir="outputs/foundation", per_device_train_batch_size=256, learning_rate=2e-3, num_train_epochs=5,
         weight_decay=0.0, warmup_steps=0, logging_steps=20, eval_strategy="no", save_strategy="no", report_to="none",
         seed=42, lr_scheduler_type="constant", dataloader_drop_last=False,
+        # On a machine without CUDA, run on the CPU explicitly: that is what makes torchrun's processes join one
+        # gloo process group (without it each process trains alone).
+        use_cpu=not torch.cuda.is_available(),
     )
     args, training_args = parser.parse_args_into_dataclasses()
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -198,7 +201,7 @@ def main() -> None:
     if args.init_from:
         model = FoundationModel.from_pretrained(args.init_from)
     elif args.pretrain:
-        source_domains = list(dict.fromkeys(rows["source_train"]["domain"]))
+        source_domains = sorted(set(rows["source_train"]["domain"]))
         model = FoundationModel(new_config(source_domains))
         load_lm_weights(model)
         source_train = build_features(rows["source_train"], model.config, **feature_kwargs)
@@ -233,6 +236,7 @@ def main() -> None:
     )
     metrics["target_after_finetuning"] = trainer.evaluate(target_test, metric_key_prefix="target")
     metrics["timings"] = timings
+    metrics["num_processes"] = training_args.world_size
     metrics["load_stats"] = stats.as_dict()
     if trainer.is_world_process_zero():
         trainer.save_model(output_dir)

@@ -26,6 +26,7 @@ def write_foundation_model_card(
         card.data.datasets = [dataset_name]
     card.data.eval_results = None
     if metrics:
+        card.data.model_name = card.data.model_name or "S&R multi-domain foundation model"
         spec = [(key, "roc_auc", f"AUC {key}") for key in metrics if key.endswith("auc") and "gauc" not in key]
         spec += [(key, "gauc", f"grouped AUC {key}") for key in metrics if key.endswith("gauc")]
         card.data.eval_results = _eval_results(metrics, spec, "tabular-classification", "Click-through and relevance", dataset_name)
