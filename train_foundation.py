@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from transformers import BertConfig, BertModel, HfArgumentParser, set_seed
 
 from modeling_mtrec import FoundationConfig, FoundationModel
 from modeling_mtrec.data.stats import LoadStats
+from modeling_mtrec.model_card import write_model_card
 from modeling_mtrec.models.foundation.corpus import DEFAULT, TINY, build_foundation_corpus
 from modeling_mtrec.models.foundation.data import (
     build_features,
@@ -47,7 +47,6 @@ from modeling_mtrec.models.foundation.data import (
     read_impressions,
     suggest_buckets,
 )
-from modeling_mtrec.models.foundation.model_card import write_foundation_model_card
 from modeling_mtrec.models.foundation.text_features import TextFeatureCache
 from modeling_mtrec.models.foundation.trainer import (
     FoundationDataset,
@@ -184,7 +183,7 @@ def main() -> None:
             domains=domains, embedding_dim=args.embedding_dim, id_embedding_dim=args.embedding_dim, **buckets,
             sparse_hidden_sizes=[args.embedding_dim], text_embed_dim=lm_config.hidden_size if lm_config else 0,
             text_encoder_config=lm_config.to_dict() if args.finetune_text_encoder and lm_config else None,
-            text_encoder_name_or_path=lm, aspects=aspects, gating=args.gating, mtl_module=args.mtl_module,
+            encoder_name_or_path=lm, aspects=aspects, gating=args.gating, mtl_module=args.mtl_module,
             num_experts=args.num_experts, expert_hidden_sizes=[int(h) for h in args.expert_hidden_sizes.split(",")],
             domain_adaptive_dim=args.domain_adaptive_dim, use_domain_adaptive=args.use_domain_adaptive,
             interaction_features=args.interaction_features,
@@ -240,10 +239,9 @@ def main() -> None:
     metrics["load_stats"] = stats.as_dict()
     if trainer.is_world_process_zero():
         trainer.save_model(output_dir)
-        card_metrics = {k.removeprefix("target_"): v for k, v in metrics["target_after_finetuning"].items()
-                        if k.endswith("auc") and not math.isnan(v)}
+        card_metrics = {k.removeprefix("target_"): v for k, v in metrics["target_after_finetuning"].items()}
         dataset = "foundation-embedded-corpus" if not args.target_train else os.path.basename(files["target_test"][0])
-        write_foundation_model_card(output_dir, model.config, card_metrics, dataset_name=dataset)
+        write_model_card(output_dir, model.config, card_metrics, dataset_name=dataset)
         with open(os.path.join(output_dir, "foundation_metrics.json"), "w") as f:
             json.dump(metrics, f, indent=2)
         logger.info("Target AUC (ctr / relevance): %.4f / %.4f; metrics in %s",

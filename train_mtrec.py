@@ -21,7 +21,7 @@ The output folder loads with `AutoModel.from_pretrained(output_dir)` once `model
 the tokenizer and a model card, and `dev_metrics.json` (AUC, MRR, nDCG@5, nDCG@10 over dev impressions).
 With `--do_predict [--test_dir MINDsmall_test]` it also writes the leaderboard's `prediction.txt` and
 `prediction.zip`, and with `--news_cache` the news vectors as `news_vectors.safetensors` (see
-`modeling_mtrec.inference`).
+`modeling_mtrec.serving.cache`).
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-import transformers
-from transformers import AutoTokenizer, HfArgumentParser, set_seed
+from transformers import AutoTokenizer
 
-from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
-from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind
-from modeling_mtrec.inference import NewsVectorCache, write_mind_predictions
+from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingArguments
+from modeling_mtrec.data import MTRecCollator, load_mind
+from modeling_mtrec.evaluation.leaderboard import write_mind_predictions
 from modeling_mtrec.offline import default_encoder_path
+from modeling_mtrec.serving.cache import NewsVectorCache
+from modeling_mtrec.training.recipes import parse_recipe_arguments, recipe_data
 
 logger = logging.getLogger("train_mtrec")
 
@@ -56,11 +57,18 @@ class MTRecScriptArguments:
     init_from: str | None = field(
         default=None, metadata={"help": "A trained MTRec folder to fine-tune instead of a fresh model."}
     )
-    max_title_length: int = field(default=30, metadata={"help": "Title tokens incl. [CLS]/[SEP] (paper: 30)."})
-    max_history_length: int = field(default=50, metadata={"help": "Most recent clicks per user (paper: 50)."})
-    num_negatives: int = field(default=4, metadata={"help": "K negatives per click (paper: 4)."})
-    use_category_task: bool = field(default=True, metadata={"help": "Train the category auxiliary task."})
-    use_ner_task: bool = field(default=True, metadata={"help": "Train the NER auxiliary task."})
+    # Model defaults are MTRecConfig's (the paper's).
+    max_title_length: int = field(
+        default=MTRecConfig.max_title_length, metadata={"help": "Title tokens incl. [CLS]/[SEP] (paper: 30)."}
+    )
+    max_history_length: int = field(
+        default=MTRecConfig.max_history_length, metadata={"help": "Most recent clicks per user (paper: 50)."}
+    )
+    num_negatives: int = field(default=MTRecConfig.num_negatives, metadata={"help": "K negatives per click (paper: 4)."})
+    use_category_task: bool = field(
+        default=MTRecConfig.use_category_task, metadata={"help": "Train the category auxiliary task."}
+    )
+    use_ner_task: bool = field(default=MTRecConfig.use_ner_task, metadata={"help": "Train the NER auxiliary task."})
     lenient: bool = field(default=False, metadata={"help": "Skip and count malformed rows instead of failing."})
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic corpus."})
     synthetic_users: int = field(default=150, metadata={"help": "Training users of the synthetic corpus."})
@@ -79,28 +87,16 @@ class MTRecScriptArguments:
 
 
 def main() -> None:
-    parser = HfArgumentParser((MTRecScriptArguments, MTRecTrainingArguments))
     # Defaults of the main job: a few minutes on 2 CPU cores; any of them can be overridden on the command line.
-    parser.set_defaults(
+    script_args, training_args = parse_recipe_arguments(
+        (MTRecScriptArguments, MTRecTrainingArguments),
         output_dir="outputs/mtrec", per_device_train_batch_size=8, per_device_eval_batch_size=64,
         learning_rate=2e-5, num_train_epochs=1, warmup_steps=0.1, logging_steps=10, eval_strategy="no",
         save_strategy="no", report_to="none", seed=42,
     )
-    script_args, training_args = parser.parse_args_into_dataclasses()
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    transformers.utils.logging.set_verbosity_warning()
-    set_seed(training_args.seed)
 
     # ---- data: one news table for both splits, so one collator serves training and evaluation
-    train_dir, dev_dir = script_args.train_dir, script_args.dev_dir
-    if train_dir is None:
-        with training_args.main_process_first(desc="synthetic corpus"):
-            folders = generate_synthetic_mind(
-                os.path.join(training_args.output_dir, "synthetic_mind"),
-                seed=script_args.synthetic_seed, num_users=script_args.synthetic_users,
-            )
-        train_dir, dev_dir = folders["train"], dev_dir or folders["dev"]
-        logger.info("No --train_dir: training on the synthetic MIND-format corpus in %s", train_dir)
+    train_dir, dev_dir, dataset = recipe_data(script_args, training_args, num_users=script_args.synthetic_users)
 
     encoder = script_args.encoder or default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(script_args.init_from or encoder)
@@ -152,7 +148,6 @@ def main() -> None:
         if untrained:
             with open(os.path.join(training_args.output_dir, "dev_metrics_untrained.json"), "w") as f:
                 json.dump({k.removeprefix("untrained_"): v for k, v in untrained.items()}, f, indent=2)
-        dataset = "synthetic-mind" if script_args.train_dir is None else os.path.basename(os.path.normpath(dev_dir or train_dir))
         trainer.create_model_card(dataset=dataset)
         logger.info("Saved model, tokenizer, model card and dev_metrics.json to %s", training_args.output_dir)
         # Leaderboard predictions and the news vector cache, from news vectors encoded once.

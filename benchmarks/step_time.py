@@ -10,8 +10,7 @@ torch's own thread count, take ~2x longer).
 `--small` times only the 2-layer MiniLM (the default times the 6-layer all-MiniLM-L6-v2 and its 2-layer cut).
 
 1. Step time. For each encoder, `MTRecModel`s with identical weights, one `MTRecTrainer` each with
-   ``gradient_surgery`` = none / mtrec / pcgrad at the parameter level, and mtrec at the representation level
-   (`surgery_level="representations"`, the cheap mode), λ = 0.3, run `MTRecTrainer.training_step` (forward +
+   ``gradient_surgery`` = none / mtrec / pcgrad, λ = 0.3, run `MTRecTrainer.training_step` (forward +
    the backward pass(es) + the surgery; not the optimizer step, not the collation) on the SAME pre-collated
    batches of the synthetic corpus. Beside them, ``raw encoder``: the bare BERT forward + backward on the same
    distinct news of the batch (loss = mean of the squared final hidden states), so ``step / raw - 1`` is the
@@ -32,51 +31,21 @@ import argparse
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _common  # before torch / transformers: offline set-up, the repository on sys.path
+import torch
 
-import datasets  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from _common import machine_facts  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
+from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
+from modeling_mtrec.data import MTRecCollator
 
-from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments  # noqa: E402
-from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind  # noqa: E402
-from modeling_mtrec.data.synthetic import simulate_mind_behaviors  # noqa: E402
-from modeling_mtrec.offline import default_encoder_path  # noqa: E402
-
-MIND_SAMPLE = "/work/shared/data/mind_sample/news.tsv"
-# variant -> (gradient_surgery, surgery_level); "raw encoder" is the bare BERT forward + backward.
-VARIANTS = {
-    "raw encoder": None,
-    "none": ("none", "parameters"),
-    "mtrec": ("mtrec", "parameters"),
-    "pcgrad": ("pcgrad", "parameters"),
-    "mtrec, representations": ("mtrec", "representations"),
-}
+# variant -> gradient_surgery; "raw encoder" is the bare BERT forward + backward.
+VARIANTS = {"raw encoder": None, "none": "none", "mtrec": "mtrec", "pcgrad": "pcgrad"}
 ENCODERS = {
     "full": ("all-MiniLM-L6-v2 (6 layers, hidden 384)", None),
     "small": ("all-MiniLM-L6-v2 cut to 2 layers", 2),
 }
-
-
-def load_corpora(tokenizer, work_dir: str, mind_news: str | None, seed: int) -> dict:
-    corpora = {}
-    folders = generate_synthetic_mind(os.path.join(work_dir, "synthetic"), seed=seed)
-    corpora["synthetic"] = load_mind(tokenizer, train_dir=folders["train"], eval_dir=folders["dev"])
-    if mind_news and os.path.isfile(mind_news):
-        folders = simulate_mind_behaviors(mind_news, os.path.join(work_dir, "mind_sample"), seed=seed)
-        corpora["MIND-sample (semi-synthetic)"] = load_mind(
-            tokenizer, train_dir=folders["train"], eval_dir=folders["dev"]
-        )
-    return corpora
 
 
 def dedup_stats(
@@ -108,21 +77,19 @@ def dedup_stats(
 def make_steps(encoder: str, layers: int | None, corpus, work_dir: str, seed: int) -> dict:
     """variant -> a function that runs one training step (or the raw encoder pass) on a batch."""
     steps = {}
-    for variant, setting in VARIANTS.items():
+    for variant, mode in VARIANTS.items():
         torch.manual_seed(seed)  # same head initialisation in every variant
         model = MTRecModel.from_pretrained_encoder(
             encoder,
             encoder_kwargs={"num_hidden_layers": layers} if layers else None,
             id2category={i: c for c, i in corpus.category2id.items()},
         )
-        if setting is None:
+        if mode is None:
             steps[variant] = _raw_encoder_step(model.news_encoder.train())
             continue
-        mode, level = setting
         args = MTRecTrainingArguments(
-            output_dir=os.path.join(work_dir, f"out-{mode}-{level}"),
+            output_dir=os.path.join(work_dir, f"out-{mode}"),
             gradient_surgery=mode,
-            surgery_level=level,
             aux_weight=0.3,
             report_to=[],
             use_cpu=True,
@@ -175,31 +142,17 @@ def time_steps(steps: dict, batches: list, warmup: int, repeats: int) -> dict[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="only the 2-layer MiniLM")
-    parser.add_argument(
-        "--encoder", default=None, help="BERT folder (default: all-MiniLM-L6-v2 of the package)"
-    )
     parser.add_argument("--batch-size", type=int, default=8, help="samples per timed batch")
     parser.add_argument("--num-batches", type=int, default=3, help="distinct timed batches")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds over the batches")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds over the batches")
     parser.add_argument("--dedup-batch-sizes", type=int, nargs="+", default=[8, 16, 32])
-    parser.add_argument("--mind-news", default=MIND_SAMPLE, help="real MIND news.tsv (read only)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument(
-        "--output", default=os.path.join(os.path.dirname(__file__), "results", "step_time.md")
-    )
-    args = parser.parse_args()
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    datasets.disable_progress_bars()
-    transformers.logging.set_verbosity_error()
-    command = "PYTHONPATH=. python benchmarks/step_time.py " + " ".join(sys.argv[1:])
-    encoder = args.encoder or default_encoder_path()
-    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    args = _common.parse_arguments(parser, "step_time.md", encoder=True)
+    command = args.command
+    encoder, tokenizer = _common.load_tokenizer(args.encoder)
     work_dir = tempfile.mkdtemp(prefix="mtrec-step-time-")
-    corpora = load_corpora(tokenizer, work_dir, args.mind_news, args.seed)
+    corpora = _common.mind_corpora(tokenizer, work_dir, args.mind_news, args.seed)
     synthetic = corpora["synthetic"]
 
     # The timed batches: the first batches of a seeded shuffle of the synthetic train samples, collated once.
@@ -217,9 +170,9 @@ def main() -> None:
     lines = [
         "# Training-step time of the gradient-surgery modes, and news de-duplication per batch",
         "",
-        f"Command: `{command.strip()}`",
+        f"Command: `{command}`",
         "",
-        f"Machine: {machine_facts()}.",
+        f"Machine: {_common.machine_facts()}.",
         "",
         "## Step time of `MTRecTrainer.training_step` (forward + backward(s) + surgery; no optimizer step)",
         "",
@@ -248,9 +201,6 @@ def main() -> None:
                 f"{statistics.median(result['paired'][variant]):.2f} | {overhead} |"
             )
             print(lines[-1], flush=True)
-        exact = statistics.median(result["times"]["mtrec"])
-        cheap = statistics.median(result["times"]["mtrec, representations"])
-        lines.append(f"| {label} | exact / cheap surgery (mtrec) | | | {exact / cheap:.2f} | | |")
         del steps
 
     lines += [
@@ -280,11 +230,7 @@ def main() -> None:
             f"{args.seed}: 1,000 train users, 2-4 impressions each, histories of 5-20 clicks); only aggregate "
             "numbers are reported here.",
         ]
-    text = "\n".join(lines) + "\n"
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        f.write(text)
-    print(text)
+    _common.write_result(args.output, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -38,28 +38,20 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import _common  # before torch / transformers: offline set-up, the repository on sys.path
+import faiss
+import numpy as np
+import torch
 
-import faiss  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-
-from modeling_mtrec import TwoTowerConfig, TwoTowerModel, TwoTowerTrainer, TwoTowerTrainingArguments  # noqa: E402
-from modeling_mtrec.data import generate_synthetic_mind  # noqa: E402
-from modeling_mtrec.data.synthetic import simulate_mind_behaviors  # noqa: E402
-from modeling_mtrec.data.two_tower import (  # noqa: E402
-    TwoTowerCollator,
-    feature_mutual_information,
-    load_retrieval_corpus,
-    static_log_q,
-)
-from modeling_mtrec.retrieval import approximate_recall, build_index, evaluate_retrieval  # noqa: E402
+from modeling_mtrec import TwoTowerConfig, TwoTowerModel, TwoTowerTrainer, TwoTowerTrainingArguments
+from modeling_mtrec.data import generate_synthetic_mind, load_retrieval_corpus, simulate_mind_behaviors
+from modeling_mtrec.evaluation.retrieval import approximate_recall, evaluate_retrieval
+from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
+from modeling_mtrec.models.two_tower.features import feature_mutual_information, static_log_q
+from modeling_mtrec.serving.retrieval import build_index
 
 VARIANTS = {  # name -> (ssl_augmentations or None for no SSL, logq_mode)
     "no SSL, logQ off": (None, "off"),
@@ -198,10 +190,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--temperature", type=float, default=0.2)
     parser.add_argument("--ssl-weight", type=float, default=0.3)
-    parser.add_argument("--threads", type=int, default=1, help="torch/faiss threads (1 is much faster on a shared 2-core box)")
     parser.add_argument("--budget-minutes", type=float, default=9.0, help="no new (seed, corpus) block after this")
     parser.add_argument("--synthetic-dev-users", type=int, default=800)
-    parser.add_argument("--mind-news", default="/work/shared/data/mind_sample/news.tsv")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
@@ -212,14 +202,12 @@ def main() -> None:
     parser.add_argument("--nprobe", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--hnsw-m", type=int, default=16)
     parser.add_argument("--ef-search", type=int, nargs="+", default=[64, 256, 1024])
-    parser.add_argument("--output", default="benchmarks/results/two_tower.md")
-    args = parser.parse_args()
+    # One thread by default: much faster than two on a shared 2-core machine.
+    args = _common.parse_arguments(parser, "two_tower.md", threads=1)
     if args.threads:
-        torch.set_num_threads(args.threads)
         faiss.omp_set_num_threads(args.threads)
-    transformers.utils.logging.set_verbosity_error()
     started = time.time()
-    command = "PYTHONPATH=. python " + " ".join(sys.argv)
+    command = args.command
     header = [
         "# Two-tower retriever benchmark",
         "",

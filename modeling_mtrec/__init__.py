@@ -1,39 +1,47 @@
 """modeling_mtrec: Hugging Face-native multi-task, text-aware news recommendation.
 
-Importing the package registers MTRec and the two-tower retriever with `AutoConfig` and `AutoModel`, so a saved folder loads with
-`AutoModel.from_pretrained(folder)`; `register_for_auto_class` also writes the code into saved folders, so a
-folder pushed to the Hub loads with `AutoModel.from_pretrained(repo_id, trust_remote_code=True)`.
+Importing the package registers every model with `AutoConfig` and `AutoModel`, so a saved folder loads with
+`AutoModel.from_pretrained(folder)`; `register_for_auto_class` also writes the model's code into saved folders, so
+a folder pushed to the Hub loads with `AutoModel.from_pretrained(repo_id, trust_remote_code=True)`.
+
+Where things live: `models/<name>/` (one folder per model: configuration, modeling, its processing, collator and
+Trainer), `training/` (what every Trainer shares), `data/` (MIND readers -> samples -> corpus), `evaluation/`,
+`serving/`, and `scoring.py` (the scoring interface every model offers).
 """
 
 from transformers import AutoConfig, AutoModel
 
-from .configuration_mtrec import MTRecConfig
-from .configuration_two_tower import TwoTowerConfig
-from .inference import MTRecRecommender, NewsTitle, NewsVectorCache, fast_evaluate
-from .modeling_mtrec import MTRecModel, MTRecOutput, MTRecPreTrainedModel
-from .modeling_two_tower import TwoTowerModel, TwoTowerOutput, TwoTowerPreTrainedModel
+from ._legacy import install as _install_legacy_module_paths
+from .evaluation.fast import fast_evaluate
 from .models.foundation import FoundationConfig, FoundationModel, FoundationOutput, FoundationPreTrainedModel
-from .trainer import MTRecTrainer, MTRecTrainingArguments
-from .trainer_two_tower import TwoTowerTrainer, TwoTowerTrainingArguments
+from .models.mtrec import MTRecConfig, MTRecModel, MTRecOutput, MTRecPreTrainedModel
+from .models.mtrec.trainer import MTRecTrainer, MTRecTrainingArguments
+from .models.two_tower import TwoTowerConfig, TwoTowerModel, TwoTowerOutput, TwoTowerPreTrainedModel
+from .models.two_tower.trainer import TwoTowerTrainer, TwoTowerTrainingArguments
+from .scoring import ScoringModel
+from .serving import MTRecRecommender, NewsTitle, NewsVectorCache
+from .training import GradientSurgery
 
-AutoConfig.register(MTRecConfig.model_type, MTRecConfig)
-AutoModel.register(MTRecConfig, MTRecModel)
-MTRecConfig.register_for_auto_class()
-MTRecModel.register_for_auto_class("AutoModel")
-AutoConfig.register(TwoTowerConfig.model_type, TwoTowerConfig)
-AutoModel.register(TwoTowerConfig, TwoTowerModel)
-TwoTowerConfig.register_for_auto_class()
-TwoTowerModel.register_for_auto_class("AutoModel")
-AutoConfig.register(FoundationConfig.model_type, FoundationConfig)
-AutoModel.register(FoundationConfig, FoundationModel)
-FoundationConfig.register_for_auto_class()
-FoundationModel.register_for_auto_class("AutoModel")
+# Every model of the package, as (configuration, model) pairs: a new model adds its pair here.
+MODELS = ((MTRecConfig, MTRecModel), (TwoTowerConfig, TwoTowerModel), (FoundationConfig, FoundationModel))
+
+for _config_class, _model_class in MODELS:
+    AutoConfig.register(_config_class.model_type, _config_class)
+    AutoModel.register(_config_class, _model_class)
+    _config_class.register_for_auto_class()
+    _model_class.register_for_auto_class("AutoModel")
+del _config_class, _model_class
+
+# Old module paths (e.g. `modeling_mtrec.inference`) keep importing, with a DeprecationWarning.
+_install_legacy_module_paths()
 
 __all__ = [
+    "MODELS",
     "FoundationConfig",
     "FoundationModel",
     "FoundationOutput",
     "FoundationPreTrainedModel",
+    "GradientSurgery",
     "MTRecConfig",
     "MTRecModel",
     "MTRecOutput",
@@ -43,6 +51,7 @@ __all__ = [
     "MTRecTrainingArguments",
     "NewsTitle",
     "NewsVectorCache",
+    "ScoringModel",
     "TwoTowerConfig",
     "TwoTowerModel",
     "TwoTowerOutput",

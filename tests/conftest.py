@@ -1,6 +1,12 @@
+"""Helpers and fixtures shared by every test: tiny configurations, random batches, small corpora.
+
+Tests never touch the Hub, build models from tiny configurations, and generate their own data.
+"""
+
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,11 +16,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from transformers import BertConfig  # noqa: E402
+from transformers import BertConfig, BertModel  # noqa: E402
 
-from modeling_mtrec import MTRecConfig  # noqa: E402
+from modeling_mtrec import MTRecConfig, MTRecModel, TwoTowerConfig, TwoTowerModel  # noqa: E402
+from modeling_mtrec.data import generate_synthetic_mind, load_mind, synthetic_tokenizer  # noqa: E402
+from modeling_mtrec.models.two_tower.collator import TwoTowerCollator  # noqa: E402
+from modeling_mtrec.models.two_tower.features import ItemFeatures  # noqa: E402
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 VOCAB = 99
+
+# ------------------------------------------------------------------------------------------------------ MTRec
 
 
 def tiny_config(**overrides) -> MTRecConfig:
@@ -102,3 +114,127 @@ def config() -> MTRecConfig:
 @pytest.fixture
 def batch() -> dict[str, torch.Tensor]:
     return random_batch()
+
+
+# -------------------------------------------------------------------------------------------------- two-tower
+
+NUM_ITEMS = 12
+
+
+def tiny_tt_config(**overrides) -> TwoTowerConfig:
+    kwargs = dict(
+        embedding_dim=8, item_id_buckets=97, user_id_buckets=97, category_buckets=13, entity_buckets=97,
+        word_buckets=97, tower_hidden_sizes=[16], output_dim=8, frequency_hash_buckets=64,
+        ssl_augmentations=["complementary", "dropout"],
+    )
+    kwargs.update(overrides)
+    return TwoTowerConfig(**kwargs)
+
+
+def tiny_items(n: int = NUM_ITEMS, seed: int = 0) -> ItemFeatures:
+    g = torch.Generator().manual_seed(seed)
+    entities = torch.randint(0, 50, (n, 3), generator=g)
+    entities[::3, 1:] = -1  # some items with fewer (or no) entities
+    entities[::4] = -1
+    words = torch.randint(0, 80, (n, 5), generator=g)
+    words[1::2, 3:] = -1
+    return ItemFeatures(
+        item_key=torch.arange(n) + 1000, category_key=torch.arange(n) % 3, subcategory_key=torch.arange(n) % 5,
+        entity_keys=entities, word_keys=words,
+    )
+
+
+def tiny_batch(items: ItemFeatures, ssl: int = 0, seed: int = 0) -> dict[str, torch.Tensor]:
+    samples = [
+        {"user_key": 7, "history": [0, 1], "positive": 2},
+        {"user_key": 8, "history": [3], "positive": 4},
+        {"user_key": 9, "history": [], "positive": 2},  # a duplicate positive: one column
+        {"user_key": 7, "history": [5, 6, 1], "positive": 7},
+    ]
+    return TwoTowerCollator(items, ssl_batch_size=ssl, seed=seed)(samples)
+
+
+def make_two_tower(config=None, seed=0) -> TwoTowerModel:
+    torch.manual_seed(seed)
+    return TwoTowerModel(config or tiny_tt_config()).eval()
+
+
+# ------------------------------------------------------------------------------------------ MIND-format files
+
+
+def news_line(news_id: str, category: str = "sports", title: str = "Team wins the cup") -> str:
+    """One 8-column news.tsv row (entities empty)."""
+    return "\t".join([news_id, category, "sub", title, "An abstract.", "https://example.com", "[]", "[]"])
+
+
+def write(path: Path, lines: list[str], ending: str = "\n") -> Path:
+    path.write_bytes("".join(line + ending for line in lines).encode("utf-8"))
+    return path
+
+
+def behavior_line(impression_id: str, history: str, impressions: str, user: str = "U1") -> str:
+    return "\t".join([impression_id, user, "11/15/2019 8:55:22 AM", history, impressions])
+
+
+# ------------------------------------------------------------------------------- synthetic corpus and models
+
+TITLE_LENGTH = 16
+
+
+def synthetic_model(tokenizer, category2id: dict[str, int]) -> MTRecModel:
+    """A tiny random MTRec over the synthetic tokenizer.
+
+    initializer_range 0.3 instead of BERT's 0.02: at 0.02 a random BERT maps every title to nearly the same [CLS]
+    vector, scores then differ by ~1e-5 and both paths' rankings are decided by float rounding, which is no test
+    of either.
+    """
+    torch.manual_seed(0)
+    encoder = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+        max_position_embeddings=32, initializer_range=0.3,
+    )
+    config = tiny_config(
+        encoder_config=encoder, id2category={i: c for c, i in category2id.items()}, max_title_length=TITLE_LENGTH,
+        initializer_range=0.3,
+    )
+    return MTRecModel(config).eval()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a loaded 2-core machine two spinning threads made a
+    50 ms test take 11 s; the previous setting is restored for the other test modules."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Small synthetic corpus (40 dev impressions, 180 news, some empty histories) and a tiny model."""
+    folder = tmp_path_factory.mktemp("synthetic")
+    dirs = generate_synthetic_mind(str(folder), seed=0, num_news=150, num_users=20, num_dev_news=30, num_dev_users=40)
+    tokenizer = synthetic_tokenizer()
+    corpus = load_mind(tokenizer, train_dir=dirs["train"], eval_dir=dirs["dev"], max_title_length=TITLE_LENGTH)
+    return dirs, tokenizer, corpus, synthetic_model(tokenizer, corpus.category2id)
+
+
+@pytest.fixture(scope="module")
+def corpus_dirs(tmp_path_factory):
+    return generate_synthetic_mind(str(tmp_path_factory.mktemp("synthetic")), seed=0, num_users=150, num_dev_users=100)
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    """A tiny random BERT saved as a checkpoint folder, with the synthetic corpus' tokenizer beside it."""
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    tokenizer = synthetic_tokenizer()
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, max_position_embeddings=64,
+    )
+    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder), tokenizer

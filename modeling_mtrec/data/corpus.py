@@ -1,25 +1,74 @@
-"""A MIND-format corpus for one training run: the train and eval splits over ONE tokenised news table.
+"""A MIND-format corpus for one training run: the train and eval splits over ONE news table, per model.
 
-MIND ships a news.tsv per split and most dev news also appear in train. Sharing one table lets a single
-`MTRecCollator` serve `Trainer`'s training and evaluation loops (both index the same rows), and tokenises each
-news once even when several splits mention it.
+MIND ships a news.tsv per split and most dev news also appear in train. Sharing one table lets a single collator
+serve `Trainer`'s training and evaluation loops (both index the same rows), and processes each news once even
+when several splits mention it. Both models read the splits the same way (`read_news_union`, then each split's
+behaviours into samples, `_load_split_samples`); they differ in what they make of the news:
+
+* `load_mind` -> `MINDCorpus`: MTRec's tokenised titles with category and BIO labels (`tokenize_news`);
+* `load_retrieval_corpus` -> `RetrievalCorpus`: the two-tower's hashed item features (`build_item_features`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 from datasets import Dataset, concatenate_datasets
 
-from .mind import build_eval_impressions, build_train_samples, read_behaviors, read_news, split_files
+from ..models.mtrec.configuration_mtrec import MTRecConfig
+from ..models.mtrec.processing_mtrec import tokenize_news
+from ..models.two_tower.features import (
+    MAX_ENTITIES,
+    MAX_TITLE_WORDS,
+    ItemFeatures,
+    build_item_features,
+    click_counts,
+)
+from .mind import read_behaviors, read_news, split_files
+from .samples import build_eval_impressions, build_retrieval_samples, build_train_samples
 from .stats import LoadStats
-from .tokenization import tokenize_news
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MINDCorpus", "load_mind", "read_news_union"]
+__all__ = [
+    "MINDCorpus",
+    "MINDSplit",
+    "RetrievalCorpus",
+    "load_mind",
+    "load_mind_split",
+    "load_retrieval_corpus",
+    "read_news_union",
+]
+
+
+@dataclass
+class MINDSplit:
+    """One loaded MIND split, ready for `MTRecCollator`.
+
+    Attributes:
+        news (`Dataset`): the tokenised news table (`tokenize_news`), one row per news, in file order.
+        news_index (`dict[str, int]`): news id -> row of `news`; the ints in `samples` are such rows.
+        category2id (`dict[str, int]`): category -> label of the category-classification task. Pass the train
+            split's mapping when loading dev/test so that the labels agree.
+        samples (`Dataset`): `build_train_samples` rows when loaded with ``train=True``, else
+            `build_eval_impressions` rows.
+        stats (`LoadStats`): everything skipped or repaired while loading (already logged once).
+    """
+
+    news: Dataset
+    news_index: dict[str, int]
+    category2id: dict[str, int]
+    samples: Dataset
+    stats: LoadStats
 
 
 @dataclass
@@ -80,13 +129,49 @@ def read_news_union(
     return news, news_index, categories
 
 
+def _split_folders(
+    train_dir: str | os.PathLike | None, eval_dir: str | os.PathLike | None, caller: str
+) -> dict[str, tuple[Path, Path]]:
+    """``{"train" | "eval": (news.tsv, behaviors.tsv)}`` of the given split folders (at least one)."""
+    if train_dir is None and eval_dir is None:
+        raise ValueError(f"{caller} needs a train_dir, an eval_dir or both")
+    return {name: split_files(folder) for name, folder in (("train", train_dir), ("eval", eval_dir)) if folder}
+
+
+SampleBuilder = Callable[..., Dataset]
+
+
+def _load_split_samples(
+    splits: dict[str, tuple[Path, Path]],
+    builders: dict[str, tuple[SampleBuilder, str]],
+    news_index: dict[str, int],
+    max_history_length: int,
+    lenient: bool,
+    stats: LoadStats,
+) -> dict[str, Dataset | None]:
+    """Each split's behaviours turned into samples by ``builders[split] = (builder, what its rows are)``; a split
+    left without any sample raises, naming its file and the problems counted so far."""
+    samples: dict[str, Dataset | None] = {"train": None, "eval": None}
+    for name, (_, behaviors_path) in splits.items():
+        behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)
+        build, what = builders[name]
+        samples[name] = build(behaviors, news_index, max_history_length=max_history_length, stats=stats)
+        if len(samples[name]) == 0:
+            raise ValueError(
+                f"{behaviors_path}: no {what} left after loading ({len(behaviors)} impressions read; problems: "
+                f"{stats.as_dict()})"
+                + (". MIND's test split is unlabelled: pass it as an eval split." if name == "train" else "")
+            )
+    return samples
+
+
 def load_mind(
     tokenizer,
     *,
     train_dir: str | os.PathLike | None = None,
     eval_dir: str | os.PathLike | None = None,
-    max_title_length: int = 30,
-    max_history_length: int = 50,
+    max_title_length: int = MTRecConfig.max_title_length,
+    max_history_length: int = MTRecConfig.max_history_length,
     category2id: dict[str, int] | None = None,
     lenient: bool = False,
     cache_dir: str | None = None,
@@ -108,13 +193,8 @@ def load_mind(
         lenient: skip and count malformed rows instead of raising `MINDFormatError`.
         cache_dir: where `tokenize_news` caches the tokenised table.
     """
-    if train_dir is None and eval_dir is None:
-        raise ValueError("load_mind needs a train_dir, an eval_dir or both")
+    splits = _split_folders(train_dir, eval_dir, "load_mind")
     stats = LoadStats()
-    splits = {
-        name: split_files(folder) for name, folder in (("train", train_dir), ("eval", eval_dir)) if folder
-    }
-
     news, news_index, first_categories = read_news_union(
         [news_path for news_path, _ in splits.values()], lenient=lenient, stats=stats
     )
@@ -124,17 +204,8 @@ def load_mind(
         news, tokenizer, max_title_length, category2id=category2id, stats=stats, cache_dir=cache_dir
     )
 
-    samples: dict[str, Dataset | None] = {"train": None, "eval": None}
-    for name, (_, behaviors_path) in splits.items():
-        behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)
-        build = build_train_samples if name == "train" else build_eval_impressions
-        samples[name] = build(behaviors, news_index, max_history_length=max_history_length, stats=stats)
-        if len(samples[name]) == 0:
-            raise ValueError(
-                f"{behaviors_path}: no {'training samples' if name == 'train' else 'impressions'} left after "
-                f"loading ({len(behaviors)} impressions read; problems: {stats.as_dict()})"
-                + (". MIND's test split is unlabelled: pass it as an eval split." if name == "train" else "")
-            )
+    builders = {"train": (build_train_samples, "training samples"), "eval": (build_eval_impressions, "impressions")}
+    samples = _load_split_samples(splits, builders, news_index, max_history_length, lenient, stats)
     stats.log(logger, f"MIND corpus (train={train_dir}, eval={eval_dir})")
     logger.info(
         "MIND corpus: %d news, %s train samples, %s eval impressions, %d categories",
@@ -144,3 +215,93 @@ def load_mind(
         len(category2id),
     )
     return MINDCorpus(news, news_index, category2id, samples["train"], samples["eval"], stats)
+
+
+def load_mind_split(
+    folder: str | os.PathLike[str],
+    tokenizer: PreTrainedTokenizerFast,
+    *,
+    max_title_length: int = MTRecConfig.max_title_length,
+    max_history_length: int = MTRecConfig.max_history_length,
+    category2id: dict[str, int] | None = None,
+    train: bool = True,
+    lenient: bool = False,
+    cache_dir: str | None = None,
+) -> MINDSplit:
+    """Read, tokenise and turn into samples one MIND split folder (``news.tsv`` + ``behaviors.tsv``).
+
+    Args:
+        folder: e.g. ``MINDsmall_train/``.
+        tokenizer: a fast tokenizer (offsets are needed to place entity tags on word pieces).
+        max_title_length: title length in tokens, [CLS] and [SEP] included (MTRec, Sec. 4.1: 30).
+        max_history_length: most recent clicks kept per user (50, as in NRMS).
+        category2id: category -> label; ``None`` builds it from this split's categories, sorted. Pass the
+            train split's mapping for dev/test so the category labels agree (unseen ones become -100).
+        train: build `build_train_samples` rows (``True``) or `build_eval_impressions` rows (``False``).
+        lenient: skip and count malformed rows instead of raising `MINDFormatError`.
+        cache_dir: forwarded to `tokenize_news`.
+
+    Raises:
+        FileNotFoundError: a file of the split is missing.
+        ValueError: no sample survived (e.g. ``train=True`` on MIND's unlabelled test split).
+    """
+    folders = {"train_dir": folder} if train else {"eval_dir": folder}
+    corpus = load_mind(
+        tokenizer,
+        **folders,
+        max_title_length=max_title_length,
+        max_history_length=max_history_length,
+        category2id=category2id,
+        lenient=lenient,
+        cache_dir=cache_dir,
+    )
+    return MINDSplit(
+        news=corpus.news,
+        news_index=corpus.news_index,
+        category2id=corpus.category2id,
+        samples=corpus.train if train else corpus.eval,
+        stats=corpus.stats,
+    )
+
+
+@dataclass
+class RetrievalCorpus:
+    """News of every split (train news first, then eval-only news, as `load_mind` orders them) and the clicks.
+
+    Attributes:
+        news (`Dataset`): raw news table (`read_news` columns).
+        news_index (`dict[str, int]`): news id -> row.
+        items (`ItemFeatures`): hashed features of every row.
+        train, eval (`Dataset` or `None`): `build_retrieval_samples` rows of each split.
+        train_counts (`np.ndarray`): training clicks per row (0 for cold news).
+        stats (`LoadStats`): everything skipped while loading.
+    """
+
+    news: Dataset
+    news_index: dict[str, int]
+    items: ItemFeatures
+    train: Dataset | None
+    eval: Dataset | None
+    train_counts: np.ndarray
+    stats: LoadStats = field(default_factory=LoadStats)
+
+
+def load_retrieval_corpus(
+    *,
+    train_dir: str | os.PathLike | None = None,
+    eval_dir: str | os.PathLike | None = None,
+    max_history_length: int = MTRecConfig.max_history_length,
+    max_entities: int = MAX_ENTITIES,
+    max_title_words: int = MAX_TITLE_WORDS,
+    lenient: bool = False,
+) -> RetrievalCorpus:
+    """Reads MIND-format train and/or eval folders into a `RetrievalCorpus` (rows as in `load_mind`)."""
+    splits = _split_folders(train_dir, eval_dir, "load_retrieval_corpus")
+    stats = LoadStats()
+    news, news_index, _ = read_news_union([news_path for news_path, _ in splits.values()], lenient=lenient, stats=stats)
+    items = build_item_features(news, max_entities=max_entities, max_title_words=max_title_words, stats=stats)
+    builders = {"train": (build_retrieval_samples, "clicks"), "eval": (build_retrieval_samples, "clicks")}
+    samples = _load_split_samples(splits, builders, news_index, max_history_length, lenient, stats)
+    counts = click_counts(samples["train"], len(news)) if samples["train"] is not None else np.zeros(len(news), int)
+    stats.log(logger, f"retrieval corpus (train={train_dir}, eval={eval_dir})")
+    return RetrievalCorpus(news, news_index, items, samples["train"], samples["eval"], counts, stats)

@@ -1,4 +1,4 @@
-"""Readers for the MIND news-recommendation format and the rows MTRec trains and evaluates on.
+"""Readers for the MIND news-recommendation format.
 
 MIND (Wu et al., ACL 2020) ships each split as a folder with two tab-separated files without a header:
 
@@ -13,24 +13,19 @@ double quotes that a CSV reader would treat as quoting and silently merge rows.
 Bad input raises `MINDFormatError` naming the file and the 1-based line; with ``lenient=True`` the row is
 skipped instead, counted in the `LoadStats` and logged. Problems that are part of real MIND (history ids
 missing from the split's news file, impressions that lose their only click) are never errors: they are
-dropped and counted, and `load_mind_split` logs the totals once.
-
-NOTE: MTRec (Bi et al., Findings of ACL 2022, Sec. 3) samples K negatives per clicked news from the same
-impression, as NRMS does; `build_train_samples` therefore emits one row per click with the impression's
-whole non-clicked list as the pool, and `MTRecCollator` draws the K negatives at batch time, so each epoch
-sees fresh negatives.
+dropped and counted by the sample builders (`modeling_mtrec.data.samples`), and `load_mind` logs the totals once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -41,21 +36,18 @@ from datasets.table import InMemoryTable
 
 from .stats import LoadStats
 
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerFast
-
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "BEHAVIORS_COLUMNS",
+    "EntityAnnotationError",
     "MINDFormatError",
-    "MINDSplit",
     "NEWS_COLUMNS",
-    "build_eval_impressions",
-    "build_train_samples",
-    "load_mind_split",
+    "parse_title_entities",
     "read_behaviors",
     "read_news",
+    "split_files",
+    "title_entity_ids",
 ]
 
 NEWS_COLUMNS: tuple[str, ...] = (
@@ -69,10 +61,6 @@ NEWS_COLUMNS: tuple[str, ...] = (
     "abstract_entities",
 )
 BEHAVIORS_COLUMNS: tuple[str, ...] = ("impression_id", "user_id", "time", "history", "impressions")
-
-# Row indices into the news table fit in int32 and clicks in int8; on MIND-large (2.2M impressions, ~3.4M
-# clicks with up to 50 history ids each) this halves the Arrow memory of the train samples.
-_ROW = Value("int32")
 _NEWS_FEATURES = Features({name: Value("string") for name in NEWS_COLUMNS})
 _BEHAVIORS_FEATURES = Features(
     {
@@ -84,15 +72,6 @@ _BEHAVIORS_FEATURES = Features(
         "clicks": List(Value("int8")),
     }
 )
-_TRAIN_FEATURES = Features({"history": List(_ROW), "positive": _ROW, "negatives": List(_ROW)})
-_EVAL_FEATURES = Features(
-    {
-        "impression_id": Value("string"),
-        "history": List(_ROW),
-        "candidates": List(_ROW),
-        "labels": List(Value("int8")),
-    }
-)
 
 _CHUNK_ROWS = 100_000  # behaviour lines held as python strings, or impressions per Arrow batch
 _MAX_ROW_WARNINGS = 10  # per file: enough to diagnose, few enough not to flood the log
@@ -102,25 +81,44 @@ class MINDFormatError(ValueError):
     """A MIND file that does not follow the format; the message starts with ``f"{path}:{lineno}: "``."""
 
 
-@dataclass
-class MINDSplit:
-    """One loaded MIND split, ready for `MTRecCollator`.
+class EntityAnnotationError(ValueError):
+    """A ``title_entities`` annotation that cannot be used; ``reason`` is the `LoadStats` key to count it under.
 
-    Attributes:
-        news (`Dataset`): the tokenised news table (`tokenize_news`), one row per news, in file order.
-        news_index (`dict[str, int]`): news id -> row of `news`; the ints in `samples` are such rows.
-        category2id (`dict[str, int]`): category -> label of the category-classification task. Pass the train
-            split's mapping when loading dev/test so that the labels agree.
-        samples (`Dataset`): `build_train_samples` rows when loaded with ``train=True``, else
-            `build_eval_impressions` rows.
-        stats (`LoadStats`): everything skipped or repaired while loading (already logged once).
+    ``reason`` is ``"broken_entity_json"`` (not JSON, or not a list of entity dicts with integer
+    ``OccurrenceOffsets`` and string ``SurfaceForms``) or ``"entity_offset_mismatch"`` (an offset at which none
+    of the entity's surface forms sits in the title).
     """
 
-    news: Dataset
-    news_index: dict[str, int]
-    category2id: dict[str, int]
-    samples: Dataset
-    stats: LoadStats
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def parse_title_entities(title_entities: str) -> list[Any]:
+    """The annotations of a ``title_entities`` (or ``abstract_entities``) column: a JSON list, one entry per
+    entity (``Label``, ``Type``, ``WikidataId``, ``Confidence``, ``OccurrenceOffsets``, ``SurfaceForms``).
+
+    An empty or blank column means no entity. The entries are not checked here: each user checks what it reads.
+
+    Raises:
+        EntityAnnotationError: ``reason="broken_entity_json"`` when the column is not JSON or not a JSON list.
+    """
+    if not title_entities or not title_entities.strip():
+        return []
+    try:
+        entities = json.loads(title_entities)
+    except (json.JSONDecodeError, TypeError) as error:
+        raise EntityAnnotationError("broken_entity_json", f"title_entities is not valid JSON: {error}") from None
+    if not isinstance(entities, list):
+        raise EntityAnnotationError("broken_entity_json", "title_entities is not a JSON list")
+    return entities
+
+
+def title_entity_ids(title_entities: str) -> list[str]:
+    """The distinct WikidataIds of a ``title_entities`` column, in order; entries that are not objects or have no
+    id are skipped. Raises `EntityAnnotationError` as `parse_title_entities`."""
+    ids = [entity.get("WikidataId") for entity in parse_title_entities(title_entities) if isinstance(entity, dict)]
+    return list(dict.fromkeys(i for i in ids if isinstance(i, str) and i))
 
 
 @contextlib.contextmanager
@@ -379,202 +377,6 @@ def read_behaviors(
     return _dataset(tables, source=path)
 
 
-def _check_max_history_length(max_history_length: int) -> None:
-    if max_history_length < 0:
-        raise ValueError(f"max_history_length must be >= 0, got {max_history_length}")
-
-
-class _RowLookup:
-    """Maps the news ids of list columns to rows of the news table, vectorised with Arrow's hash lookup."""
-
-    def __init__(self, news_index: dict[str, int]) -> None:
-        self.keys = pa.array(list(news_index), type=pa.string())
-        self.rows = np.fromiter(news_index.values(), dtype=np.int64, count=len(news_index))
-
-    def __call__(self, lists: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
-        """For every element of `lists`: the index of its list, and its news row (-1 when the id is unknown)."""
-        parents = pc.list_parent_indices(lists).to_numpy()  # (num_elements,)
-        ids = pc.list_flatten(lists).cast(pa.string())  # a no-op unless built by hand as large_string
-        position = pc.index_in(ids, value_set=self.keys)  # null when unknown
-        rows = np.full(len(position), -1, dtype=np.int64)
-        rows[position.is_valid().to_numpy(zero_copy_only=False)] = self.rows[
-            pc.drop_null(position).to_numpy()
-        ]
-        return parents, rows
-
-
-def _history_lists(
-    history: pa.ListArray, lookup: _RowLookup, max_history_length: int, stats: LoadStats
-) -> tuple[pa.ListArray, np.ndarray]:
-    """Known history ids as news rows, oldest first, keeping the most recent `max_history_length` per list.
-
-    Returns the lists and their lengths. Unknown ids are dropped first, then the lists truncated, so a user
-    keeps `max_history_length` known clicks whenever they have that many.
-    """
-    parents, rows = lookup(history)
-    known = rows >= 0
-    if not known.all():
-        stats["unknown_history_ids"] += int((~known).sum())
-        parents, rows = parents[known], rows[known]
-    counts = np.bincount(parents, minlength=len(history))  # known ids per list
-    from_end = np.cumsum(counts)[parents] - np.arange(len(rows)) - 1  # 0 for the most recent id of its list
-    keep = from_end < max_history_length
-    lengths = np.minimum(counts, max_history_length)
-    return _list_array(lengths, rows[keep].astype(np.int32)), lengths
-
-
-def _iter_behaviors(behaviors: Dataset, columns: list[str]) -> Iterator[pa.Table]:
-    """Arrow batches of `behaviors` (whatever its format; select/shuffle indices are applied)."""
-    yield from behaviors.select_columns(columns).with_format("arrow").iter(batch_size=_CHUNK_ROWS)
-
-
-def _candidate_clicks(
-    batch: pa.Table, lookup: _RowLookup, stats: LoadStats
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(parents, rows, clicks)`` for every candidate of the batch; counts the unknown ones."""
-    candidates = batch.column("candidates").combine_chunks()
-    clicks_column = batch.column("clicks").combine_chunks()
-    lengths_differ = pc.not_equal(pc.list_value_length(candidates), pc.list_value_length(clicks_column))
-    if pc.any(lengths_differ).as_py():
-        raise ValueError("behaviors: an impression has a different number of candidates and clicks")
-    parents, rows = lookup(candidates)
-    clicks = pc.list_flatten(clicks_column).to_numpy(zero_copy_only=False)
-    unknown = int((rows < 0).sum())
-    if unknown:
-        stats["unknown_candidate_ids"] += unknown
-    return parents, rows, clicks
-
-
-def build_train_samples(
-    behaviors: Dataset,
-    news_index: dict[str, int],
-    max_history_length: int = 50,
-    stats: LoadStats | None = None,
-) -> Dataset:
-    """Turn impressions into training rows: one row per clicked candidate.
-
-    Each row has ``history`` (list[int]: rows of the news table, oldest first, the most recent
-    `max_history_length` known ids), ``positive`` (int: the clicked news) and ``negatives`` (list[int]: every
-    known non-clicked candidate of the same impression, the pool `MTRecCollator` samples K negatives from).
-    Rows come in impression order, then candidate order.
-
-    Unknown history and candidate ids are dropped and counted per id (``"unknown_history_ids"``,
-    ``"unknown_candidate_ids"``). An impression left with no click (including one whose clicked candidates
-    were all unknown, and every impression of the unlabelled test split) is skipped and counted under
-    ``"impressions_without_click"``; one left with no non-click under ``"impressions_without_non_click"``. An
-    impression whose history is empty after dropping unknown ids is kept (the model uses r_u = 0) and counted
-    once under ``"empty_history"``.
-
-    Args:
-        behaviors: the output of `read_behaviors` (``history``, ``candidates`` and ``clicks`` are used).
-        news_index: news id -> row of the news table.
-        max_history_length: most recent clicks kept per user (MTRec follows NRMS: 50).
-        stats: where to count problems; when ``None`` a local `LoadStats` is used and logged at the end.
-    """
-    _check_max_history_length(max_history_length)
-    own_stats = stats is None
-    stats = LoadStats() if stats is None else stats
-    lookup = _RowLookup(news_index)
-    tables: list[pa.Table] = []
-    for batch in _iter_behaviors(behaviors, ["history", "candidates", "clicks"]):
-        num_impressions = batch.num_rows
-        history, history_lengths = _history_lists(
-            batch.column("history").combine_chunks(), lookup, max_history_length, stats
-        )
-        parents, rows, clicks = _candidate_clicks(batch, lookup, stats)  # (num_candidates,) each
-        positive = (rows >= 0) & (clicks == 1)
-        negative = (rows >= 0) & (clicks == 0)
-        num_positives = np.bincount(parents[positive], minlength=num_impressions)  # (num_impressions,)
-        num_negatives = np.bincount(parents[negative], minlength=num_impressions)
-        without_click = num_positives == 0
-        without_non_click = ~without_click & (num_negatives == 0)
-        kept = ~without_click & ~without_non_click
-        for reason, mask in (
-            ("impressions_without_click", without_click),
-            ("impressions_without_non_click", without_non_click),
-            ("empty_history", kept & (history_lengths == 0)),
-        ):
-            if mask.any():
-                stats[reason] += int(mask.sum())
-        negatives = _list_array(num_negatives, rows[negative].astype(np.int32))  # one pool per impression
-        chosen = positive & kept[parents]  # the clicks that become rows
-        impression = pa.array(parents[chosen])  # (num_rows,): each row's impression in the batch
-        columns = [
-            history.take(impression),
-            pa.array(rows[chosen].astype(np.int32)),
-            negatives.take(impression),
-        ]
-        tables.append(pa.Table.from_arrays(columns, schema=_TRAIN_FEATURES.arrow_schema))
-    if own_stats:
-        stats.log(logger, "build_train_samples")
-    return _dataset(tables or [_table(_TRAIN_FEATURES, [[], [], []])])
-
-
-def build_eval_impressions(
-    behaviors: Dataset,
-    news_index: dict[str, int],
-    max_history_length: int = 50,
-    stats: LoadStats | None = None,
-) -> Dataset:
-    """Turn impressions into evaluation rows: one row per impression, scored as a ranking of its candidates.
-
-    Each row has ``impression_id`` (str), ``history`` (list[int], as in `build_train_samples`),
-    ``candidates`` (list[int]: the known candidates in impression order) and ``labels`` (list[int] aligned
-    with ``candidates``: 1 / 0, or -1 throughout for MIND's unlabelled test split).
-
-    Unknown ids are dropped and counted as in `build_train_samples`. A labelled impression left with no click
-    or no non-click is left out (AUC is undefined for it) and counted under ``"impressions_without_click"`` /
-    ``"impressions_without_non_click"``. An unlabelled impression (test split) is kept as long as one of its
-    candidates is known, so that predictions can be written for it; one with no known candidate is counted
-    under ``"impressions_without_click"``. Empty histories are kept and counted under ``"empty_history"``.
-
-    Args:
-        behaviors: the output of `read_behaviors` (``impression_id``, ``history``, ``candidates`` and
-            ``clicks`` are used).
-        news_index: news id -> row of the news table.
-        max_history_length: most recent clicks kept per user (MTRec follows NRMS: 50).
-        stats: where to count problems; when ``None`` a local `LoadStats` is used and logged at the end.
-    """
-    _check_max_history_length(max_history_length)
-    own_stats = stats is None
-    stats = LoadStats() if stats is None else stats
-    lookup = _RowLookup(news_index)
-    tables: list[pa.Table] = []
-    for batch in _iter_behaviors(behaviors, ["impression_id", "history", "candidates", "clicks"]):
-        num_impressions = batch.num_rows
-        history, history_lengths = _history_lists(
-            batch.column("history").combine_chunks(), lookup, max_history_length, stats
-        )
-        parents, rows, clicks = _candidate_clicks(batch, lookup, stats)  # (num_candidates,) each
-        known = rows >= 0
-        unlabelled = np.zeros(num_impressions, dtype=bool)  # read_behaviors never mixes -1 with 0 / 1
-        unlabelled[parents[clicks == -1]] = True
-        num_known = np.bincount(parents[known], minlength=num_impressions)  # (num_impressions,)
-        num_positives = np.bincount(parents[known & (clicks == 1)], minlength=num_impressions)
-        num_negatives = np.bincount(parents[known & (clicks == 0)], minlength=num_impressions)
-        without_click = np.where(unlabelled, num_known == 0, num_positives == 0)
-        without_non_click = ~unlabelled & ~without_click & (num_negatives == 0)
-        kept = ~without_click & ~without_non_click
-        for reason, mask in (
-            ("impressions_without_click", without_click),
-            ("impressions_without_non_click", without_non_click),
-            ("empty_history", kept & (history_lengths == 0)),
-        ):
-            if mask.any():
-                stats[reason] += int(mask.sum())
-        columns = [
-            batch.column("impression_id").combine_chunks(),
-            history,
-            _list_array(num_known, rows[known].astype(np.int32)),
-            _list_array(num_known, clicks[known].astype(np.int8)),
-        ]
-        table = pa.Table.from_arrays(columns, schema=_EVAL_FEATURES.arrow_schema)
-        tables.append(table.filter(pa.array(kept)))
-    if own_stats:
-        stats.log(logger, "build_eval_impressions")
-    return _dataset(tables or [_table(_EVAL_FEATURES, [[], [], [], []])])
-
-
 def split_files(folder: str | os.PathLike[str]) -> tuple[Path, Path]:
     """``(news.tsv, behaviors.tsv)`` of a MIND split folder; `FileNotFoundError` naming the missing one."""
     folder = Path(folder)
@@ -583,53 +385,3 @@ def split_files(folder: str | os.PathLike[str]) -> tuple[Path, Path]:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found (a MIND split folder holds news.tsv and behaviors.tsv)")
     return news_path, behaviors_path
-
-
-def load_mind_split(
-    folder: str | os.PathLike[str],
-    tokenizer: PreTrainedTokenizerFast,
-    *,
-    max_title_length: int = 30,
-    max_history_length: int = 50,
-    category2id: dict[str, int] | None = None,
-    train: bool = True,
-    lenient: bool = False,
-    cache_dir: str | None = None,
-) -> MINDSplit:
-    """Read, tokenise and turn into samples one MIND split folder (``news.tsv`` + ``behaviors.tsv``).
-
-    Args:
-        folder: e.g. ``MINDsmall_train/``.
-        tokenizer: a fast tokenizer (offsets are needed to place entity tags on word pieces).
-        max_title_length: title length in tokens, [CLS] and [SEP] included (MTRec, Sec. 4.1: 30).
-        max_history_length: most recent clicks kept per user (50, as in NRMS).
-        category2id: category -> label; ``None`` builds it from this split's categories, sorted. Pass the
-            train split's mapping for dev/test so the category labels agree (unseen ones become -100).
-        train: build `build_train_samples` rows (``True``) or `build_eval_impressions` rows (``False``).
-        lenient: skip and count malformed rows instead of raising `MINDFormatError`.
-        cache_dir: forwarded to `tokenize_news`.
-
-    Raises:
-        FileNotFoundError: a file of the split is missing.
-        ValueError: no sample survived (e.g. ``train=True`` on MIND's unlabelled test split).
-    """
-    # One folder is the one-split case of `load_mind` (imported here: it imports this module).
-    from .corpus import load_mind
-
-    folders = {"train_dir": folder} if train else {"eval_dir": folder}
-    corpus = load_mind(
-        tokenizer,
-        **folders,
-        max_title_length=max_title_length,
-        max_history_length=max_history_length,
-        category2id=category2id,
-        lenient=lenient,
-        cache_dir=cache_dir,
-    )
-    return MINDSplit(
-        news=corpus.news,
-        news_index=corpus.news_index,
-        category2id=corpus.category2id,
-        samples=corpus.train if train else corpus.eval,
-        stats=corpus.stats,
-    )

@@ -1,4 +1,4 @@
-"""A small, deterministic synthetic corpus in exact MIND format, with a matching tiny WordPiece tokenizer.
+"""A small, deterministic synthetic corpus in exact MIND format (its vocabulary and tokenizer: `synthetic_vocab`).
 
 MIND cannot ship with the package (Microsoft's research license), yet the training recipe needs a default
 corpus and the tests need data. `generate_synthetic_mind` writes ``train/`` and ``dev/`` folders with
@@ -12,180 +12,40 @@ learns from is planted and recoverable from the titles alone:
 * clicks: every user has one or two favourite categories and a few favourite entities; histories and clicks
   are drawn with weights that favour them (with noise), so a history-based user encoder can learn them.
 
+`simulate_mind_behaviors` runs the same click model over a REAL MIND news.tsv (simulated users only).
+
 Everything is drawn from one ``random.Random(seed)``: the same seed gives byte-identical files.
-`synthetic_tokenizer` builds a BERT-style uncased WordPiece tokenizer (a few hundred ids) that covers every
-word the generator writes, so tests can train a tiny BERT offline.
+`synthetic_tokenizer` (in `synthetic_vocab`) builds a BERT-style uncased WordPiece tokenizer (a few hundred ids)
+that covers every word the generator writes, so tests can train a tiny BERT offline.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
+import logging
 import os
 import random
+import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from transformers import BertTokenizer, PreTrainedTokenizerFast
-
-# --------------------------------------------------------------------------------------------------------------
-# Vocabulary of the corpus. Fixed lists (not drawn from the seed), so one tokenizer serves every generated corpus.
-# --------------------------------------------------------------------------------------------------------------
-
-# category -> subcategory -> topic words of that subcategory; no topic word is shared between categories.
-CATEGORY_TOPICS: dict[str, dict[str, tuple[str, ...]]] = {
-    "sports": {
-        "football": ("striker", "goal", "league", "stadium", "transfer"),
-        "tennis": ("racket", "serve", "tournament", "champion", "court"),
-        "basketball": ("playoff", "dunk", "coach", "season", "rebound"),
-    },
-    "finance": {
-        "markets": ("stocks", "shares", "investors", "trading", "rally"),
-        "banking": ("loans", "rates", "deposits", "mortgage", "lender"),
-        "economy": ("inflation", "budget", "taxes", "growth", "earnings"),
-    },
-    "health": {
-        "medicine": ("vaccine", "hospital", "patients", "therapy", "doctors"),
-        "fitness": ("workout", "muscles", "running", "yoga", "stretching"),
-        "nutrition": ("diet", "vitamins", "protein", "sugar", "calories"),
-    },
-    "travel": {
-        "destinations": ("beaches", "island", "village", "museum", "hiking"),
-        "airlines": ("flights", "airport", "passengers", "luggage", "runway"),
-        "hotels": ("resort", "suites", "booking", "cruise", "vacation"),
-    },
-    "music": {
-        "concerts": ("concert", "tour", "festival", "stage", "tickets"),
-        "albums": ("album", "songs", "lyrics", "vinyl", "single"),
-        "awards": ("nominations", "trophy", "ceremony", "singer", "band"),
-    },
-    "science": {
-        "space": ("rocket", "planet", "telescope", "galaxy", "asteroid"),
-        "climate": ("glaciers", "emissions", "drought", "ocean", "warming"),
-        "biology": ("species", "fossil", "genome", "cells", "bacteria"),
-    },
-    "food": {
-        "recipes": ("recipe", "pasta", "soup", "dessert", "baking"),
-        "restaurants": ("chef", "menu", "dinner", "kitchen", "bistro"),
-        "drinks": ("coffee", "wine", "cocktail", "brewery", "tea"),
-    },
-    "autos": {
-        "cars": ("sedan", "engine", "horsepower", "coupe", "mileage"),
-        "trucks": ("pickup", "towing", "diesel", "trailer", "hauling"),
-        "electric": ("battery", "charging", "hybrid", "range", "charger"),
-    },
-}
-
-# category -> (entity name, MIND-style type: P person, O organisation, G place). All names are invented.
-CATEGORY_ENTITIES: dict[str, tuple[tuple[str, str], ...]] = {
-    "sports": (
-        ("Zorvak United", "O"),
-        ("Brixley Hawks", "O"),
-        ("Tomas Quellin", "P"),
-        ("Marta Vennholt", "P"),
-        ("Kadrovia", "G"),
-        ("Eastfield Rovers", "O"),
-    ),
-    "finance": (
-        ("Quintaro Bank", "O"),
-        ("Halvex Capital", "O"),
-        ("Priya Delmont", "P"),
-        ("Oskar Wendritz", "P"),
-        ("Norvania", "G"),
-        ("Tellurin Group", "O"),
-    ),
-    "health": (
-        ("Vitalex Labs", "O"),
-        ("Mendora Clinic", "O"),
-        ("Helena Strauber", "P"),
-        ("Samir Oduya", "P"),
-        ("Lumeria", "G"),
-        ("Caldwyn Institute", "O"),
-    ),
-    "travel": (
-        ("Skyvarra Air", "O"),
-        ("Port Belmira", "G"),
-        ("Oronsay Isles", "G"),
-        ("Lisbeth Quorne", "P"),
-        ("Trevalia", "G"),
-        ("Azuro Cruises", "O"),
-    ),
-    "music": (
-        ("Glimmerjax", "O"),
-        ("Velvet Quarry", "O"),
-        ("Suki Ambrell", "P"),
-        ("Rafe Dunmoor", "P"),
-        ("Valtessa Orchestra", "O"),
-        ("Melodra Records", "O"),
-    ),
-    "science": (
-        ("Kepros Telescope", "O"),
-        ("Ulvatech", "O"),
-        ("Anika Sorvald", "P"),
-        ("Callum Fenwright", "P"),
-        ("Mirovia", "G"),
-        ("Zentauri Lab", "O"),
-    ),
-    "food": (
-        ("Bellaroni", "O"),
-        ("Arlo Finchley", "P"),
-        ("Casa Vermiglio", "O"),
-        ("Odessa Kimbrell", "P"),
-        ("Provenza Valley", "G"),
-        ("Tavola Brun", "O"),
-    ),
-    "autos": (
-        ("Travanta Motors", "O"),
-        ("Kelvro", "O"),
-        ("Voltrek", "O"),
-        ("Gunnar Asklund", "P"),
-        ("Redmarsh Speedway", "G"),
-        ("Daxton Trucks", "O"),
-    ),
-}
-
-# Entity words common enough to be whole words of the vocabulary; every other entity word is "unusual" and only
-# its 3-letter chunks are (``zorvak`` -> ``zor ##vak``), so those entities are split into word pieces.
-COMMON_NAME_WORDS: frozenset[str] = frozenset(
-    "united hawks rovers bank capital group labs clinic institute air port isles cruises velvet quarry "
-    "orchestra records telescope lab valley casa motors speedway trucks".split()
+from .mind import EntityAnnotationError, read_news, title_entity_ids
+from .synthetic_vocab import (
+    CATEGORY_ENTITIES,
+    CATEGORY_TOPICS,
+    FILLER_WORDS,
+    TEMPLATES_BY_ENTITY_COUNT,
+    VERBS,
 )
 
-# Words shared by every category: they carry no category signal, only noise.
-FILLER_WORDS: tuple[str, ...] = (
-    "new", "big", "top", "latest", "surprising", "quiet", "major", "early", "final", "weekly",
-    "local", "global", "bold", "strange", "record", "rare", "honest", "simple",
-)  # fmt: skip
-VERBS: tuple[str, ...] = (
-    "announces", "faces", "wins", "reveals", "plans", "joins", "defends", "launches",
-    "praises", "backs", "rethinks", "tests",
-)  # fmt: skip
-FUNCTION_WORDS: tuple[str, ...] = ("and", "the", "how", "as", "in", "for", "vs", "after", "with", "of")
-PUNCTUATION: tuple[str, ...] = (":", ",", ".", "'", "-", "?", "!")
+__all__ = ["generate_synthetic_mind", "simulate_mind_behaviors", "synthetic_fallback"]
 
-# Title templates. {E}/{E2}: two different entities, {T}: topic word, {F}: filler, {V}: verb. Entities are the
-# only capitalised words (besides the first letter), as in news headlines written in sentence case.
-TEMPLATES_BY_ENTITY_COUNT: dict[int, tuple[str, ...]] = {
-    0: (
-        "{F} {T} and {T} {F} {T}",
-        "the {F} {T} {T} {V} {T}",
-        "{T} {T}: {F} {T} for the {T}",
-    ),
-    1: (
-        "{E} {V} {F} {T} {T}",
-        "{F} {T}: {E} {V} the {T}",
-        "how {E} {V} {T} and {T}",
-        "{T} {T} after {E} {V} {F} {T}",
-        "{E} {V} {T} as {E} {T} {T}",  # the same entity twice: one annotation with two offsets
-    ),
-    2: (
-        "{E} and {E2} {V} {T} {T}",
-        "{E} {V} {E2} in {F} {T}",
-        "{T} {T}: {E} vs {E2}",
-        "{F} {T} {E} {E2} {V} {T}",  # two adjacent entities: B ... B
-    ),
-}
+logger = logging.getLogger(__name__)
+
 # Share of titles with 0 / 1 / 2 entities.
 ENTITY_COUNT_WEIGHTS: tuple[float, float, float] = (0.25, 0.5, 0.25)
 OFF_CATEGORY_ENTITY_RATE = 0.1  # entities mostly come from the title's own category
@@ -195,62 +55,6 @@ CATEGORY_BOOST = 6.0
 ENTITY_BOOST = 4.0
 NUM_FAVOURITE_ENTITIES = 3
 EMPTY_HISTORY_EVERY = 25  # users 0, 25, 50, ... of each split have an empty history (cold start)
-SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # [PAD] = 0
-
-
-def _word_pieces(word: str, size: int = 3) -> list[str]:
-    """Chunk an unusual word into WordPiece pieces (``"zorvak"`` -> ``["zor", "##vak"]``)."""
-    chunks = [word[i : i + size] for i in range(0, len(word), size)]
-    return [chunks[0]] + ["##" + chunk for chunk in chunks[1:]]
-
-
-def _entity_words() -> list[str]:
-    return [
-        w.lower() for entities in CATEGORY_ENTITIES.values() for name, _ in entities for w in name.split()
-    ]
-
-
-def synthetic_vocab() -> list[str]:
-    """The WordPiece vocabulary of `synthetic_tokenizer`, in id order ([PAD] = 0).
-
-    Special tokens, punctuation, digits, every single letter (as a word start and as ``##`` continuation, so no
-    lowercase word is ever [UNK]), every whole word the generator writes except the unusual entity words, and
-    the 3-letter pieces of those.
-    """
-    words: list[str] = [w for topics in CATEGORY_TOPICS.values() for ws in topics.values() for w in ws]
-    words += list(FILLER_WORDS) + list(VERBS) + list(FUNCTION_WORDS)
-    pieces: list[str] = []
-    for word in _entity_words():
-        if word in COMMON_NAME_WORDS:
-            words.append(word)
-        else:
-            pieces += _word_pieces(word)
-    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    vocab = list(SPECIAL_TOKENS) + list(PUNCTUATION) + [str(d) for d in range(10)]
-    vocab += letters + ["##" + letter for letter in letters] + sorted(set(words)) + sorted(set(pieces))
-    return list(dict.fromkeys(vocab))  # de-duplicated, first occurrence wins
-
-
-SYNTHETIC_VOCAB_SIZE: int = len(synthetic_vocab())
-
-
-def synthetic_tokenizer(output_dir: str | None = None) -> PreTrainedTokenizerFast:
-    """An uncased BERT WordPiece tokenizer over `synthetic_vocab` (``len(tokenizer) == SYNTHETIC_VOCAB_SIZE``).
-
-    It is a fast tokenizer (offset mapping for the BIO tags); unusual entity words split into pieces, e.g.
-    ``"Zorvak United"`` -> ``["zor", "##vak", "united"]``. With ``output_dir`` it is also saved there
-    (`save_pretrained`), so that a training script can reload it with `AutoTokenizer.from_pretrained`.
-    """
-    vocab = {token: index for index, token in enumerate(synthetic_vocab())}
-    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=512)
-    if output_dir is not None:
-        tokenizer.save_pretrained(output_dir)
-    return tokenizer
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Generator
-# --------------------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -416,21 +220,105 @@ def _write_news(path: str, news: Sequence[_News]) -> None:
             f.write("\t".join(row) + "\n")
 
 
-def _write_behaviors(path: str, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        for row in rows:
-            f.write("\t".join(row) + "\n")
+Row = tuple[str, str, str, str, str]
+
+
+def _check_shape(
+    impressions_per_user: tuple[int, int], history_length: tuple[int, int], candidates_per_impression: tuple[int, int]
+) -> None:
+    for name, (low, high) in (
+        ("impressions_per_user", impressions_per_user),
+        ("history_length", history_length),
+        ("candidates_per_impression", candidates_per_impression),
+    ):
+        if not 0 <= low <= high:
+            raise ValueError(
+                f"{name} must be an inclusive range (low, high) with 0 <= low <= high, got {low, high}"
+            )
+    if candidates_per_impression[0] < 3:
+        raise ValueError(
+            f"candidates_per_impression needs at least 3 (2 clicks + 1 non-click), got {candidates_per_impression}"
+        )
+
+
+def _behaviours(
+    builder: _CorpusBuilder,
+    make_user: Callable[[int], _User],
+    train_news: list[_News],
+    dev_news: list[_News],
+    *,
+    num_users: int,
+    num_dev_users: int,
+    impressions_per_user: tuple[int, int],
+    history_length: tuple[int, int],
+    candidates_per_impression: tuple[int, int],
+    time_first: bool,
+) -> tuple[list[Row], list[Row]]:
+    """The train and dev behaviour rows of the click model (see `generate_synthetic_mind` for their shape).
+
+    `time_first`: `simulate_mind_behaviors` has always drawn an impression's timestamp before its clicks and
+    `generate_synthetic_mind` after them; each keeps its order, so that a seed still gives the same files.
+    """
+    rng = builder.rng
+
+    def row(user: _User, candidates: list[_News], first_day: int, num_days: int) -> Row:
+        if time_first:
+            time = builder.time(first_day, num_days)
+            impressions = builder.impression(user, candidates)
+        else:
+            impressions = builder.impression(user, candidates)
+            time = builder.time(first_day, num_days)
+        return ("", user.user_id, time, " ".join(user.history), impressions)
+
+    def user_with_history(number: int, index: int) -> _User:
+        user = make_user(number)
+        length = 0 if index % EMPTY_HISTORY_EVERY == 0 else rng.randint(*history_length)
+        user.history = builder.history(user, train_news, length)
+        return user
+
+    # Train: each user keeps one history (as in MIND) and sees impressions made of news outside it.
+    train_rows = []
+    for u in range(num_users):
+        user = user_with_history(u + 1, u)
+        seen = set(user.history)
+        unseen = [n for n in train_news if n.news_id not in seen]
+        for _ in range(rng.randint(*impressions_per_user)):
+            candidates = rng.sample(unseen, rng.randint(*candidates_per_impression))
+            train_rows.append(row(user, candidates, 9, 6))
+
+    # Dev: new users, one impression each, mixing held-out news with train news outside the history.
+    dev_rows = []
+    for u in range(num_dev_users):
+        user = user_with_history(num_users + u + 1, u)
+        seen = set(user.history)
+        size = rng.randint(*candidates_per_impression)
+        num_fresh = min(size // 2, len(dev_news))
+        candidates = rng.sample(dev_news, num_fresh)
+        candidates += rng.sample([n for n in train_news if n.news_id not in seen], size - num_fresh)
+        dev_rows.append(row(user, candidates, 15, 1))
+    return train_rows, dev_rows
+
+
+def _write_splits(
+    output_dir: str, rows: dict[str, list[Row]], write_news: Callable[[str, str], None]
+) -> dict[str, str]:
+    """``output_dir/{train,dev}/``: ``write_news(split, path)`` writes news.tsv; the rows, numbered, behaviors.tsv."""
+    folders = {split: os.path.join(output_dir, split) for split in ("train", "dev")}
+    for split, folder in folders.items():
+        os.makedirs(folder, exist_ok=True)
+        write_news(split, os.path.join(folder, "news.tsv"))
+        with open(os.path.join(folder, "behaviors.tsv"), "w", encoding="utf-8", newline="\n") as f:
+            for i, behaviour in enumerate(rows[split]):
+                f.write("\t".join((str(i + 1), *behaviour[1:])) + "\n")
+    return folders
 
 
 def generate_synthetic_mind(
     output_dir: str,
     *,
     seed: int = 0,
-    num_news: int = 1200,
-    num_users: int = 600,
-    num_categories: int = 6,
-    num_dev_news: int = 200,
-    num_dev_users: int = 200,
+    num_news: int = 1200, num_users: int = 600, num_categories: int = 6,  # train
+    num_dev_news: int = 200, num_dev_users: int = 200,  # dev
     impressions_per_user: tuple[int, int] = (2, 4),
     history_length: tuple[int, int] = (5, 20),
     candidates_per_impression: tuple[int, int] = (5, 15),
@@ -455,19 +343,7 @@ def generate_synthetic_mind(
     """
     if not 1 <= num_categories <= len(CATEGORY_TOPICS):
         raise ValueError(f"num_categories must be in [1, {len(CATEGORY_TOPICS)}], got {num_categories}")
-    for name, (low, high) in (
-        ("impressions_per_user", impressions_per_user),
-        ("history_length", history_length),
-        ("candidates_per_impression", candidates_per_impression),
-    ):
-        if not 0 <= low <= high:
-            raise ValueError(
-                f"{name} must be an inclusive range (low, high) with 0 <= low <= high, got {low, high}"
-            )
-    if candidates_per_impression[0] < 3:
-        raise ValueError(
-            f"candidates_per_impression needs at least 3 (2 clicks + 1 non-click), got {candidates_per_impression}"
-        )
+    _check_shape(impressions_per_user, history_length, candidates_per_impression)
     if num_news < candidates_per_impression[1] + history_length[1] or num_users < 1:
         raise ValueError(
             f"num_news={num_news} must exceed the longest history plus the largest impression, and num_users >= 1"
@@ -477,41 +353,15 @@ def generate_synthetic_mind(
     builder = _CorpusBuilder(rng, list(CATEGORY_TOPICS)[:num_categories])
     train_news = [builder.news(i + 1) for i in range(num_news)]
     dev_news = [builder.news(num_news + i + 1) for i in range(num_dev_news)]
-
-    # Train: each user keeps one history (as in MIND) and sees impressions made of news outside it.
-    train_rows = []
-    for u in range(num_users):
-        user = builder.user(u + 1)
-        length = 0 if u % EMPTY_HISTORY_EVERY == 0 else rng.randint(*history_length)
-        user.history = builder.history(user, train_news, length)
-        seen = set(user.history)
-        unseen = [n for n in train_news if n.news_id not in seen]
-        for _ in range(rng.randint(*impressions_per_user)):
-            candidates = rng.sample(unseen, rng.randint(*candidates_per_impression))
-            impressions = builder.impression(user, candidates)
-            train_rows.append(("", user.user_id, builder.time(9, 6), " ".join(user.history), impressions))
-
-    # Dev: new users, impressions mixing train news with fresh news.
-    dev_rows = []
-    for u in range(num_dev_users):
-        user = builder.user(num_users + u + 1)
-        length = 0 if u % EMPTY_HISTORY_EVERY == 0 else rng.randint(*history_length)
-        user.history = builder.history(user, train_news, length)
-        seen = set(user.history)
-        size = rng.randint(*candidates_per_impression)
-        num_fresh = min(size // 2, len(dev_news))
-        candidates = rng.sample(dev_news, num_fresh)
-        candidates += rng.sample([n for n in train_news if n.news_id not in seen], size - num_fresh)
-        impressions = builder.impression(user, candidates)
-        dev_rows.append(("", user.user_id, builder.time(15, 1), " ".join(user.history), impressions))
-
-    folders = {"train": os.path.join(output_dir, "train"), "dev": os.path.join(output_dir, "dev")}
-    for split, news, rows in (("train", train_news, train_rows), ("dev", train_news + dev_news, dev_rows)):
-        os.makedirs(folders[split], exist_ok=True)
-        _write_news(os.path.join(folders[split], "news.tsv"), news)
-        numbered = [(str(i + 1), *row[1:]) for i, row in enumerate(rows)]
-        _write_behaviors(os.path.join(folders[split], "behaviors.tsv"), numbered)
-    return folders
+    train_rows, dev_rows = _behaviours(
+        builder, builder.user, train_news, dev_news, num_users=num_users, num_dev_users=num_dev_users,
+        impressions_per_user=impressions_per_user, history_length=history_length,
+        candidates_per_impression=candidates_per_impression, time_first=False,
+    )
+    news = {"train": train_news, "dev": train_news + dev_news}
+    return _write_splits(
+        output_dir, {"train": train_rows, "dev": dev_rows}, lambda split, path: _write_news(path, news[split])
+    )
 
 
 def simulate_mind_behaviors(
@@ -519,9 +369,7 @@ def simulate_mind_behaviors(
     output_dir: str,
     *,
     seed: int = 0,
-    num_users: int = 1000,
-    num_dev_users: int = 300,
-    num_dev_news: int = 300,
+    num_users: int = 1000, num_dev_users: int = 300, num_dev_news: int = 300,
     min_category_news: int = 20,
     impressions_per_user: tuple[int, int] = (2, 4),
     history_length: tuple[int, int] = (5, 20),
@@ -556,23 +404,7 @@ def simulate_mind_behaviors(
     Returns:
         ``{"train": <train folder>, "dev": <dev folder>}``, ready for `load_mind`.
     """
-    import shutil
-
-    from .mind import read_news
-
-    for name, (low, high) in (
-        ("impressions_per_user", impressions_per_user),
-        ("history_length", history_length),
-        ("candidates_per_impression", candidates_per_impression),
-    ):
-        if not 0 <= low <= high:
-            raise ValueError(
-                f"{name} must be an inclusive range (low, high) with 0 <= low <= high, got {low, high}"
-            )
-    if candidates_per_impression[0] < 3:
-        raise ValueError(
-            f"candidates_per_impression needs at least 3 (2 clicks + 1 non-click), got {candidates_per_impression}"
-        )
+    _check_shape(impressions_per_user, history_length, candidates_per_impression)
     if num_users < 1 or num_dev_users < 0 or num_dev_news < 0:
         raise ValueError("num_users must be >= 1, num_dev_users and num_dev_news >= 0")
 
@@ -587,12 +419,10 @@ def simulate_mind_behaviors(
         table["title_entities"],
         strict=True,
     ):
-        try:
-            annotations = json.loads(entities_json) if entities_json.strip() else []
-        except json.JSONDecodeError:
-            annotations = []
-        wikidata = [a.get("WikidataId") for a in annotations if isinstance(a, dict) and a.get("WikidataId")]
-        indices = list(dict.fromkeys(entity_ids.setdefault(w, len(entity_ids)) for w in wikidata))
+        wikidata: list[str] = []
+        with contextlib.suppress(EntityAnnotationError):  # a broken annotation: a news without entities
+            wikidata = title_entity_ids(entities_json)
+        indices = [entity_ids.setdefault(w, len(entity_ids)) for w in wikidata]
         news.append(_News(news_id, category, subcategory, title, "", indices, entities_json))
 
     rng = random.Random(seed)
@@ -628,52 +458,37 @@ def simulate_mind_behaviors(
         entities = set(rng.sample(pool, k=min(NUM_FAVOURITE_ENTITIES, len(pool))))
         return _User(f"U{number}", favourites, entities)
 
-    train_rows = []
-    for u in range(num_users):
-        user = simulated_user(u + 1)
-        length = 0 if u % EMPTY_HISTORY_EVERY == 0 else rng.randint(*history_length)
-        user.history = builder.history(user, train_news, length)
-        seen = set(user.history)
-        unseen = [n for n in train_news if n.news_id not in seen]
-        for _ in range(rng.randint(*impressions_per_user)):
-            candidates = rng.sample(unseen, rng.randint(*candidates_per_impression))
-            train_rows.append(
-                (
-                    "",
-                    user.user_id,
-                    builder.time(9, 6),
-                    " ".join(user.history),
-                    builder.impression(user, candidates),
-                )
-            )
+    train_rows, dev_rows = _behaviours(
+        builder, simulated_user, train_news, dev_news, num_users=num_users, num_dev_users=num_dev_users,
+        impressions_per_user=impressions_per_user, history_length=history_length,
+        candidates_per_impression=candidates_per_impression, time_first=True,
+    )
+    return _write_splits(
+        output_dir, {"train": train_rows, "dev": dev_rows}, lambda split, path: shutil.copyfile(news_tsv, path)
+    )
 
-    dev_rows = []
-    for u in range(num_dev_users):
-        user = simulated_user(num_users + u + 1)
-        length = 0 if u % EMPTY_HISTORY_EVERY == 0 else rng.randint(*history_length)
-        user.history = builder.history(user, train_news, length)
-        seen = set(user.history)
-        size = rng.randint(*candidates_per_impression)
-        num_fresh = min(size // 2, len(dev_news))
-        candidates = rng.sample(dev_news, num_fresh)
-        candidates += rng.sample([n for n in train_news if n.news_id not in seen], size - num_fresh)
-        dev_rows.append(
-            (
-                "",
-                user.user_id,
-                builder.time(15, 1),
-                " ".join(user.history),
-                builder.impression(user, candidates),
-            )
-        )
 
-    folders = {"train": os.path.join(output_dir, "train"), "dev": os.path.join(output_dir, "dev")}
-    for split, rows in (("train", train_rows), ("dev", dev_rows)):
-        os.makedirs(folders[split], exist_ok=True)
-        shutil.copyfile(news_tsv, os.path.join(folders[split], "news.tsv"))
-        numbered = [(str(i + 1), *row[1:]) for i, row in enumerate(rows)]
-        _write_behaviors(os.path.join(folders[split], "behaviors.tsv"), numbered)
-    return folders
+def synthetic_fallback(
+    train_dir: str | None,
+    dev_dir: str | None,
+    output_dir: str,
+    *,
+    seed: int = 0,
+    context: AbstractContextManager | None = None,
+    **generate_kwargs,
+) -> tuple[str, str | None]:
+    """The recipes' default data: ``(train_dir, dev_dir)`` as given when there is a `train_dir`, else the
+    synthetic corpus written to ``output_dir/synthetic_mind`` (its dev split unless a `dev_dir` is given).
+
+    `context` wraps the writing, e.g. ``training_args.main_process_first()`` so that one process writes the
+    files under DDP; `generate_kwargs` go to `generate_synthetic_mind`.
+    """
+    if train_dir is not None:
+        return train_dir, dev_dir
+    with context or contextlib.nullcontext():
+        folders = generate_synthetic_mind(os.path.join(output_dir, "synthetic_mind"), seed=seed, **generate_kwargs)
+    logger.info("No train_dir: training on the synthetic MIND-format corpus in %s", folders["train"])
+    return folders["train"], dev_dir or folders["dev"]
 
 
 def _main() -> None:  # pragma: no cover - a convenience for looking at the corpus

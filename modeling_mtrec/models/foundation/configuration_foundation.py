@@ -54,7 +54,7 @@ class FoundationConfig(PreTrainedConfig):
             When set, the model holds the language model (`embeddings.text_model`) and encodes the texts itself, so
             the LM can be fine-tuned end to end (for users with GPUs). When `None` (the paper's set-up: the LM is
             frozen), the model takes precomputed mean-pooled vectors (`text_embeds`) and only `W_lm` trains.
-        text_encoder_name_or_path (`str`, *optional*):
+        encoder_name_or_path (`str`, *optional*):
             The checkpoint of the language model; recorded for the model card and the text-feature cache.
         aspects (`list[str]`, *optional*, defaults to `["id", "text", "sparse"]`):
             Aspects fused for queries and items (aspect gating fusion: ID, text, sparse). Leaving one out removes
@@ -133,7 +133,7 @@ class FoundationConfig(PreTrainedConfig):
     sparse_hidden_sizes: list[int] | None = None
     text_embed_dim: int = 384
     text_encoder_config: dict | BertConfig | None = None
-    text_encoder_name_or_path: str | None = None
+    encoder_name_or_path: str | None = None
     aspects: list[str] | None = None
     gating: str = "domain"
     user_encoder_layers: int = 1

@@ -144,7 +144,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    from modeling_mtrec.metrics import auc_score
+    from modeling_mtrec.evaluation.metrics import auc_score
 
     return auc_score(labels, scores) if 0 < labels.sum() < labels.size else math.nan
 

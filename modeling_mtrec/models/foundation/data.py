@@ -51,8 +51,8 @@ from typing import Any
 import torch
 from datasets import Dataset, Features, List, Value
 
+from modeling_mtrec.data.samples import stable_key
 from modeling_mtrec.data.stats import LoadStats
-from modeling_mtrec.data.two_tower import stable_key
 
 from .configuration_foundation import FoundationConfig
 

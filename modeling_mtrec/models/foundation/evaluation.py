@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from modeling_mtrec.metrics import auc_score
+from modeling_mtrec.evaluation.metrics import auc_score
 
 from .data import FoundationCollator, FoundationFeatures
 

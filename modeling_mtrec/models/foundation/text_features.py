@@ -3,7 +3,7 @@
 The paper freezes the language model: E_lm(Q) = W_lm . MEAN(LM(tokens of Q)) with only W_lm trained. The
 mean-pooled vector of a text therefore never changes during training, so each distinct query or item text is
 encoded once, here, and the model takes the vectors (`text_embeds`). The encoding itself is the package's frozen
-title encoder (`modeling_mtrec.data.two_tower.encode_titles`: tokenise with truncation, attention-masked mean of
+title encoder (`modeling_mtrec.models.two_tower.features.encode_titles`: tokenise with truncation, attention-masked mean of
 the last hidden states), the same pooling as `modeling_foundation.mean_pool` for the end-to-end option.
 
 A cache file holds the vectors, the texts (as JSON in the safetensors metadata) and a fingerprint of the LM
@@ -26,8 +26,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from modeling_mtrec.data.two_tower import encode_titles
-from modeling_mtrec.inference import StaleCacheError
+from modeling_mtrec.models.two_tower.features import encode_titles
+from modeling_mtrec.serving.cache import StaleCacheError
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from transformers import Trainer, TrainingArguments
 
-from modeling_mtrec.trainer import RunningMeans
+from modeling_mtrec.training import RunningMeans
 
 from .data import FeatureRows, FoundationCollator, FoundationFeatures
 from .evaluation import evaluate_foundation, flat_metrics

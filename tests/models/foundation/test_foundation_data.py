@@ -6,7 +6,6 @@ import logging
 import numpy as np
 import pytest
 import torch
-from foundation_helpers import save_tiny_lm, tiny_config
 
 from modeling_mtrec.data.stats import LoadStats
 from modeling_mtrec.models.foundation import text_features
@@ -21,6 +20,7 @@ from modeling_mtrec.models.foundation.data import (
 )
 from modeling_mtrec.models.foundation.evaluation import evaluate_foundation, grouped_auc
 from modeling_mtrec.models.foundation.text_features import StaleCacheError, TextFeatureCache
+from tests.models.foundation.foundation_helpers import save_tiny_lm, tiny_config
 
 SEARCH = {
     "domain": "alpha", "scenario": "search", "user_id": "u1", "user_sparse": ["age=2"], "history": ["i1", "i2"],

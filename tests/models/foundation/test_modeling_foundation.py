@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from foundation_helpers import DOMAINS, make_model, random_batch, save_tiny_lm, tiny_config
 from transformers import AutoConfig, AutoModel, BertConfig
 
 from modeling_mtrec import FoundationConfig, FoundationModel
@@ -17,6 +16,13 @@ from modeling_mtrec.models.foundation.modeling_foundation import (
     js_regularizer,
     mean_pool,
     mmd_regularizer,
+)
+from tests.models.foundation.foundation_helpers import (
+    DOMAINS,
+    make_model,
+    random_batch,
+    save_tiny_lm,
+    tiny_config,
 )
 
 # ----------------------------------------------------------------------------------------------- forward
@@ -332,7 +338,7 @@ torch.save(model(**torch.load({str(tmp_path / "batch.pt")!r})).ctr_logits, {str(
 
 
 def test_end_to_end_lm_gives_the_cached_vectors_and_trains(tmp_path):
-    from modeling_mtrec.data.two_tower import encode_titles
+    from modeling_mtrec.models.two_tower.features import encode_titles
 
     lm_path = save_tiny_lm(tmp_path / "lm")
     texts = ["Zorvak United wins the league", "stocks rally", "vaccine"]

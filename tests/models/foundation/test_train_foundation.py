@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from foundation_helpers import save_tiny_lm
 from transformers import AutoModel
 
 import modeling_mtrec  # noqa: F401  (registers the Auto classes)
+from tests.models.foundation.foundation_helpers import save_tiny_lm
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -1,0 +1,105 @@
+"""Fast evaluation: AUC / MRR / nDCG@5 / nDCG@10 over MIND impressions from item vectors encoded once.
+
+The Trainer's default prediction loop ("the slow path") re-encodes, batch after batch, every distinct news of the
+batch's impressions with BERT; on MIND a news is mentioned by hundreds of impressions, so nearly all of that work
+is repeated. `fast_evaluate` encodes each news once (`modeling_mtrec.serving.cache`), then each impression costs
+one user-encoder pass and a dot product (`modeling_mtrec.scoring.score_impressions`). The metric definitions are
+those of `modeling_mtrec.evaluation.metrics` (the slow path's), so both paths give the same numbers.
+
+It is written against the scoring interface (`modeling_mtrec.scoring`), so it evaluates any model of the package:
+MTRec over a tokenised news table, the two-tower retriever over `ItemFeatures` (with ``user_columns=("user_key",)``
+when the impressions carry the users' keys).
+
+NOTE: the fast path runs the model in eval mode (no dropout), as the slow path does; the user vector and scores
+are the model's own `encode_users` and `score`, so the fast path adds no model code of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..scoring import ScoringModel, score_impressions
+from ..serving.cache import NewsVectorCache, encode_item_table
+from .metrics import impression_metrics
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from ..models.two_tower.features import ItemFeatures
+
+__all__ = ["fast_evaluate", "impression_scores"]
+
+
+def impression_scores(
+    model: ScoringModel,
+    news: Dataset | ItemFeatures | None,
+    impressions: Dataset,
+    *,
+    batch_size: int = 256,
+    cache: NewsVectorCache | None = None,
+    device: str | torch.device | None = None,
+    user_columns: Sequence[str] = (),
+) -> list[np.ndarray]:
+    """Click scores of every impression's candidates (one float32 array per impression, candidate order), from
+    news vectors encoded once; `fast_evaluate` ranks them.
+
+    NOTE: the cache's length-sorted batches pad titles to other widths than the slow path's batches, which
+    changes scores by float32 rounding (~1e-7 relative). Two candidates whose scores are closer than that (an
+    untrained model can score many candidates within 1e-5 of each other) may then swap ranks, moving a metric
+    in its 5th decimal; build the cache with ``NewsVectorCache.from_model(..., sort_by_length=False)`` to
+    reproduce the slow path bit for bit (about 2.5x slower to build; see benchmarks/results/eval_speed.md).
+
+    Args:
+        model: a model of the scoring interface (`MTRecModel`, `TwoTowerModel`); put in eval mode for the call,
+            its previous mode restored afterwards.
+        news: the item table the impressions' rows point into: MTRec's tokenised news table (`MINDCorpus.news`)
+            or the two-tower's `ItemFeatures`. May be ``None`` when `cache` was built from that same table.
+        impressions: rows with ``history`` and ``candidates`` (rows of `news`), and the `user_columns`.
+        batch_size: impressions per user-encoder pass (and items per encoder pass when building the vectors).
+        cache: news vectors to use instead of encoding `news`; matched to `news` by ``news_id``. Its
+            fingerprint is NOT checked here (that costs a hash of the encoder weights); use
+            `NewsVectorCache.load(path, model)` or `cache.check(model)`.
+        device: where to run; defaults to the model's device.
+        user_columns: impression columns passed by name to the model's `encode_users` (e.g. ``("user_key",)``
+            for the two-tower retriever); none for MTRec.
+    """
+    if cache is None:
+        if news is None:
+            raise ValueError("impression_scores needs the news table or a cache")
+        # Vectors only: a throw-away cache would also hash every encoder weight for its fingerprint.
+        vectors = encode_item_table(model, news, batch_size=batch_size, device=device)
+    else:
+        vectors = cache.vectors if news is None else cache.aligned_to(news)
+    table = impressions.select_columns(["history", "candidates", *user_columns]).with_format(None)[:]
+    num_news = vectors.shape[0]
+    for column in ("history", "candidates"):
+        top = max((max(r) for r in table[column] if r), default=-1)
+        if top >= num_news:
+            raise ValueError(f"impression {column} row {top} is out of range for {num_news} news vectors")
+    return score_impressions(
+        model, vectors, table["history"], table["candidates"],
+        user_inputs={name: table[name] for name in user_columns}, batch_size=batch_size, device=device,
+    )
+
+
+def fast_evaluate(model: ScoringModel, news, impressions: Dataset, **options: Any) -> dict[str, float]:
+    """MIND metrics of `model` over `build_eval_impressions` rows, from news vectors encoded once.
+
+    Same numbers as the slow path (`MTRecTrainer` with ``fast_eval=False``): the same impressions, the same
+    scores up to float32 rounding (see `impression_scores`' NOTE), and the same metric functions
+    (`impression_metrics`); impressions without a click or a non-click are skipped and counted alike.
+
+    Args:
+        model, news, options: as `impression_scores` (``batch_size``, ``cache``, ``device``, ``user_columns``).
+        impressions: its rows, with ``labels`` (1/0) as well.
+
+    Returns:
+        ``{"auc", "mrr", "ndcg@5", "ndcg@10", "num_impressions", "num_skipped_impressions"}``, as
+        `impression_metrics` (no loss: the auxiliary losses need per-token states that the cache does not keep).
+    """
+    scores = impression_scores(model, news, impressions, **options)
+    return impression_metrics(impressions.select_columns(["labels"]).with_format(None)[:]["labels"], scores)

@@ -1,0 +1,195 @@
+"""The MIND leaderboard's ``prediction.txt`` (and ``prediction.zip``) from a ``behaviors.tsv``, every impression
+included: `predict_ranks`, `write_prediction_file`, `write_mind_predictions`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..data.mind import read_behaviors, read_news, split_files
+from ..data.samples import recent_history
+from ..data.stats import LoadStats
+from ..scoring import score_impressions
+from ..serving.cache import NewsVectorCache, encode_titles
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
+    from ..models.mtrec.modeling_mtrec import MTRecModel
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ImpressionPrediction",
+    "predict_ranks",
+    "ranks_from_scores",
+    "write_mind_predictions",
+    "write_prediction_file",
+]
+
+
+def ranks_from_scores(scores: Sequence[float] | np.ndarray, known: Sequence[bool] | np.ndarray | None = None) -> list[int]:
+    """1-based rank of each candidate, in input order, as MIND's ``prediction.txt`` wants.
+
+    Candidates are ordered by descending score, ties in input order (a stable sort, as `metrics` ranks);
+    candidates with ``known=False`` (no news vector) come after every known one, in input order, whatever
+    their score. E.g. scores ``[0.1, 0.9, 0.5]`` give ``[3, 1, 2]``.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    known = np.ones(scores.shape, dtype=bool) if known is None else np.asarray(known, dtype=bool)
+    if scores.ndim != 1 or known.shape != scores.shape:
+        raise ValueError(f"scores and known must be 1-D of equal length, got {scores.shape} and {known.shape}")
+    if not np.all(np.isfinite(scores[known])):
+        raise ValueError("scores of known candidates contain NaN or inf")
+    # Unknown candidates get key +inf: after every known one (-score is finite), stable among themselves.
+    order = np.argsort(np.where(known, -scores, np.inf), kind="stable")
+    ranks = np.empty(scores.size, dtype=np.int64)
+    ranks[order] = np.arange(1, scores.size + 1)
+    return ranks.tolist()
+
+
+@dataclass
+class ImpressionPrediction:
+    """One line of ``prediction.txt``: the impression id and the 1-based rank of each candidate in input order."""
+
+    impression_id: str
+    ranks: list[int]
+
+    def line(self) -> str:
+        """``"<impression_id> [r1,r2,...]"``: MIND's format (its scorer splits on whitespace and JSON-parses)."""
+        return f"{self.impression_id} [{','.join(str(r) for r in self.ranks)}]"
+
+
+def predict_ranks(
+    model: MTRecModel,
+    cache: NewsVectorCache,
+    behaviors: Dataset,
+    *,
+    max_history_length: int | None = None,
+    batch_size: int = 256,
+    stats: LoadStats | None = None,
+    device: str | torch.device | None = None,
+) -> list[ImpressionPrediction]:
+    """Ranks the candidates of EVERY impression of a `read_behaviors` table, in file order.
+
+    Works on the raw ids (not on `build_eval_impressions`, which drops impressions), so the labelled dev split
+    and MIND's unlabelled test split (``clicks`` all -1) are handled alike; labels are never read.
+
+    Rules (counted in `stats`, and logged once when `stats` is None):
+    - a history id missing from `cache` is dropped (``"unknown_history_ids"``); then the most recent
+      `max_history_length` known ids are kept (`recent_history`, as in training); an empty result gives r_u = 0
+      (``"empty_history"``), i.e. all known candidates score 0 and rank in input order;
+    - a candidate id missing from `cache` (``"unknown_candidate_ids"``) gets no score and is ranked after all
+      known candidates, unknown ones in input order;
+    - an impression with no known candidate (``"impressions_without_known_candidate"``) gets ranks 1..n in
+      input order;
+    - ties between scores are broken by input order.
+
+    Args:
+        max_history_length: defaults to ``model.config.max_history_length``.
+    """
+    own_stats = stats is None
+    stats = LoadStats() if stats is None else stats
+    max_history_length = model.config.max_history_length if max_history_length is None else max_history_length
+    table = behaviors.select_columns(["impression_id", "history", "candidates"]).with_format(None)[:]
+    index = cache.index
+    histories: list[list[int]] = []
+    candidate_rows: list[list[int]] = []
+    known_masks: list[list[bool]] = []
+    for history, candidates in zip(table["history"], table["candidates"], strict=True):
+        known_history = [index[i] for i in history if i in index]
+        if len(known_history) < len(history):
+            stats["unknown_history_ids"] += len(history) - len(known_history)
+        known_history = recent_history(known_history, max_history_length)
+        if not known_history:
+            stats["empty_history"] += 1
+        known = [i in index for i in candidates]
+        if not all(known):
+            stats["unknown_candidate_ids"] += known.count(False)
+            if not any(known):
+                stats["impressions_without_known_candidate"] += 1
+        histories.append(known_history)
+        # Unknown candidates are scored on row 0 to keep the batch rectangular; their score is ignored.
+        candidate_rows.append([index.get(i, 0) for i in candidates])
+        known_masks.append(known)
+    if len(cache) == 0:
+        scores = [np.zeros(len(rows), dtype=np.float32) for rows in candidate_rows]
+    else:
+        scores = score_impressions(model, cache.vectors, histories, candidate_rows, batch_size=batch_size, device=device)
+    predictions = [
+        ImpressionPrediction(impression_id, ranks_from_scores(row_scores, known))
+        for impression_id, row_scores, known in zip(table["impression_id"], scores, known_masks, strict=True)
+    ]
+    if own_stats:
+        stats.log(logger, "predict_ranks")
+    return predictions
+
+
+def write_prediction_file(
+    path: str | os.PathLike[str], predictions: Iterable[ImpressionPrediction], *, zip_file: bool = False
+) -> Path:
+    """Writes MIND's ``prediction.txt`` (one ``"<impression_id> [r1,r2,...]"`` line per impression, in the given
+    order); with ``zip_file=True`` also ``prediction.zip`` beside it (the leaderboard's upload, holding
+    ``prediction.txt`` at its root). Returns the path of the zip when written, else of the text file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for prediction in predictions:
+            f.write(prediction.line() + "\n")
+    if not zip_file:
+        return path
+    zip_path = path.with_suffix(".zip")
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.write(path, arcname="prediction.txt")
+    return zip_path
+
+
+def write_mind_predictions(
+    model: MTRecModel,
+    tokenizer: PreTrainedTokenizerBase,
+    mind_dir: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    batch_size: int = 256,
+    max_history_length: int | None = None,
+    zip_file: bool = True,
+    cache: NewsVectorCache | None = None,
+    lenient: bool = False,
+    stats: LoadStats | None = None,
+) -> tuple[Path, NewsVectorCache]:
+    """``output_dir/prediction.txt`` (+ ``prediction.zip``) for a MIND folder (dev or unlabelled test).
+
+    Encodes the folder's ``news.tsv`` titles once (unless `cache` is given; news of the folder missing from
+    a given cache are encoded and added), then ranks every impression of ``behaviors.tsv`` by `predict_ranks`.
+    Returns the written path and the cache (to save with ``cache.save``).
+    """
+    own_stats = stats is None
+    stats = LoadStats() if stats is None else stats
+    news_path, behaviors_path = split_files(mind_dir)
+    news = read_news(news_path, lenient=lenient, stats=stats)
+    table = news.select_columns(["news_id", "title"]).with_format(None)[:]
+    if cache is None:
+        cache = NewsVectorCache.from_titles(model, tokenizer, table["news_id"], table["title"], batch_size=batch_size)
+    else:
+        missing = [i for i, news_id in enumerate(table["news_id"]) if news_id not in cache]
+        if missing:
+            titles = [table["title"][i] for i in missing]
+            cache.add([table["news_id"][i] for i in missing], encode_titles(model, tokenizer, titles, batch_size=batch_size))
+    behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)
+    predictions = predict_ranks(
+        model, cache, behaviors, max_history_length=max_history_length, batch_size=batch_size, stats=stats
+    )
+    path = write_prediction_file(Path(output_dir) / "prediction.txt", predictions, zip_file=zip_file)
+    if own_stats:
+        stats.log(logger, f"MIND predictions for {mind_dir}")
+    logger.info("Wrote %d impression predictions to %s", len(predictions), path)
+    return path, cache

@@ -1,0 +1,110 @@
+"""MTRec model configuration.
+
+Defaults follow Bi et al., "MTRec: Multi-Task Learning over BERT for News Recommendation",
+Findings of ACL 2022 (https://aclanthology.org/2022.findings-acl.209), and the MIND setup it reports.
+"""
+
+from __future__ import annotations
+
+from transformers import BertConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+# BIO over MIND's untyped title entities: the paper tags entity mentions, not entity types.
+DEFAULT_NER_LABELS = ["O", "B", "I"]
+
+
+class MTRecConfig(PreTrainedConfig):
+    r"""
+    Configuration of an [`MTRecModel`]: a BERT news encoder, an additive-attention user encoder, dot-product
+    click scores, and two auxiliary heads on the BERT output (news category from [CLS], per-token BIO NER).
+
+    Args:
+        encoder_config (`BertConfig` or `dict`, *optional*):
+            Configuration of the BERT news encoder. Defaults to `bert-base-uncased`'s shape, the encoder of the
+            paper. [`MTRecModel.from_pretrained_encoder`] fills it from a checkpoint.
+        id2category (`dict[int, str]`, *optional*):
+            Category vocabulary of `news.tsv` for the category task. `None` or empty disables the head.
+        ner_labels (`list[str]`, *optional*, defaults to `["O", "B", "I"]`):
+            Per-token tag set of the NER task.
+        max_title_length (`int`, *optional*, defaults to 30):
+            Title tokens fed to BERT, [CLS] and [SEP] included (paper: titles truncated to 30 tokens).
+        max_history_length (`int`, *optional*, defaults to 50):
+            Most recent clicked news kept per user (paper: as in NRMS).
+        num_negatives (`int`, *optional*, defaults to 4):
+            K, non-clicked news paired with each click in the main loss (paper: negative sampling ratio 4).
+        user_attention_dim (`int`, *optional*, defaults to 200):
+            Width of the additive attention's query space in the user encoder (NRMS's 200, which MTRec's user
+            encoder follows).
+        use_category_task (`bool`, *optional*, defaults to `True`):
+            Whether to build and train the category head.
+        use_ner_task (`bool`, *optional*, defaults to `True`):
+            Whether to build and train the NER head.
+        head_dropout (`float`, *optional*, defaults to 0.1):
+            Dropout on the BERT output before the auxiliary heads (BERT's own hidden dropout).
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Std of the normal initialiser of the non-BERT weights (BERT's value).
+        length_buckets (`int`, *optional*, defaults to 1):
+            Most groups of similar title length the news encoder runs on separately, each cut to its own longest
+            title, so little compute goes to padding (SpeedyFeed, Xiao et al. KDD 2022, Sec. 4.3). 1 encodes the
+            batch as one padded block, the paper's computation; any value gives the same news vectors up to float
+            rounding. Not in the paper: a speed knob.
+        encoder_name_or_path (`str`, *optional*):
+            The checkpoint the news encoder was initialised from; recorded for the model card's `base_model`.
+    """
+
+    model_type = "mtrec"
+    sub_configs_defaults = {"encoder_config": SubConfigSpec(config_class=BertConfig)}
+    keys_to_ignore_at_inference = ["main_loss", "category_loss", "ner_loss", "news_embeds", "user_embeds"]
+
+    encoder_config: dict | BertConfig | None = None
+    id2category: dict[int, str] | dict[str, str] | None = None
+    ner_labels: list[str] | None = None
+    max_title_length: int = 30
+    max_history_length: int = 50
+    num_negatives: int = 4
+    user_attention_dim: int = 200
+    use_category_task: bool = True
+    use_ner_task: bool = True
+    head_dropout: float = 0.1
+    initializer_range: float = 0.02
+    length_buckets: int = 1
+    encoder_name_or_path: str | None = None
+
+    def __post_init__(self, **kwargs):
+        if self.ner_labels is None:
+            self.ner_labels = list(DEFAULT_NER_LABELS)
+        # JSON turns int keys into strings; the category ids are ints everywhere else.
+        self.id2category = {int(k): v for k, v in (self.id2category or {}).items()}
+        for name in ("max_title_length", "max_history_length", "num_negatives", "user_attention_dim", "length_buckets"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+        if self.max_title_length < 3:
+            raise ValueError(f"`max_title_length` must leave room for [CLS], [SEP] and a word, got {self.max_title_length}")
+        if sorted(self.id2category) != list(range(len(self.id2category))):
+            raise ValueError(f"`id2category` keys must be 0..{len(self.id2category) - 1}, got {sorted(self.id2category)}")
+        if len(self.ner_labels) < 2:
+            raise ValueError(f"`ner_labels` needs at least an outside and an entity tag, got {self.ner_labels!r}")
+        if not 0.0 <= self.head_dropout < 1.0:
+            raise ValueError(f"`head_dropout` must be in [0, 1), got {self.head_dropout}")
+        super().__post_init__(**kwargs)
+        if self.max_title_length > self.encoder_config.max_position_embeddings:
+            raise ValueError(
+                f"`max_title_length`={self.max_title_length} exceeds the encoder's "
+                f"max_position_embeddings={self.encoder_config.max_position_embeddings}"
+            )
+
+    @property
+    def num_categories(self) -> int:
+        return len(self.id2category)
+
+    @property
+    def category2id(self) -> dict[str, int]:
+        return {name: idx for idx, name in self.id2category.items()}
+
+    @property
+    def hidden_size(self) -> int:
+        return self.encoder_config.hidden_size
+
+
+__all__ = ["MTRecConfig"]

@@ -1,0 +1,354 @@
+"""Title tokenisation with the two auxiliary labels of MTRec: the news category and BIO entity tags.
+
+MTRec (Bi et al., Findings of ACL 2022, Sec. 3.2) trains the BERT news encoder with two auxiliary tasks next to
+click prediction: category classification from the [CLS] vector and named-entity recognition over the title
+tokens. MIND gives no token-level NER labels, only Wikidata entities with *character* offsets into the title
+(``title_entities``). This module turns those offsets into character spans, aligns the spans to word pieces
+through the fast tokenizer's offset mapping, and writes one tokenised row per news:
+
+    input_ids       [CLS] ... [SEP], at most ``max_title_length`` ids, unpadded
+    category_label  category2id[category], -100 when unknown
+    ner_labels      0=O, 1=B, 2=I per input id; -100 on [CLS]/[SEP]
+
+NOTE: the paper tags entities with an entity type (its NER head predicts typed BIO labels); MIND's ``Type``
+field is a coarse Wikidata class that is not a stable NER tag set, so we keep untyped B/I/O, which is what
+the titles can actually support. Annotations that do not fit the title (broken JSON, an offset where no
+surface form sits) are not guessed at: that news gets all-O tags and the problem is counted in `LoadStats`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
+
+from ...data.mind import EntityAnnotationError, parse_title_entities
+from ...data.padding import IGNORE_INDEX, pad_right
+from ...data.stats import LoadStats
+from .configuration_mtrec import MTRecConfig
+
+logger = logging.getLogger(__name__)
+
+NER_LABELS: list[str] = ["O", "B", "I"]
+NER_O, NER_B, NER_I = 0, 1, 2
+
+Span = tuple[int, int]
+
+
+def _utf16_to_codepoint(title: str, offset: int) -> int | None:
+    """Map an offset counted in UTF-16 code units to a Python (code point) index, None if it splits a pair.
+
+    Annotators written in C#/JavaScript count characters outside the Basic Multilingual Plane (emoji) as two
+    units, which shifts every later offset by one per such character.
+    """
+    units = 0
+    for index, char in enumerate(title):
+        if units == offset:
+            return index
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > offset:
+            return None
+    return len(title) if units == offset else None
+
+
+def _find_surface_form(title: str, offset: int, surface_forms: Sequence[str], first: int) -> Span | None:
+    """The span of the surface form that sits at ``offset`` (``surface_forms[first]`` tried first), or None."""
+    order = ([first] if 0 <= first < len(surface_forms) else []) + [
+        i for i in range(len(surface_forms)) if i != first
+    ]
+    for i in order:
+        surface = surface_forms[i]
+        if surface and offset >= 0 and title[offset : offset + len(surface)] == surface:
+            return offset, offset + len(surface)
+    return None
+
+
+def _merge_spans(spans: list[Span]) -> list[Span]:
+    """Sort spans, drop duplicates and merge overlapping ones (touching spans stay apart: they are B ... B)."""
+    merged: list[Span] = []
+    for start, end in sorted(set(spans)):
+        if merged and start < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def title_entity_spans(title: str, title_entities: str) -> list[Span]:
+    """Character spans ``(start, end)`` of the entities annotated in a MIND title, sorted and merged.
+
+    Every ``OccurrenceOffsets[i]`` must have a surface form at it: ``SurfaceForms[i]`` is tried first, then the
+    entity's other surface forms (MIND lists them in occurrence order, but not always one per offset). If the
+    code point offset does not fit and the title has characters outside the BMP, the offset is re-read as
+    UTF-16 code units. Overlapping spans are merged into one; spans that only touch are kept apart so two
+    adjacent entities get ``B ... B``.
+
+    Args:
+        title: the news title (column 4 of news.tsv).
+        title_entities: the ``title_entities`` JSON (column 7); ``""`` or ``"[]"`` means no entities.
+
+    Raises:
+        EntityAnnotationError: ``reason="broken_entity_json"`` or ``reason="entity_offset_mismatch"``.
+
+    Example:
+        >>> title_entity_spans("Acme Corp buys Acme", '[{"OccurrenceOffsets": [0, 15], '
+        ...                    '"SurfaceForms": ["Acme Corp", "Acme"]}]')
+        [(0, 9), (15, 19)]
+    """
+    entities = parse_title_entities(title_entities)
+    has_astral = any(ord(char) > 0xFFFF for char in title)
+    spans: list[Span] = []
+    for entity in entities:
+        if not isinstance(entity, dict):
+            raise EntityAnnotationError("broken_entity_json", f"entity {entity!r} is not a JSON object")
+        offsets = entity.get("OccurrenceOffsets")
+        surface_forms = entity.get("SurfaceForms")
+        if not isinstance(offsets, list) or not all(
+            isinstance(o, int) and not isinstance(o, bool) for o in offsets
+        ):
+            raise EntityAnnotationError(
+                "broken_entity_json", f"entity without a list of integer OccurrenceOffsets: {entity!r}"
+            )
+        if not isinstance(surface_forms, list) or not all(isinstance(s, str) for s in surface_forms):
+            raise EntityAnnotationError(
+                "broken_entity_json", f"entity without a list of string SurfaceForms: {entity!r}"
+            )
+        for i, offset in enumerate(offsets):
+            span = _find_surface_form(title, offset, surface_forms, i)
+            if span is None and has_astral:
+                codepoint = _utf16_to_codepoint(title, offset)
+                if codepoint is not None:
+                    span = _find_surface_form(title, codepoint, surface_forms, i)
+            if span is None:
+                raise EntityAnnotationError(
+                    "entity_offset_mismatch",
+                    f"no surface form of {surface_forms!r} at offset {offset} of a title of length {len(title)}",
+                )
+            spans.append(span)
+    return _merge_spans(spans)
+
+
+def bio_tags(offsets: Sequence[Sequence[int]], spans: Sequence[Span]) -> list[int]:
+    """BIO tags (0=O, 1=B, 2=I) for the tokens of one title, from a fast tokenizer's offset mapping.
+
+    A token whose offset is ``(0, 0)`` (an empty character range: [CLS], [SEP], padding) gets -100. The first
+    word piece that overlaps a span gets B and the span's later pieces get I, so a word split into pieces is
+    ``B I I`` and two adjacent entities are ``B ... B``. An entity cut by truncation keeps the tags of the pieces
+    that remain (its first piece still says B).
+
+    Args:
+        offsets: ``(start, end)`` character offsets per token, as returned with ``return_offsets_mapping=True``.
+        spans: sorted, non-overlapping entity spans from `title_entity_spans`.
+
+    Example:
+        >>> bio_tags([(0, 0), (0, 4), (5, 8), (8, 10), (11, 14), (0, 0)], [(5, 10)])
+        [-100, 0, 1, 2, 0, -100]
+    """
+    tags: list[int] = []
+    span_index = 0
+    previous_span = -1  # index of the span the previous token belonged to, -1 for none
+    for start, end in offsets:
+        if start == end:
+            tags.append(IGNORE_INDEX)
+            continue
+        while span_index < len(spans) and spans[span_index][1] <= start:
+            span_index += 1
+        if span_index < len(spans) and spans[span_index][0] < end:
+            tags.append(NER_I if span_index == previous_span else NER_B)
+            previous_span = span_index
+        else:
+            tags.append(NER_O)
+            previous_span = -1
+    return tags
+
+
+def _entities_cut_off(title: str, offsets: Sequence[Sequence[int]], spans: Sequence[Span]) -> bool:
+    """True when some entity has text after the last kept token, i.e. truncation cut (part of) it off."""
+    last_end = max((end for start, end in offsets if end > start), default=0)
+    return any(end > last_end and title[max(start, last_end) : end].strip() for start, end in spans)
+
+
+def _tokenization_fingerprint(
+    news: Dataset,
+    titles: Sequence[str],
+    title_entities: Sequence[str],
+    categories: Sequence[str],
+    tokenizer: PreTrainedTokenizerBase,
+    max_title_length: int,
+    category2id: Mapping[str, int],
+) -> str:
+    """A hash of everything the tokenised table depends on, so a cached table is reused only when valid.
+
+    ``news._fingerprint`` already hashes the table's content for in-memory datasets; the titles, entities and
+    categories are hashed as well because a table built by a generator is fingerprinted by its path, not its
+    content. The tokenizer enters through its serialised `tokenizers` pipeline (vocab, normaliser, template),
+    which changes whenever its output would.
+    """
+    hasher = hashlib.sha256()
+    hasher.update(str(news._fingerprint).encode())
+    for column in (titles, title_entities, categories):
+        hasher.update("\x1e".join(column).encode("utf-8", "surrogatepass"))
+        hasher.update(b"\x1d")
+    hasher.update(type(tokenizer).__name__.encode())
+    hasher.update(str(len(tokenizer)).encode())
+    hasher.update(str(getattr(tokenizer, "name_or_path", "")).encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        pipeline = json.loads(backend.to_str())
+        # Calling the tokenizer stores its last truncation/padding settings in the pipeline: not part of its identity.
+        pipeline.pop("truncation", None)
+        pipeline.pop("padding", None)
+        hasher.update(json.dumps(pipeline, sort_keys=True).encode())
+    hasher.update(str(max_title_length).encode())
+    hasher.update(json.dumps(sorted(category2id.items())).encode())
+    return hasher.hexdigest()[:16]
+
+
+def tokenize_titles(
+    tokenizer: PreTrainedTokenizerBase, titles: Sequence[str | None], max_title_length: int, **kwargs: Any
+):
+    """The one tokenisation of titles, for training and inference alike: ``[CLS] ... [SEP]``, truncated to
+    `max_title_length` tokens (both included), unpadded. `kwargs` go to the tokenizer (e.g. offsets)."""
+    return tokenizer([title or "" for title in titles], truncation=True, max_length=max_title_length, **kwargs)
+
+
+def title_batches(
+    token_lists: Sequence[Sequence[int]], pad_token_id: int, batch_size: int, *, sort_by_length: bool = True
+) -> Iterator[tuple[list[int], dict[str, Any]]]:
+    """`MTRecModel.encode_items` inputs for unpadded title token lists: ``(rows, {"input_ids", "attention_mask"})``
+    per batch of `batch_size` titles, `rows` their positions in `token_lists`.
+
+    With `sort_by_length` the titles are batched sorted by length so that a batch pads to nearly its own length:
+    titles vary from a few to `max_title_length` tokens, and padding every title to the longest wastes up to
+    half of BERT's work. Padded positions are masked, so the padding width changes a vector only by float32
+    rounding (~1e-7 relative: other matrix shapes, other summation order). Without it, every batch is padded to
+    the longest title of all, as the Trainer's evaluation batches nearly always are (a batch of a thousand titles
+    holds one of `max_title_length` tokens), which reproduces their vectors bit for bit in that case.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = list(range(len(token_lists)))
+    longest = max((len(tokens) for tokens in token_lists), default=0)
+    if sort_by_length:
+        order.sort(key=lambda i: len(token_lists[i]))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = max(len(token_lists[i]) for i in rows) if sort_by_length else longest
+        if width == 0:
+            raise ValueError(f"news {rows[0]} has no tokens (an empty title still has [CLS] [SEP])")
+        input_ids, mask = pad_right([token_lists[i] for i in rows], pad_token_id, width=width)  # (b, L)
+        yield rows, {"input_ids": input_ids, "attention_mask": mask.long()}
+
+
+def tokenize_news(
+    news: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    max_title_length: int = MTRecConfig.max_title_length,
+    category2id: dict[str, int] | None = None,
+    stats: LoadStats | None = None,
+    cache_dir: str | None = None,
+) -> Dataset:
+    """Tokenise every title and add ``input_ids``, ``category_label`` and ``ner_labels`` (all columns kept).
+
+    Entity spans and categories are resolved in one plain pass first, so the problem counts are exact and are
+    reported on a cached run too; the tokenisation itself is a batched `Dataset.map`, cached under
+    ``cache_dir/news-tokens-{fingerprint}.arrow`` when ``cache_dir`` is given.
+
+    Counted in ``stats`` (logged here when ``stats`` is None): ``broken_entity_json`` and
+    ``entity_offset_mismatch`` (that news gets all-O tags), ``unknown_category`` (``category_label=-100``) and
+    ``title_truncated_entities`` (news whose entity runs past ``max_title_length`` tokens; the pieces that remain
+    keep their tags).
+
+    Args:
+        news: the news table of `read_news` (needs ``title``, ``title_entities`` and ``category``).
+        tokenizer: a *fast* tokenizer; its offset mapping aligns entity characters to word pieces.
+        max_title_length: most tokens per title, [CLS] and [SEP] included (MTRec uses 30).
+        category2id: category -> label id; None builds it from this table's categories, sorted.
+        stats: counter to add the problems to.
+        cache_dir: folder for the cached tokenised table; None disables the explicit cache file.
+
+    Returns:
+        ``news`` with ``input_ids`` (list[int]), ``category_label`` (int) and ``ner_labels`` (list[int]) added.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"tokenize_news needs a fast tokenizer (one backed by the `tokenizers` library), got "
+            f"{type(tokenizer).__name__}: its offset mapping is what aligns entity offsets to word pieces"
+        )
+    if max_title_length < 2:
+        raise ValueError(
+            f"max_title_length must leave room for [CLS] and [SEP] (>= 2), got {max_title_length}"
+        )
+    missing = [c for c in ("title", "title_entities", "category") if c not in news.column_names]
+    if missing:
+        raise ValueError(f"the news table lacks column(s) {missing}; it has {news.column_names}")
+    clashing = [c for c in ("input_ids", "category_label", "ner_labels") if c in news.column_names]
+    if clashing:
+        raise ValueError(f"the news table is already tokenised: it has column(s) {clashing}")
+
+    own_stats = stats is None
+    stats = LoadStats() if stats is None else stats
+    titles: list[str] = [t or "" for t in news["title"]]
+    entity_annotations: list[str] = [e or "" for e in news["title_entities"]]
+    categories: list[str] = [c or "" for c in news["category"]]
+    if category2id is None:
+        category2id = {category: i for i, category in enumerate(sorted(set(categories)))}
+
+    # Plain pass: entity spans and category labels, counted here so batching or caching cannot skew the counts.
+    spans_per_news: list[list[Span]] = []
+    for title, annotation in zip(titles, entity_annotations, strict=True):
+        try:
+            spans_per_news.append(title_entity_spans(title, annotation))
+        except EntityAnnotationError as error:
+            stats[error.reason] += 1
+            spans_per_news.append([])
+    category_labels = [category2id.get(category, IGNORE_INDEX) for category in categories]
+    unknown = sum(label == IGNORE_INDEX for label in category_labels)
+    if unknown:
+        stats["unknown_category"] += unknown
+
+    def tokenize_batch(batch_titles: list[str], indices: list[int]) -> dict[str, list[Any]]:
+        encoded = tokenize_titles(tokenizer, batch_titles, max_title_length, return_offsets_mapping=True)
+        ner_labels, cut_off = [], []
+        for title, offsets, index in zip(batch_titles, encoded["offset_mapping"], indices, strict=True):
+            spans = spans_per_news[index]
+            ner_labels.append(bio_tags(offsets, spans))
+            cut_off.append(_entities_cut_off(title or "", offsets, spans))
+        return {
+            "input_ids": encoded["input_ids"],
+            "category_label": [category_labels[i] for i in indices],
+            "ner_labels": ner_labels,
+            "_entities_cut_off": cut_off,
+        }
+
+    fingerprint = _tokenization_fingerprint(
+        news, titles, entity_annotations, categories, tokenizer, max_title_length, category2id
+    )
+    cache_file_name = None
+    if cache_dir is not None:
+        os.makedirs(cache_dir, exist_ok=True)
+        cache_file_name = os.path.join(cache_dir, f"news-tokens-{fingerprint}.arrow")
+    tokenized = news.map(
+        tokenize_batch,
+        batched=True,
+        with_indices=True,
+        input_columns=["title"],
+        cache_file_name=cache_file_name,
+        # An explicit fingerprint: hashing the closure (it holds every span) would be slow, and ours is exact.
+        new_fingerprint=fingerprint,
+        desc="Tokenising news titles",
+    )
+    # The truncation flag travels through the (possibly cached) table, so a cached run counts it too.
+    truncated = sum(tokenized["_entities_cut_off"])
+    if truncated:
+        stats["title_truncated_entities"] += truncated
+    tokenized = tokenized.remove_columns("_entities_cut_off")
+    if own_stats:
+        stats.log(logger, "tokenize_news")
+    return tokenized

@@ -1,0 +1,175 @@
+"""Serving the two-tower retriever: item-vector export, faiss indexes, search, and retrieve-then-rank with MTRec.
+
+Nearest-neighbour search is faiss's (exact `IndexFlatIP`, or approximate IVF / HNSW); the vectors are L2-normalised,
+so inner product = cosine and the ranking is the model's (the temperature does not change the order). Recall@K
+of the retriever is `modeling_mtrec.evaluation.retrieval`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+import torch
+
+from ..models.mtrec.processing_mtrec import title_batches
+from ..models.two_tower.features import ItemFeatures
+from ..scoring import encode_item_batches, encode_users_from_vectors, score_impressions
+
+__all__ = [
+    "INDEX_KINDS",
+    "RankedNews",
+    "build_index",
+    "encode_user_vectors",
+    "export_item_vectors",
+    "retrieve_then_rank",
+    "search",
+]
+
+INDEX_KINDS = ("flat", "ivf", "hnsw")
+
+
+def export_item_vectors(model, items: ItemFeatures, batch_size: int = 4096) -> np.ndarray:
+    """L2-normalised item vectors of every row of `items`, in eval mode. -> (num_items, output_dim) float32."""
+    return encode_item_batches(model, items.batches(batch_size), len(items)).numpy()
+
+
+def build_index(
+    vectors: np.ndarray, kind: str = "flat", *, nlist: int | None = None, nprobe: int = 8,
+    hnsw_m: int = 32, ef_search: int = 64, seed: int = 0,
+) -> faiss.Index:
+    """A faiss inner-product index over `vectors` (N, D).
+
+    kind: "flat" (exact `IndexFlatIP`), "ivf" (`IndexIVFFlat`, `nlist` cells, default ~4 sqrt(N), `nprobe` probed)
+    or "hnsw" (`IndexHNSWFlat` with `hnsw_m` links per node and `ef_search`).
+    """
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"index kind must be one of {INDEX_KINDS}, got {kind!r}")
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) == 0:
+        raise ValueError(f"vectors must be a non-empty (N, D) array, got shape {vectors.shape}")
+    dim = vectors.shape[1]
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "ivf":
+        nlist = nlist or max(1, min(len(vectors) // 39, int(4 * np.sqrt(len(vectors)))))  # faiss wants >= 39 per cell
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = seed
+        index.train(vectors)
+        index.nprobe = min(nprobe, nlist)
+    else:
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = ef_search
+    index.add(vectors)
+    return index
+
+
+def search(
+    index: faiss.Index, queries: np.ndarray, k: int, exclude: Sequence[Sequence[int]] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (scores, rows) per query (Q, k), skipping each query's `exclude` rows (e.g. its history).
+
+    faiss is asked for k + the longest exclusion list, so k rows remain after filtering (-1 / -inf pad when the
+    index holds fewer).
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    extra = max((len(e) for e in exclude), default=0) if exclude is not None else 0
+    fetch = min(k + extra, index.ntotal)
+    scores, rows = index.search(queries, fetch)  # (Q, fetch)
+    if not extra:
+        return _pad(scores, rows, k)
+    out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    out_rows = np.full((len(queries), k), -1, dtype=np.int64)
+    for q, banned in enumerate(exclude):
+        keep = ~np.isin(rows[q], np.asarray(banned, dtype=np.int64)) & (rows[q] >= 0)
+        kept_rows, kept_scores = rows[q][keep][:k], scores[q][keep][:k]
+        out_rows[q, : len(kept_rows)], out_scores[q, : len(kept_rows)] = kept_rows, kept_scores
+    return out_scores, out_rows
+
+
+def _pad(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    if rows.shape[1] >= k:
+        return scores[:, :k], rows[:, :k]
+    pad = k - rows.shape[1]
+    return (np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf), np.pad(rows, ((0, 0), (0, pad)), constant_values=-1))
+
+
+def encode_user_vectors(
+    model, item_vectors: np.ndarray, user_keys: Sequence[int], histories: Sequence[Sequence[int]]
+) -> np.ndarray:
+    """User vectors from user keys and clicked rows, pooling the exported `item_vectors`. -> (B, D) float32."""
+    vectors = torch.from_numpy(np.ascontiguousarray(item_vectors))
+    users = encode_users_from_vectors(
+        model, vectors, histories, user_inputs={"user_key": list(user_keys)}, batch_size=max(1, len(histories))
+    )
+    return users.numpy()
+
+
+@dataclass
+class RankedNews:
+    """One recommended news: its row, the two-tower (retrieval) score and the MTRec (ranking) score."""
+
+    row: int
+    retrieval_score: float
+    rank_score: float
+
+
+def retrieve_then_rank(
+    user_key: int,
+    history: Sequence[int],
+    two_tower,
+    index: faiss.Index,
+    items: ItemFeatures,
+    mtrec_model,
+    news_input_ids: Sequence[Sequence[int]],
+    *,
+    k: int = 100,
+    top_n: int | None = 10,
+    pad_token_id: int = 0,
+) -> list[RankedNews]:
+    """Retrieves the top `k` news for one user with the two-tower model and re-ranks them with MTRec.
+
+    Both models go through the scoring interface (`modeling_mtrec.scoring`), in eval mode (their previous modes
+    are restored afterwards).
+
+    Args:
+        user_key: `stable_key` of the user id.
+        history: the user's clicked news rows, oldest first (excluded from the results).
+        two_tower: a `TwoTowerModel`; index: a faiss index over its exported item vectors (rows = news rows).
+        items: the `ItemFeatures` of those rows (the history goes through the item tower).
+        mtrec_model: a trained `MTRecModel`; news_input_ids: tokenised titles per news row (`tokenize_news`'s
+            ``input_ids`` column, same rows), padded here with `pad_token_id`.
+        k: how many news to retrieve; top_n: how many re-ranked news to return (None: all k).
+
+    Returns:
+        `RankedNews` sorted by MTRec's score, best first.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if len(news_input_ids) != len(items) or index.ntotal != len(items):
+        raise ValueError(
+            f"rows disagree: {len(items)} item features, {len(news_input_ids)} tokenised titles, "
+            f"{index.ntotal} index vectors"
+        )
+    history = [int(h) for h in history]
+    own_rows = list(range(len(history)))  # the history's rows in its own small vector table
+    # 1. Retrieve: the user vector pools the history's item-tower vectors, then faiss finds the top k.
+    history_vectors = encode_item_batches(two_tower, [(own_rows, items.rows(history))], len(history))  # (H, D)
+    user = encode_users_from_vectors(two_tower, history_vectors, [own_rows], user_inputs={"user_key": [user_key]})
+    scores, rows = search(index, user.numpy(), k, exclude=[history])
+    keep = rows[0] >= 0
+    candidates, retrieval_scores = rows[0][keep].tolist(), scores[0][keep].tolist()
+    if not candidates:
+        return []
+    # 2. Rank: MTRec encodes the candidates' and the history's titles, pools the history, scores by dot product.
+    titles = [news_input_ids[r] for r in candidates + history]
+    batches = title_batches(titles, pad_token_id, batch_size=len(titles), sort_by_length=False)
+    news = encode_item_batches(mtrec_model, batches, len(titles))  # (K + H, D)
+    rank_scores = score_impressions(
+        mtrec_model, news, [[len(candidates) + i for i in own_rows]], [list(range(len(candidates)))]
+    )[0]  # (K,); r_u = 0 for an empty history
+    order = np.argsort(-rank_scores, kind="stable").tolist()
+    ranked = [RankedNews(candidates[i], float(retrieval_scores[i]), float(rank_scores[i])) for i in order]
+    return ranked if top_n is None else ranked[:top_n]

@@ -1,0 +1,67 @@
+"""Every Python block of the README runs as written.
+
+The blocks run in a temporary folder that holds what the README's commands would have produced, from tiny models:
+``outputs/mtrec`` (a saved MTRec with its tokenizer, as `train_mtrec.py` writes it) and ``outputs/two-tower``.
+The one block that names ``bert-base-uncased`` (a Hub download) gets a tiny local BERT instead, and trains 2
+steps instead of an epoch; nothing else is changed.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from transformers import BertConfig
+
+from modeling_mtrec import MTRecConfig, MTRecModel, TwoTowerModel
+from tests.conftest import REPO_ROOT, tiny_tt_config
+
+BLOCKS = re.findall(r"```python\n(.*?)```", (REPO_ROOT / "README.md").read_text(encoding="utf-8"), re.S)
+# Offline, tiny stand-ins (README text -> test text).
+SUBSTITUTES = {'"bert-base-uncased"': "TINY_ENCODER", "num_train_epochs=1": "max_steps=2"}
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory, tiny_encoder):
+    """A folder with ``outputs/mtrec`` and ``outputs/two-tower``, as the recipes leave them."""
+    root = tmp_path_factory.mktemp("readme")
+    encoder_path, tokenizer = tiny_encoder
+    torch.manual_seed(0)
+    encoder = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=37)
+    mtrec = MTRecModel(MTRecConfig(encoder_config=encoder, id2category={0: "sports", 1: "finance"}))
+    mtrec.save_pretrained(root / "outputs" / "mtrec")
+    tokenizer.save_pretrained(root / "outputs" / "mtrec")
+    TwoTowerModel(tiny_tt_config()).save_pretrained(root / "outputs" / "two-tower")
+    _foundation_outputs(root)
+    return root, encoder_path
+
+
+def _foundation_outputs(root):
+    """``outputs/foundation`` (a tiny foundation model whose LM is a tiny local BERT) and ``new_rows.jsonl``."""
+    from modeling_mtrec import FoundationModel
+    from modeling_mtrec.models.foundation.corpus import TINY, build_foundation_corpus
+    from tests.models.foundation.foundation_helpers import save_tiny_lm, tiny_config
+
+    lm = save_tiny_lm(root / "tiny_lm")
+    torch.manual_seed(0)
+    model = FoundationModel(tiny_config(domains=["text", "id", "sparse", "target"], encoder_name_or_path=lm))
+    model.save_pretrained(root / "outputs" / "foundation")
+    corpus = build_foundation_corpus(root / "corpus", news_tsv=None, sizes=TINY)
+    lines = open(corpus["target_test"], encoding="utf-8").readlines()[:40]
+    (root / "new_rows.jsonl").write_text("".join(lines), encoding="utf-8")
+
+
+def test_readme_has_python_blocks():
+    assert len(BLOCKS) >= 5
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_readme_python_block_runs(index, outputs, monkeypatch, one_thread):
+    root, encoder_path = outputs
+    code = BLOCKS[index]
+    for original, substitute in SUBSTITUTES.items():
+        code = code.replace(original, substitute)
+    monkeypatch.chdir(root)
+    exec(compile(code, f"README.md python block {index}", "exec"), {"TINY_ENCODER": encoder_path, "__name__": "readme"})
