@@ -404,3 +404,43 @@ def test_model_without_text_or_id_aspects_runs():
         missing = [i for i, a in enumerate(("id", "text", "sparse")) if a not in aspects]
         assert torch.all(out.item_aspect_weights[:, missing] == 0)
         assert torch.isfinite(out.loss)
+
+
+# ------------------------------------------------------------------------------------------ gradient surgery
+
+
+@pytest.mark.parametrize("mode", ["mtrec", "pcgrad"])
+def test_trainer_surgery_projects_ctr_against_relevance_and_adds_the_regulariser(tmp_path, mode):
+    from modeling_mtrec.models.foundation.trainer import FoundationTrainer, FoundationTrainingArguments
+    from modeling_mtrec.training import project_conflicting
+
+    model = make_model(regularizer_weight=0.5, relevance_loss_weight=2.0)
+    batch = random_batch(seed=3)
+    params = [p for p in model.parameters() if p.requires_grad]
+    out = model.train()(**batch)
+    g = {name: torch.autograd.grad(w * loss, params, retain_graph=True, allow_unused=True)
+         for name, w, loss in (("ctr", 1.0, out.ctr_loss), ("rel", 2.0, out.relevance_loss), ("reg", 0.5, out.regularizer_loss))}
+    shared = [i for i in range(len(params)) if g["ctr"][i] is not None and g["rel"][i] is not None]
+    flat = lambda name: torch.cat([g[name][i].reshape(-1) for i in shared])  # noqa: E731
+    new_ctr, new_rel, dot, _ = project_conflicting(flat("ctr"), flat("rel"), mode)
+    assert dot < 0  # this batch conflicts, so the surgery changes something
+    expected = (new_ctr + new_rel).split([params[i].numel() for i in shared])
+
+    args = FoundationTrainingArguments(output_dir=str(tmp_path), gradient_surgery=mode, report_to="none", use_cpu=True)
+    trainer = FoundationTrainer(model=model, args=args)
+    trainer.current_gradient_accumulation_steps = 1
+    model.zero_grad()
+    trainer.training_step(model, batch)
+    for k, i in enumerate(shared):
+        reg = g["reg"][i] if g["reg"][i] is not None else 0
+        torch.testing.assert_close(params[i].grad, expected[k].view_as(params[i]) + reg, rtol=1e-5, atol=1e-6)
+    only_ctr = [i for i in range(len(params)) if g["ctr"][i] is not None and g["rel"][i] is None]
+    for i in only_ctr:  # reached by one task only: that task's gradient (+ the regulariser's)
+        torch.testing.assert_close(params[i].grad, g["ctr"][i] + (g["reg"][i] if g["reg"][i] is not None else 0))
+
+
+def test_unknown_surgery_mode_is_refused(tmp_path):
+    from modeling_mtrec.models.foundation.trainer import FoundationTrainingArguments
+
+    with pytest.raises(ValueError, match="gradient_surgery must be one of"):
+        FoundationTrainingArguments(output_dir=str(tmp_path), gradient_surgery="cagrad")
