@@ -25,7 +25,8 @@ A row that breaks these rules (bad JSON, a wrong type, an unknown scenario, a la
 search row without a query, a recommendation row with one or with a relevance label, no label at all, no item)
 raises `FoundationFormatError` naming ``file:line`` (JSONL) or ``file:row`` (Parquet, 1-based), or with
 ``lenient=True`` is skipped and counted under ``malformed_rows_skipped``, as MIND rows are. Columns not in the
-table are ignored and counted once per file under ``ignored_columns``; blank JSONL lines are not rows.
+table are ignored, logged, and counted under ``ignored_columns`` (one per column name and file); blank JSONL lines
+are not rows.
 
 NOTE: JSON Lines are parsed here line by line, not by `datasets`' JSON builder: that builder infers one schema for
 the whole file and fails on the first row that does not fit it without saying which line it was. Parquet files are
