@@ -69,6 +69,11 @@ class MTRecScriptArguments:
         default=MTRecConfig.use_category_task, metadata={"help": "Train the category auxiliary task."}
     )
     use_ner_task: bool = field(default=MTRecConfig.use_ner_task, metadata={"help": "Train the NER auxiliary task."})
+    length_buckets: int = field(
+        default=MTRecConfig.length_buckets,
+        metadata={"help": "Encode titles in up to this many groups of similar length (less padding; same vectors "
+                          "up to float rounding). 1: one padded block, the paper's computation."},
+    )
     lenient: bool = field(default=False, metadata={"help": "Skip and count malformed rows instead of failing."})
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic corpus."})
     synthetic_users: int = field(default=150, metadata={"help": "Training users of the synthetic corpus."})
@@ -124,6 +129,7 @@ def main() -> None:
             use_category_task=script_args.use_category_task,
             use_ner_task=script_args.use_ner_task,
         )
+    model.config.length_buckets = script_args.length_buckets  # a speed knob: also for an --init_from model
     collator = MTRecCollator(
         data.news, num_negatives=script_args.num_negatives, pad_token_id=tokenizer.pad_token_id,
         seed=training_args.seed,
