@@ -340,7 +340,9 @@ def write_table(all_results: list[dict], opts, encoding: dict, path: Path) -> st
     ref = [r["source"]["MMoE + DA + JS (reference)"] for r in all_results]
     lines.append(f"- Training rows/s of the reference model: {np.mean([x['rows_per_second'] for x in ref]):.0f} "
                  "(per-variant figures in the first table; the Trainer's loop with collation included).")
-    lines.append(f"- Wall time of the whole benchmark: {opts.wall / 60:.1f} min.")
+    lines.append(f"- Wall time of the whole benchmark: {opts.wall / 60:.1f} min; load average at the end "
+                 f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other jobs share the machine: compare rows/s "
+                 "within one run).")
     text = "\n".join(lines) + "\n"
     path.write_text(text, encoding="utf-8")
     return text
