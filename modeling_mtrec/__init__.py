@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoModel
 
 from ._legacy import install as _install_legacy_module_paths
 from .evaluation.fast import fast_evaluate
+from .models.foundation import FoundationConfig, FoundationModel, FoundationOutput, FoundationPreTrainedModel
 from .models.mtrec import MTRecConfig, MTRecModel, MTRecOutput, MTRecPreTrainedModel
 from .models.mtrec.trainer import MTRecTrainer, MTRecTrainingArguments
 from .models.two_tower import TwoTowerConfig, TwoTowerModel, TwoTowerOutput, TwoTowerPreTrainedModel
@@ -22,7 +23,7 @@ from .serving import MTRecRecommender, NewsTitle, NewsVectorCache
 from .training import GradientSurgery
 
 # Every model of the package, as (configuration, model) pairs: a new model adds its pair here.
-MODELS = ((MTRecConfig, MTRecModel), (TwoTowerConfig, TwoTowerModel))
+MODELS = ((MTRecConfig, MTRecModel), (TwoTowerConfig, TwoTowerModel), (FoundationConfig, FoundationModel))
 
 for _config_class, _model_class in MODELS:
     AutoConfig.register(_config_class.model_type, _config_class)
@@ -36,6 +37,10 @@ _install_legacy_module_paths()
 
 __all__ = [
     "MODELS",
+    "FoundationConfig",
+    "FoundationModel",
+    "FoundationOutput",
+    "FoundationPreTrainedModel",
     "GradientSurgery",
     "MTRecConfig",
     "MTRecModel",

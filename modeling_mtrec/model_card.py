@@ -71,6 +71,15 @@ CARDS: dict[str, CardSpec] = {
             for k in (10, 50, 100)
         ),
     ),
+    "mtrec_foundation": CardSpec(
+        template="foundation.md",
+        model_name="S&R multi-domain foundation model",
+        task_type="tabular-classification",
+        task_name="Click-through and query-item relevance",
+        # keys of `evaluate_foundation`: means over the (domain, task) pairs of the evaluated rows
+        metrics=(("mean_auc", "roc_auc", "mean AUC"), ("mean_ctr_auc", "roc_auc", "CTR AUC"),
+                 ("mean_relevance_auc", "roc_auc", "relevance AUC"), ("mean_ctr_gauc", "gauc", "CTR grouped AUC")),
+    ),
 }
 
 

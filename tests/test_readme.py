@@ -34,7 +34,23 @@ def outputs(tmp_path_factory, tiny_encoder):
     mtrec.save_pretrained(root / "outputs" / "mtrec")
     tokenizer.save_pretrained(root / "outputs" / "mtrec")
     TwoTowerModel(tiny_tt_config()).save_pretrained(root / "outputs" / "two-tower")
+    _foundation_outputs(root)
     return root, encoder_path
+
+
+def _foundation_outputs(root):
+    """``outputs/foundation`` (a tiny foundation model whose LM is a tiny local BERT) and ``new_rows.jsonl``."""
+    from modeling_mtrec import FoundationModel
+    from modeling_mtrec.models.foundation.corpus import TINY, build_foundation_corpus
+    from tests.models.foundation.foundation_helpers import save_tiny_lm, tiny_config
+
+    lm = save_tiny_lm(root / "tiny_lm")
+    torch.manual_seed(0)
+    model = FoundationModel(tiny_config(domains=["text", "id", "sparse", "target"], encoder_name_or_path=lm))
+    model.save_pretrained(root / "outputs" / "foundation")
+    corpus = build_foundation_corpus(root / "corpus", news_tsv=None, sizes=TINY)
+    lines = open(corpus["target_test"], encoding="utf-8").readlines()[:40]
+    (root / "new_rows.jsonl").write_text("".join(lines), encoding="utf-8")
 
 
 def test_readme_has_python_blocks():
