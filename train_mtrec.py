@@ -18,7 +18,9 @@ get no category label and are counted in the load report):
     python train_mtrec.py --init_from outputs/mtrec --train_dir new_train --dev_dir new_dev --output_dir outputs/mtrec-ft
 
 The output folder loads with `AutoModel.from_pretrained(output_dir)` once `modeling_mtrec` is imported, holds
-the tokenizer and a model card, and `dev_metrics.json` (AUC, MRR, nDCG@5, nDCG@10 over dev impressions).
+the tokenizer and a model card, `dev_metrics.json` (AUC, MRR, nDCG@5, nDCG@10 over dev impressions) and
+`load_report.json` (what the metrics were computed on: rows kept, and every problem counted while loading). The
+model is saved as soon as training ends, before evaluation.
 With `--do_predict [--test_dir MINDsmall_test]` it also writes the leaderboard's `prediction.txt` and
 `prediction.zip`, and with `--news_cache` the news vectors as `news_vectors.safetensors` (see
 `modeling_mtrec.serving.cache`).
@@ -35,10 +37,16 @@ from transformers import AutoTokenizer
 
 from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingArguments
 from modeling_mtrec.data import MTRecCollator, load_mind
+from modeling_mtrec.data.stats import LoadStats
 from modeling_mtrec.evaluation.leaderboard import write_mind_predictions
 from modeling_mtrec.offline import default_encoder_path
 from modeling_mtrec.serving.cache import NewsVectorCache
-from modeling_mtrec.training.recipes import parse_recipe_arguments, recipe_data
+from modeling_mtrec.training.recipes import (
+    corpus_report,
+    parse_recipe_arguments,
+    recipe_data,
+    write_load_report,
+)
 
 logger = logging.getLogger("train_mtrec")
 
@@ -97,6 +105,8 @@ def main() -> None:
 
     # ---- data: one news table for both splits, so one collator serves training and evaluation
     train_dir, dev_dir, dataset = recipe_data(script_args, training_args, num_users=script_args.synthetic_users)
+    if training_args.do_predict and not (script_args.test_dir or dev_dir):  # checked before any training
+        raise ValueError("--do_predict needs --test_dir (or --dev_dir) to know which behaviors.tsv to rank")
 
     encoder = script_args.encoder or default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(script_args.init_from or encoder)
@@ -112,6 +122,8 @@ def main() -> None:
             lenient=script_args.lenient,
             cache_dir=os.path.join(training_args.output_dir, "cache"),
         )
+    if training_args.should_save:  # what the metrics will be computed on, written before anything can fail
+        write_load_report(training_args.output_dir, corpus=corpus_report(data, train_dir=train_dir, dev_dir=dev_dir))
 
     # ---- model
     if model is None:
@@ -129,7 +141,7 @@ def main() -> None:
         seed=training_args.seed,
     )
 
-    # ---- train, evaluate on whole impressions, save
+    # ---- train, save, then evaluate on whole impressions: nothing that can fail after training runs before the save
     trainer = MTRecTrainer(
         model=model, args=training_args, train_dataset=data.train, eval_dataset=data.eval,
         data_collator=collator, processing_class=tokenizer,
@@ -138,10 +150,10 @@ def main() -> None:
     if training_args.do_train or not training_args.do_eval:
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         trainer.log_metrics("train", train_result.metrics)
+    trainer.save_model(training_args.output_dir)
     metrics = trainer.evaluate() if data.eval is not None else {}
     if metrics:
         trainer.log_metrics("eval", metrics)
-    trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
         with open(os.path.join(training_args.output_dir, "dev_metrics.json"), "w") as f:
             json.dump({k.removeprefix("eval_"): v for k, v in metrics.items()}, f, indent=2)
@@ -149,15 +161,18 @@ def main() -> None:
             with open(os.path.join(training_args.output_dir, "dev_metrics_untrained.json"), "w") as f:
                 json.dump({k.removeprefix("untrained_"): v for k, v in untrained.items()}, f, indent=2)
         trainer.create_model_card(dataset=dataset)
-        logger.info("Saved model, tokenizer, model card and dev_metrics.json to %s", training_args.output_dir)
+        logger.info("Saved model, tokenizer, model card, dev_metrics.json and load_report.json to %s", training_args.output_dir)
         # Leaderboard predictions and the news vector cache, from news vectors encoded once.
         cache = None
         if training_args.do_predict:
-            if not (script_args.test_dir or dev_dir):
-                raise ValueError("--do_predict needs --test_dir (or --dev_dir) to know which behaviors.tsv to rank")
+            stats = LoadStats()
             path, cache = write_mind_predictions(
                 trainer.model, tokenizer, script_args.test_dir or dev_dir, training_args.output_dir,
-                batch_size=training_args.per_device_eval_batch_size, lenient=script_args.lenient,
+                batch_size=training_args.per_device_eval_batch_size, lenient=script_args.lenient, stats=stats,
+            )
+            write_load_report(
+                training_args.output_dir, extend=True,
+                predictions={"folder": os.fspath(script_args.test_dir or dev_dir), "problems": stats.as_dict()},
             )
             logger.info("Wrote MIND predictions to %s", path)
         if script_args.news_cache:

@@ -11,6 +11,7 @@ behaviours into samples, `_load_split_samples`); they differ in what they make o
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -157,10 +158,13 @@ def _load_split_samples(
         build, what = builders[name]
         samples[name] = build(behaviors, news_index, max_history_length=max_history_length, stats=stats)
         if len(samples[name]) == 0:
+            unlabelled = name == "eval" and stats["unlabelled_impressions"] > 0
             raise ValueError(
                 f"{behaviors_path}: no {what} left after loading ({len(behaviors)} impressions read; problems: "
                 f"{stats.as_dict()})"
                 + (". MIND's test split is unlabelled: pass it as an eval split." if name == "train" else "")
+                + (". Unlabelled impressions (MIND's test format) cannot be evaluated: write their predictions with "
+                   "write_mind_predictions (train_mtrec.py --do_predict --test_dir)." if unlabelled else "")
             )
     return samples
 
@@ -183,8 +187,10 @@ def load_mind(
 
     Args:
         tokenizer: a fast tokenizer (offsets place the NER tags on word pieces).
-        train_dir, eval_dir: MIND split folders; at least one is needed. An eval split may be MIND's unlabelled
-            test split (its impressions are then kept for prediction, with labels -1).
+        train_dir, eval_dir: MIND split folders; at least one is needed. The eval split is for metrics: its
+            unlabelled impressions (MIND's test format, ``N123`` without ``-0``/``-1``) are left out and counted under
+            ``"unlabelled_impressions"``, and an eval split with no labelled impression raises here, before any
+            training. Predictions for MIND's unlabelled test split come from `write_mind_predictions`.
         max_title_length: title tokens, [CLS]/[SEP] included (MTRec: 30).
         max_history_length: most recent clicks kept per user (MTRec: 50).
         category2id: category vocabulary, e.g. a trained model's `config.category2id` when fine-tuning;
@@ -204,7 +210,10 @@ def load_mind(
         news, tokenizer, max_title_length, category2id=category2id, stats=stats, cache_dir=cache_dir
     )
 
-    builders = {"train": (build_train_samples, "training samples"), "eval": (build_eval_impressions, "impressions")}
+    builders = {
+        "train": (build_train_samples, "training samples"),
+        "eval": (functools.partial(build_eval_impressions, keep_unlabelled=False), "labelled impressions"),
+    }
     samples = _load_split_samples(splits, builders, news_index, max_history_length, lenient, stats)
     stats.log(logger, f"MIND corpus (train={train_dir}, eval={eval_dir})")
     logger.info(
@@ -243,7 +252,7 @@ def load_mind_split(
 
     Raises:
         FileNotFoundError: a file of the split is missing.
-        ValueError: no sample survived (e.g. ``train=True`` on MIND's unlabelled test split).
+        ValueError: no sample survived (e.g. MIND's unlabelled test split: it has no labelled impression).
     """
     folders = {"train_dir": folder} if train else {"eval_dir": folder}
     corpus = load_mind(

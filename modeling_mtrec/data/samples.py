@@ -156,12 +156,18 @@ class _ImpressionBatch:
     def num_impressions(self) -> int:
         return self.table.num_rows
 
-    def count(self, stats: LoadStats, without_click: np.ndarray, without_non_click: np.ndarray) -> np.ndarray:
-        """Counts the impressions left out (and the kept ones with an empty history); returns the kept mask."""
-        kept = ~without_click & ~without_non_click
+    def count(
+        self, stats: LoadStats, without_click: np.ndarray, without_non_click: np.ndarray,
+        unlabelled: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Counts the impressions left out (each under one reason) and the kept ones with an empty history; returns
+        the kept mask. `unlabelled` marks impressions left out for having no labels (MIND's test format)."""
+        unlabelled = np.zeros_like(without_click) if unlabelled is None else unlabelled
+        kept = ~without_click & ~without_non_click & ~unlabelled
         for reason, mask in (
             ("impressions_without_click", without_click),
             ("impressions_without_non_click", without_non_click),
+            ("unlabelled_impressions", unlabelled),
             ("empty_history", kept & (self.history_lengths == 0)),
         ):
             if mask.any():
@@ -241,7 +247,7 @@ def build_train_samples(
 
 def build_eval_impressions(
     behaviors: Dataset, news_index: dict[str, int], max_history_length: int = MTRecConfig.max_history_length,
-    stats: LoadStats | None = None,
+    stats: LoadStats | None = None, *, keep_unlabelled: bool = True,
 ) -> Dataset:
     """Turn impressions into evaluation rows: one row per impression, scored as a ranking of its candidates.
 
@@ -253,7 +259,9 @@ def build_eval_impressions(
     or no non-click is left out (AUC is undefined for it) and counted under ``"impressions_without_click"`` /
     ``"impressions_without_non_click"``. An unlabelled impression (test split) is kept as long as one of its
     candidates is known, so that predictions can be written for it; one with no known candidate is counted
-    under ``"impressions_without_click"``. Empty histories are kept and counted under ``"empty_history"``.
+    under ``"impressions_without_click"``. With ``keep_unlabelled=False`` (what `load_mind` asks for: its eval
+    rows are for metrics) every unlabelled impression is left out and counted under ``"unlabelled_impressions"``
+    instead. Empty histories are kept and counted under ``"empty_history"``.
 
     Args:
         behaviors: the output of `read_behaviors` (``impression_id``, ``history``, ``candidates`` and
@@ -270,8 +278,9 @@ def build_eval_impressions(
         num_known = np.bincount(b.parents[known], minlength=b.num_impressions)  # (num_impressions,)
         num_positives = np.bincount(b.parents[known & (b.clicks == 1)], minlength=b.num_impressions)
         num_negatives = np.bincount(b.parents[known & (b.clicks == 0)], minlength=b.num_impressions)
-        without_click = np.where(unlabelled, num_known == 0, num_positives == 0)
-        kept = b.count(stats, without_click, ~unlabelled & ~without_click & (num_negatives == 0))
+        left_unlabelled = unlabelled & (not keep_unlabelled)
+        without_click = np.where(unlabelled, num_known == 0, num_positives == 0) & ~left_unlabelled
+        kept = b.count(stats, without_click, ~unlabelled & ~without_click & (num_negatives == 0), left_unlabelled)
         columns = [
             b.table.column("impression_id").combine_chunks(),
             b.history,
@@ -294,13 +303,18 @@ def build_retrieval_samples(
     oldest first, the most recent `max_history_length` known ones) and ``positive`` (int: the clicked news row).
 
     Unlike `build_train_samples`, impressions without a non-click are kept (a retriever needs no impression
-    negatives). Unknown history / candidate ids are dropped and counted as in the MIND builders; impressions of
-    the unlabelled test split yield no row.
+    negatives). Unknown history / candidate ids are dropped and counted as in the MIND builders. An impression
+    that yields no row is counted: under ``"unlabelled_impressions"`` (MIND's test split) or
+    ``"impressions_without_click"`` (no known clicked candidate).
     """
 
     def make_table(b: _ImpressionBatch, stats: LoadStats) -> pa.Table:
         users = np.array([stable_key(u) for u in b.table.column("user_id").to_pylist()], dtype=np.int64)
         chosen = (b.rows >= 0) & (b.clicks == 1)
+        unlabelled = np.zeros(b.num_impressions, dtype=bool)
+        unlabelled[b.parents[b.clicks == -1]] = True
+        without_click = ~unlabelled & (np.bincount(b.parents[chosen], minlength=b.num_impressions) == 0)
+        b.count(stats, without_click, np.zeros_like(without_click), unlabelled)
         impression = b.parents[chosen]  # (num_rows,): each click's impression in the batch
         columns = [
             pa.array(users[impression]), b.history.take(pa.array(impression)), pa.array(b.rows[chosen].astype(np.int32))

@@ -21,6 +21,7 @@ KNOWN_REASONS: tuple[str, ...] = (
     "empty_history",  # an impression whose history is empty after dropping unknown ids (kept: r_u = 0)
     "impressions_without_click",  # skipped: nothing to learn from / AUC undefined
     "impressions_without_non_click",  # skipped: no negative to sample / AUC undefined
+    "unlabelled_impressions",  # an impression in MIND's test format (no -0/-1 labels), left out of metrics
     "broken_entity_json",  # title_entities that is not valid JSON in the expected shape
     "entity_offset_mismatch",  # an entity's surface form not found at its OccurrenceOffsets
     "unknown_category",  # a category missing from category2id (category_label = -100)

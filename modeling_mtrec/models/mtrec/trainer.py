@@ -24,6 +24,8 @@ import math
 import time
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from torch import nn
 from transformers import Trainer, TrainingArguments
@@ -83,6 +85,31 @@ class MTRecTrainingArguments(TrainingArguments):
         super().__post_init__()
 
 
+def _named_datasets(datasets) -> list[tuple[str, object]]:
+    """``[(name, dataset)]`` of a Trainer's eval dataset (one, none, or a dict of named ones)."""
+    if datasets is None:
+        return []
+    return list(datasets.items()) if isinstance(datasets, dict) else [("eval_dataset", datasets)]
+
+
+def _check_labelled(dataset, name: str) -> None:
+    """Raises before any training when an eval set holds unlabelled impressions (labels -1, MIND's test format):
+    metrics cannot be computed on them, and finding out in the evaluation after training would cost the run."""
+    if "labels" not in (getattr(dataset, "column_names", None) or []):
+        return
+    labels = dataset.select_columns(["labels"]).with_format("arrow")[:]["labels"]
+    if not pa.types.is_list(labels.type):
+        return
+    rows = pc.list_flatten(labels)
+    unlabelled = pc.sum(pc.equal(rows, -1)).as_py() or 0
+    if unlabelled:
+        raise ValueError(
+            f"{name} holds {unlabelled} unlabelled candidate(s) (label -1, MIND's test format): AUC/MRR/nDCG cannot be "
+            "computed on them. load_mind leaves unlabelled impressions out of its eval split (and counts them); "
+            "write predictions for an unlabelled split with write_mind_predictions."
+        )
+
+
 class MTRecTrainer(Trainer):
     """`Trainer` whose update follows MTRec's gradient surgery; see the module docstring.
 
@@ -108,6 +135,8 @@ class MTRecTrainer(Trainer):
         if hasattr(self.data_collator, "set_epoch"):
             self.add_callback(CollatorEpochCallback(self.data_collator))
         self._means = RunningMeans()
+        for name, dataset in _named_datasets(self.eval_dataset):
+            _check_labelled(dataset, name)
         # Per-task, per-parameter gradients summed over the micro-batches of the current optimizer step.
         self._step_grads: dict[str, list[torch.Tensor | None] | None] = {"main": None, "aux": None}
 

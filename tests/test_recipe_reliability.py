@@ -1,0 +1,118 @@
+"""A run never loses its model or its counts (issue 10, item 1).
+
+- Unlabelled dev rows (MIND's test format, ``N1`` without ``-0``/``-1``) are decided about at load time: left out of
+  the metrics and counted, or, when no labelled row is left, an error before any training.
+- The model is saved before anything that can fail after training (evaluation, metric files, predictions).
+- The load report is written beside the metrics (``load_report.json``), as soon as the data is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
+from modeling_mtrec.data import MTRecCollator, build_eval_impressions, generate_synthetic_mind, read_behaviors
+from tests.conftest import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    return generate_synthetic_mind(
+        str(tmp_path_factory.mktemp("synthetic")), seed=0, num_news=80, num_users=12, num_dev_news=20, num_dev_users=12
+    )
+
+
+def unlabelled_copy(dev: str, target: Path, every: int) -> tuple[Path, int]:
+    """A copy of a dev folder whose every `every`-th behaviors row is in MIND's test format; returns it and how many
+    rows were made unlabelled."""
+    shutil.copytree(dev, target)
+    lines = (target / "behaviors.tsv").read_text().splitlines()
+    changed = 0
+    for i in range(0, len(lines), every):
+        fields = lines[i].split("\t")
+        fields[4] = re.sub(r"-[01]\b", "", fields[4])
+        lines[i] = "\t".join(fields)
+        changed += 1
+    (target / "behaviors.tsv").write_text("\n".join(lines) + "\n")
+    return target, changed
+
+
+def run_recipe(monkeypatch, out: Path, encoder: str, *args: str) -> None:
+    sys.path.insert(0, str(REPO_ROOT))
+    import train_mtrec
+
+    monkeypatch.setattr(
+        sys, "argv",
+        ["train_mtrec.py", "--output_dir", str(out), "--encoder", encoder, "--max_steps", "2",
+         "--per_device_train_batch_size", "4", "--max_title_length", "24", "--use_cpu", "--disable_tqdm", "true",
+         "--seed", "0", *args],
+    )
+    train_mtrec.main()
+
+
+def test_mixed_dev_split_is_evaluated_on_its_labelled_rows_and_counted(folders, tiny_encoder, tmp_path, monkeypatch):
+    dev, unlabelled = unlabelled_copy(folders["dev"], tmp_path / "dev", every=3)
+    out = tmp_path / "run"
+    run_recipe(monkeypatch, out, tiny_encoder[0], "--train_dir", folders["train"], "--dev_dir", str(dev))
+    assert (out / "model.safetensors").is_file()
+    report = json.loads((out / "load_report.json").read_text())["corpus"]
+    metrics = json.loads((out / "dev_metrics.json").read_text())
+    assert report["problems"]["unlabelled_impressions"] == unlabelled > 0
+    assert report["dev_dir"] == str(dev) and report["train_rows"] > 0
+    # Every dev row is accounted for: evaluated, unlabelled, or left out for a counted reason.
+    total = len(read_behaviors(dev / "behaviors.tsv"))
+    left_out = sum(report["problems"].get(k, 0) for k in ("impressions_without_click", "impressions_without_non_click"))
+    assert metrics["num_impressions"] == report["eval_rows"] == total - unlabelled - left_out
+
+
+def test_unlabelled_dev_split_fails_before_training(folders, tiny_encoder, tmp_path, monkeypatch):
+    dev, _ = unlabelled_copy(folders["dev"], tmp_path / "dev", every=1)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started on a run that cannot be evaluated")
+
+    monkeypatch.setattr(MTRecTrainer, "train", no_training)
+    with pytest.raises(ValueError, match="(?s)no labelled impressions left.*unlabelled_impressions.*write_mind_predictions"):
+        run_recipe(monkeypatch, tmp_path / "run", tiny_encoder[0], "--train_dir", folders["train"], "--dev_dir", str(dev))
+
+
+def test_model_and_load_report_survive_a_failure_after_training(folders, tiny_encoder, tmp_path, monkeypatch):
+    def broken_evaluation(self, *args, **kwargs):
+        raise RuntimeError("evaluation broke")
+
+    monkeypatch.setattr(MTRecTrainer, "evaluate", broken_evaluation)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="evaluation broke"):
+        run_recipe(monkeypatch, out, tiny_encoder[0], "--train_dir", folders["train"], "--dev_dir", folders["dev"])
+    model = MTRecModel.from_pretrained(out)  # the trained model was saved before evaluation
+    assert model.config.max_title_length == 24
+    assert (out / "tokenizer.json").is_file()
+    report = json.loads((out / "load_report.json").read_text())["corpus"]
+    assert report["train_dir"] == folders["train"] and report["eval_rows"] > 0
+
+
+def test_predictions_add_their_load_report(folders, tiny_encoder, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run_recipe(
+        monkeypatch, out, tiny_encoder[0], "--train_dir", folders["train"], "--dev_dir", folders["dev"],
+        "--do_predict", "--test_dir", folders["dev"],
+    )
+    report = json.loads((out / "load_report.json").read_text())
+    assert set(report) == {"corpus", "predictions"}
+    assert report["predictions"]["folder"] == folders["dev"]
+
+
+def test_trainer_refuses_unlabelled_eval_rows_before_training(setup, tmp_path):
+    """An API user who builds eval rows with the unlabelled ones kept learns it at construction, not after training."""
+    dirs, tokenizer, corpus, model = setup
+    behaviors = read_behaviors(unlabelled_copy(dirs["dev"], tmp_path / "dev", every=2)[0] / "behaviors.tsv")
+    impressions = build_eval_impressions(behaviors, corpus.news_index, keep_unlabelled=True)
+    args = MTRecTrainingArguments(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True)
+    with pytest.raises(ValueError, match="eval_dataset holds .* unlabelled"):
+        MTRecTrainer(model=model, args=args, eval_dataset=impressions, data_collator=MTRecCollator(corpus.news))
