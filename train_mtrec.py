@@ -33,12 +33,13 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingArguments
 from modeling_mtrec.data import MTRecCollator, load_mind
 from modeling_mtrec.data.stats import LoadStats
 from modeling_mtrec.evaluation.leaderboard import write_mind_predictions
+from modeling_mtrec.models.mtrec.processing_mtrec import check_tokenizer
 from modeling_mtrec.offline import default_encoder_path
 from modeling_mtrec.serving.cache import NewsVectorCache
 from modeling_mtrec.training.recipes import (
@@ -111,6 +112,11 @@ def main() -> None:
     encoder = script_args.encoder or default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(script_args.init_from or encoder)
     model = MTRecModel.from_pretrained(script_args.init_from) if script_args.init_from else None
+    # A folder without its tokenizer files loads a tokenizer of a few special tokens: refuse it before any work.
+    check_tokenizer(
+        tokenizer, model.config if model is not None else AutoConfig.from_pretrained(encoder),
+        source=script_args.init_from or encoder,
+    )
     with training_args.main_process_first(desc="tokenising news"):
         data = load_mind(
             tokenizer,

@@ -1,4 +1,4 @@
-"""A run never loses its model or its counts (issue 10, item 1).
+"""A run never loses its model or its counts (issue 10, item 1), and refuses bad arguments before training (item 2).
 
 - Unlabelled dev rows (MIND's test format, ``N1`` without ``-0``/``-1``) are decided about at load time: left out of
   the metrics and counted, or, when no labelled row is left, an error before any training.
@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -15,10 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from datasets import Dataset
+from transformers import TrainingArguments
 
-from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
+from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments, TwoTowerTrainer
 from modeling_mtrec.data import MTRecCollator, build_eval_impressions, generate_synthetic_mind, read_behaviors
-from tests.conftest import REPO_ROOT
+from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
+from tests.conftest import REPO_ROOT, make_two_tower, tiny_config, tiny_items, tiny_tt_config
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +120,49 @@ def test_trainer_refuses_unlabelled_eval_rows_before_training(setup, tmp_path):
     args = MTRecTrainingArguments(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True)
     with pytest.raises(ValueError, match="eval_dataset holds .* unlabelled"):
         MTRecTrainer(model=model, args=args, eval_dataset=impressions, data_collator=MTRecCollator(corpus.news))
+
+
+# ------------------------------------------------------------------------------------------ item 2: bad arguments
+
+
+def test_recipe_refuses_a_folder_without_its_tokenizer_before_training(setup, tiny_encoder, tmp_path, monkeypatch):
+    dirs, tokenizer, _, model = setup
+    model.save_pretrained(tmp_path / "init")
+    tokenizer.save_pretrained(tmp_path / "init")
+    (tmp_path / "init" / "tokenizer.json").unlink()
+    monkeypatch.setattr(MTRecTrainer, "train", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(ValueError, match="the tokenizer has 5 tokens"):
+        run_recipe(monkeypatch, tmp_path / "run", tiny_encoder[0], "--init_from", str(tmp_path / "init"),
+                   "--train_dir", dirs["train"], "--dev_dir", dirs["dev"])
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -1.0])
+def test_non_finite_or_negative_weights_are_refused(tmp_path, value):
+    with pytest.raises(ValueError, match="aux_weight"):
+        MTRecTrainingArguments(output_dir=str(tmp_path), aux_weight=value)
+    for name in ("temperature", "ssl_temperature", "ssl_weight", "initializer_range"):
+        with pytest.raises(ValueError, match=name):
+            tiny_tt_config(**{name: value})
+    with pytest.raises(ValueError, match="initializer_range"):
+        tiny_config(initializer_range=value)
+
+
+def test_trainers_take_plain_training_arguments(setup, tmp_path):
+    """Plain `TrainingArguments` train and evaluate (they trained, then failed in evaluation)."""
+    _, tokenizer, corpus, model = setup
+    args = TrainingArguments(output_dir=str(tmp_path / "mtrec"), max_steps=1, report_to=[], use_cpu=True,
+                             per_device_train_batch_size=4, disable_tqdm=True)
+    trainer = MTRecTrainer(model=copy.deepcopy(model), args=args, train_dataset=corpus.train, eval_dataset=corpus.eval,
+                           data_collator=MTRecCollator(corpus.news, num_negatives=model.config.num_negatives))
+    assert isinstance(trainer.args, MTRecTrainingArguments) and trainer.args.max_steps == 1
+    trainer.train()
+    metrics = trainer.evaluate()
+    assert metrics["eval_num_impressions"] == len(corpus.eval) and 0 <= metrics["eval_auc"] <= 1
+
+    items = tiny_items()
+    samples = Dataset.from_list([{"user_key": 7, "history": [0, 1], "positive": 2}, {"user_key": 8, "history": [3], "positive": 4}])
+    args = TrainingArguments(output_dir=str(tmp_path / "tt"), max_steps=1, report_to=[], use_cpu=True, disable_tqdm=True)
+    trainer = TwoTowerTrainer(model=make_two_tower(), args=args, train_dataset=samples, eval_dataset=samples,
+                              data_collator=TwoTowerCollator(items))
+    trainer.train()
+    assert "eval_loss" in trainer.evaluate()

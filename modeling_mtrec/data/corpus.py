@@ -31,7 +31,7 @@ from ..models.two_tower.features import (
     build_item_features,
     click_counts,
 )
-from .mind import read_behaviors, read_news, split_files
+from .mind import read_behaviors, read_news, require_rows, split_files
 from .samples import build_eval_impressions, build_retrieval_samples, build_train_samples
 from .stats import LoadStats
 
@@ -99,7 +99,8 @@ def read_news_union(
     """Reads several ``news.tsv`` into one table: the first file's news first, then each later file's new ones.
 
     A news id present in several files keeps its first row (MIND repeats the same news across splits; this is
-    expected, so it is logged as information, not counted as a problem).
+    expected, so it is logged as information, not counted as a problem). A file without any usable row (empty, or
+    every row skipped under `lenient`) raises `MINDFormatError` naming it.
 
     Returns:
         ``(news, news_index, categories)``: the raw news table (`read_news` columns), news id -> row, and the
@@ -108,7 +109,9 @@ def read_news_union(
     stats = LoadStats() if stats is None else stats
     tables, news_index, categories = [], {}, None
     for news_path in news_paths:
+        before = stats.copy()
         table = read_news(news_path, lenient=lenient, stats=stats)
+        require_rows(table, news_path, "news", dict(sorted((stats - before).items())))
         ids = table.data.column("news_id").to_pylist()  # Arrow directly: datasets' Column iterates slowly
         fresh = [row for row, news_id in enumerate(ids) if news_id not in news_index]
         if len(fresh) < len(ids):
@@ -122,8 +125,8 @@ def read_news_union(
         for row in fresh:
             news_index[ids[row]] = len(news_index)
         tables.append(table)
-        if categories is None:
-            categories = sorted(table.unique("category"))
+        if categories is None:  # no category is no class: an empty one is counted by the news processing
+            categories = sorted(category for category in table.unique("category") if category.strip())
     if not tables:
         raise ValueError("read_news_union needs at least one news.tsv")
     news = tables[0] if len(tables) == 1 else concatenate_datasets(tables)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..data.mind import read_behaviors, read_news, split_files
+from ..data.mind import read_behaviors, read_news, require_rows, split_files
 from ..data.samples import recent_history
 from ..data.stats import LoadStats
 from ..scoring import score_impressions
@@ -175,7 +175,8 @@ def write_mind_predictions(
     own_stats = stats is None
     stats = LoadStats() if stats is None else stats
     news_path, behaviors_path = split_files(mind_dir)
-    news = read_news(news_path, lenient=lenient, stats=stats)
+    before = stats.copy()
+    news = require_rows(read_news(news_path, lenient=lenient, stats=stats), news_path, "news", dict(stats - before))
     table = news.select_columns(["news_id", "title"]).with_format(None)[:]
     if cache is None:
         cache = NewsVectorCache.from_titles(model, tokenizer, table["news_id"], table["title"], batch_size=batch_size)
@@ -184,7 +185,9 @@ def write_mind_predictions(
         if missing:
             titles = [table["title"][i] for i in missing]
             cache.add([table["news_id"][i] for i in missing], encode_titles(model, tokenizer, titles, batch_size=batch_size))
+    before = stats.copy()
     behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)
+    require_rows(behaviors, behaviors_path, "impression", dict(stats - before))
     predictions = predict_ranks(
         model, cache, behaviors, max_history_length=max_history_length, batch_size=batch_size, stats=stats
     )

@@ -81,6 +81,8 @@ class MTRecConfig(PreTrainedConfig):
             raise ValueError(f"`ner_labels` needs at least an outside and an entity tag, got {self.ner_labels!r}")
         if not 0.0 <= self.head_dropout < 1.0:
             raise ValueError(f"`head_dropout` must be in [0, 1), got {self.head_dropout}")
+        if not (isinstance(self.initializer_range, (int, float)) and 0.0 < self.initializer_range < float("inf")):
+            raise ValueError(f"`initializer_range` must be a finite number > 0, got {self.initializer_range!r}")
         super().__post_init__(**kwargs)
         if self.max_title_length > self.encoder_config.max_position_embeddings:
             raise ValueError(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import BertModel, PreTrainedModel
 from transformers import initialization as init
@@ -114,6 +115,20 @@ def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
 
 
+def _unreadable_weights(name_or_path) -> str:
+    """The first ``*.safetensors`` file of a local folder whose header cannot be read, else `name_or_path` itself."""
+    if os.path.isdir(name_or_path):
+        for name in sorted(os.listdir(name_or_path)):
+            path = os.path.join(name_or_path, name)
+            if name.endswith(".safetensors"):
+                try:
+                    with safe_open(path, framework="pt"):
+                        pass
+                except SafetensorError:
+                    return path
+    return os.fspath(name_or_path)
+
+
 class MTRecPreTrainedModel(PreTrainedModel):
     config: MTRecConfig
     config_class = MTRecConfig
@@ -123,6 +138,18 @@ class MTRecPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _no_split_modules = ["BertEmbeddings", "BertLayer"]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, naming the weights file it cannot read: safetensors' own message for a
+        truncated file ("incomplete metadata, file not fully covered") names none."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except SafetensorError as error:
+            raise OSError(
+                f"{_unreadable_weights(pretrained_model_name_or_path)}: cannot read the weights ({error}); the file is "
+                "truncated (an interrupted copy or download?) or not a safetensors file"
+            ) from error
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

@@ -34,6 +34,7 @@ from transformers.trainer_utils import speed_metrics
 from ...evaluation.fast import fast_evaluate
 from ...evaluation.metrics import compute_mind_metrics
 from ...model_card import write_model_card
+from ...training.arguments import upgrade_arguments
 from ...training.callbacks import CollatorEpochCallback
 from ...training.logging import RunningMeans
 from ...training.surgery import (
@@ -80,8 +81,8 @@ class MTRecTrainingArguments(TrainingArguments):
     def __post_init__(self):
         if self.gradient_surgery not in SURGERY_MODES:
             raise ValueError(f"`gradient_surgery` must be one of {SURGERY_MODES}, got {self.gradient_surgery!r}")
-        if not self.aux_weight >= 0:
-            raise ValueError(f"`aux_weight` (λ) must be >= 0, got {self.aux_weight}")
+        if not (self.aux_weight >= 0 and math.isfinite(self.aux_weight)):
+            raise ValueError(f"`aux_weight` (λ) must be finite and >= 0, got {self.aux_weight}")
         super().__post_init__()
 
 
@@ -114,6 +115,8 @@ class MTRecTrainer(Trainer):
     """`Trainer` whose update follows MTRec's gradient surgery; see the module docstring.
 
     Overrides, and why:
+    - `__init__`: plain `TrainingArguments` become `MTRecTrainingArguments` (`training.arguments.upgrade_arguments`):
+      the collator's columns must be kept and only the click labels gathered, or the run fails after training.
     - `compute_loss`: the model returns each task's loss; the objective is L_main + λ(L_category + L_ner), and the
       task losses are kept for logging.
     - `training_step`: the surgery modes need the two per-task gradients separately.
@@ -123,12 +126,14 @@ class MTRecTrainer(Trainer):
       re-encoding every news of every batch; falls back to `Trainer.evaluate` where that cannot apply.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model=None, args: TrainingArguments | None = None, *more, **kwargs):
+        # Plain `TrainingArguments` become `MTRecTrainingArguments` (MTRec's surgery and λ, the collator's columns kept,
+        # the click labels gathered), so they fail nowhere later.
+        args = upgrade_arguments(args if args is not None else TrainingArguments(output_dir="tmp_trainer"), MTRecTrainingArguments)
+        super().__init__(model, args, *more, **kwargs)
         if self.compute_metrics is None:
             # Evaluation is over whole impressions: AUC, MRR, nDCG@5/10 as in MIND's official scorer.
             self.compute_metrics = compute_mind_metrics
-        # Plain `TrainingArguments` work too: no surgery, λ at its default.
         self.surgery = GradientSurgery(getattr(self.args, "gradient_surgery", "none"))
         self.aux_weight = float(getattr(self.args, "aux_weight", MTRecTrainingArguments.aux_weight))
         check_surgery_supported(self.accelerator.distributed_type, self.surgery.mode)
