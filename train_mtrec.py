@@ -67,11 +67,13 @@ class MTRecScriptArguments:
         default=None, metadata={"help": "A trained MTRec folder to fine-tune instead of a fresh model."}
     )
     # Model defaults are MTRecConfig's (the paper's).
-    max_title_length: int = field(
-        default=MTRecConfig.max_title_length, metadata={"help": "Title tokens incl. [CLS]/[SEP] (paper: 30)."}
+    max_title_length: int | None = field(
+        default=None, metadata={"help": "Title tokens incl. [CLS]/[SEP] (paper: 30). Default: the --init_from model's, "
+                                        "else 30; with --init_from a value given here replaces the model's."}
     )
-    max_history_length: int = field(
-        default=MTRecConfig.max_history_length, metadata={"help": "Most recent clicks per user (paper: 50)."}
+    max_history_length: int | None = field(
+        default=None, metadata={"help": "Most recent clicks per user (paper: 50). Default: the --init_from model's, "
+                                        "else 50; with --init_from a value given here replaces the model's."}
     )
     num_negatives: int = field(default=MTRecConfig.num_negatives, metadata={"help": "K negatives per click (paper: 4)."})
     use_category_task: bool = field(
@@ -117,13 +119,25 @@ def main() -> None:
         tokenizer, model.config if model is not None else AutoConfig.from_pretrained(encoder),
         source=script_args.init_from or encoder,
     )
+    # One source of truth for the title and history lengths: the model's config, which the model, the prediction file
+    # and the recommender apply; the loader gets the same values. With --init_from a value given replaces the model's.
+    lengths = {
+        name: getattr(script_args, name) or getattr(model.config if model is not None else MTRecConfig, name)
+        for name in ("max_title_length", "max_history_length")
+    }
+    if model is not None and any(getattr(model.config, name) != value for name, value in lengths.items()):
+        logger.info("--init_from model's lengths replaced: %s", lengths)
+        MTRecConfig(**{**model.config.to_dict(), **lengths})  # validated like any config
+        for name, value in lengths.items():
+            setattr(model.config, name, value)
+    max_title_length, max_history_length = lengths["max_title_length"], lengths["max_history_length"]
     with training_args.main_process_first(desc="tokenising news"):
         data = load_mind(
             tokenizer,
             train_dir=train_dir,
             eval_dir=dev_dir,
-            max_title_length=script_args.max_title_length,
-            max_history_length=script_args.max_history_length,
+            max_title_length=max_title_length,
+            max_history_length=max_history_length,
             category2id=model.config.category2id if model is not None else None,
             lenient=script_args.lenient,
             cache_dir=os.path.join(training_args.output_dir, "cache"),
@@ -136,8 +150,8 @@ def main() -> None:
         model = MTRecModel.from_pretrained_encoder(
             encoder,
             id2category={i: c for c, i in data.category2id.items()},
-            max_title_length=script_args.max_title_length,
-            max_history_length=script_args.max_history_length,
+            max_title_length=max_title_length,
+            max_history_length=max_history_length,
             num_negatives=script_args.num_negatives,
             use_category_task=script_args.use_category_task,
             use_ner_task=script_args.use_ner_task,

@@ -47,15 +47,15 @@ def unlabelled_copy(dev: str, target: Path, every: int) -> tuple[Path, int]:
     return target, changed
 
 
-def run_recipe(monkeypatch, out: Path, encoder: str, *args: str) -> None:
+def run_recipe(monkeypatch, out: Path, encoder: str, *args: str, title_length: str | None = "24") -> None:
     sys.path.insert(0, str(REPO_ROOT))
     import train_mtrec
 
     monkeypatch.setattr(
         sys, "argv",
         ["train_mtrec.py", "--output_dir", str(out), "--encoder", encoder, "--max_steps", "2",
-         "--per_device_train_batch_size", "4", "--max_title_length", "24", "--use_cpu", "--disable_tqdm", "true",
-         "--seed", "0", *args],
+         "--per_device_train_batch_size", "4", "--use_cpu", "--disable_tqdm", "true", "--seed", "0",
+         *(["--max_title_length", title_length] if title_length else []), *args],
     )
     train_mtrec.main()
 
@@ -166,3 +166,31 @@ def test_trainers_take_plain_training_arguments(setup, tmp_path):
                               data_collator=TwoTowerCollator(items))
     trainer.train()
     assert "eval_loss" in trainer.evaluate()
+
+
+# ------------------------------------------------------------------------------------------ item 3: one source of truth
+
+
+@pytest.mark.parametrize(("flags", "expected"), [((), (16, 5)), (("--max_history_length", "3"), (16, 3))])
+def test_recipe_lengths_come_from_the_model_and_the_metrics_match_the_prediction_file(
+    setup, tiny_encoder, tmp_path, monkeypatch, flags, expected
+):
+    """With --init_from, the loader uses the model's title and history lengths (or the flags', which then replace the
+    model's): dev_metrics.json and MIND's scorer on the prediction.txt of the same run give the same numbers."""
+    from tests.evaluation.test_scorer_agreement import official_scores, truth_lines
+
+    dirs, tokenizer, _, model = setup
+    assert (model.config.max_title_length, model.config.max_history_length) == (16, 5)
+    model.save_pretrained(tmp_path / "init")
+    tokenizer.save_pretrained(tmp_path / "init")
+    out = tmp_path / "run"
+    run_recipe(
+        monkeypatch, out, tiny_encoder[0], "--init_from", str(tmp_path / "init"), "--train_dir", dirs["train"],
+        "--dev_dir", dirs["dev"], "--do_predict", "--learning_rate", "1e-9", *flags, title_length=None,
+    )
+    saved = MTRecModel.from_pretrained(out).config
+    assert (saved.max_title_length, saved.max_history_length) == expected
+    reported = json.loads((out / "dev_metrics.json").read_text())
+    official = official_scores(truth_lines(Path(dirs["dev"]) / "behaviors.tsv"), (out / "prediction.txt").read_text().splitlines())
+    for name in ("auc", "mrr", "ndcg@5", "ndcg@10"):
+        assert reported[name] == pytest.approx(official[name], abs=1e-6), name

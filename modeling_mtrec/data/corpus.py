@@ -195,7 +195,9 @@ def load_mind(
             ``"unlabelled_impressions"``, and an eval split with no labelled impression raises here, before any
             training. Predictions for MIND's unlabelled test split come from `write_mind_predictions`.
         max_title_length: title tokens, [CLS]/[SEP] included (MTRec: 30).
-        max_history_length: most recent clicks kept per user (MTRec: 50).
+        max_history_length: most recent clicks kept per user (MTRec: 50). The model applies its own
+            ``config.max_history_length`` (`MTRecModel.encode_users`); pass that value, so that evaluation sees the
+            clicks the prediction file and the recommender use (a smaller value here would hide some).
         category2id: category vocabulary, e.g. a trained model's `config.category2id` when fine-tuning;
             `None` builds it from the train split's categories (sorted), or the eval split's without one.
             News of other categories get no category label (counted as "unknown_category").

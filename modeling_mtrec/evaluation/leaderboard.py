@@ -74,7 +74,6 @@ def predict_ranks(
     cache: NewsVectorCache,
     behaviors: Dataset,
     *,
-    max_history_length: int | None = None,
     batch_size: int = 256,
     stats: LoadStats | None = None,
     device: str | torch.device | None = None,
@@ -86,20 +85,19 @@ def predict_ranks(
 
     Rules (counted in `stats`, and logged once when `stats` is None):
     - a history id missing from `cache` is dropped (``"unknown_history_ids"``); then the most recent
-      `max_history_length` known ids are kept (`recent_history`, as in training); an empty result gives r_u = 0
-      (``"empty_history"``), i.e. all known candidates score 0 and rank in input order;
+      ``model.config.max_history_length`` known ids are kept (the model's rule, `MTRecModel.encode_users`, which
+      training and evaluation follow too); an empty result gives r_u = 0 (``"empty_history"``), i.e. all known
+      candidates score 0 and rank in input order;
     - a candidate id missing from `cache` (``"unknown_candidate_ids"``) gets no score and is ranked after all
       known candidates, unknown ones in input order;
     - an impression with no known candidate (``"impressions_without_known_candidate"``) gets ranks 1..n in
       input order;
-    - ties between scores are broken by input order.
-
-    Args:
-        max_history_length: defaults to ``model.config.max_history_length``.
+    - ties between scores are broken by input order (as `evaluation.metrics` ranks them, so the metrics the package
+      reports are MIND's scorer's on this file).
     """
     own_stats = stats is None
     stats = LoadStats() if stats is None else stats
-    max_history_length = model.config.max_history_length if max_history_length is None else max_history_length
+    max_history_length = model.config.max_history_length  # the one source: the model applies it itself
     table = behaviors.select_columns(["impression_id", "history", "candidates"]).with_format(None)[:]
     index = cache.index
     histories: list[list[int]] = []
@@ -160,7 +158,6 @@ def write_mind_predictions(
     output_dir: str | os.PathLike[str],
     *,
     batch_size: int = 256,
-    max_history_length: int | None = None,
     zip_file: bool = True,
     cache: NewsVectorCache | None = None,
     lenient: bool = False,
@@ -189,7 +186,7 @@ def write_mind_predictions(
     behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)
     require_rows(behaviors, behaviors_path, "impression", dict(stats - before))
     predictions = predict_ranks(
-        model, cache, behaviors, max_history_length=max_history_length, batch_size=batch_size, stats=stats
+        model, cache, behaviors, batch_size=batch_size, stats=stats
     )
     path = write_prediction_file(Path(output_dir) / "prediction.txt", predictions, zip_file=zip_file)
     if own_stats:

@@ -237,10 +237,20 @@ class MTRecModel(MTRecPreTrainedModel):
         return self._encode_tokens(input_ids, attention_mask)[:, 0]
 
     def encode_users(self, history_embeds: torch.Tensor, history_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """User vectors r_u from clicked-news vectors. (B, H, D), (B, H) -> (B, D); r_u = 0 for an empty history."""
+        """User vectors r_u from clicked-news vectors. (B, H, D), (B, H) -> (B, D); r_u = 0 for an empty history.
+
+        Only the most recent `config.max_history_length` clicks of each row count (the last unmasked entries):
+        the model holds the one history rule, so a loader that kept more clicks, training, evaluation, the
+        prediction file and the recommender all see the same users.
+        """
         if history_mask is None:
             history_mask = torch.ones(history_embeds.shape[:2], dtype=torch.bool, device=history_embeds.device)
-        return self.user_encoder(history_embeds, history_mask.bool())
+        history_mask = history_mask.bool()
+        if history_mask.shape[1] > self.config.max_history_length:
+            # Entries at or after each position; keep a click while at most max_history_length are that recent.
+            from_end = history_mask.flip(-1).cumsum(-1).flip(-1)  # (B, H)
+            history_mask = history_mask & (from_end <= self.config.max_history_length)
+        return self.user_encoder(history_embeds, history_mask)
 
     @staticmethod
     def score(user_embeds: torch.Tensor, item_embeds: torch.Tensor) -> torch.Tensor:
