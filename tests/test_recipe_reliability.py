@@ -194,3 +194,68 @@ def test_recipe_lengths_come_from_the_model_and_the_metrics_match_the_prediction
     official = official_scores(truth_lines(Path(dirs["dev"]) / "behaviors.tsv"), (out / "prediction.txt").read_text().splitlines())
     for name in ("auc", "mrr", "ndcg@5", "ndcg@10"):
         assert reported[name] == pytest.approx(official[name], abs=1e-6), name
+
+
+# ------------------------------------------------------------------------------------------ item 5: remote code
+
+REMOTE_LOAD = """
+import importlib.abc, logging, sys, warnings
+
+class BlockPackage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "modeling_mtrec" or name.startswith("modeling_mtrec."):
+            raise ImportError(name + " is blocked: the folder must load without the package")
+        return None
+
+sys.meta_path.insert(0, BlockPackage())
+warnings.simplefilter("always")
+logging.basicConfig(level=logging.INFO)
+import transformers
+transformers.logging.set_verbosity_warning()
+from transformers import AutoConfig, AutoModel, AutoTokenizer, BertTokenizerFast
+
+folder = sys.argv[1]
+config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+model = AutoModel.from_pretrained(folder, trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+plain = BertTokenizerFast.from_pretrained(folder)  # the tokenizer needs no code of its own
+assert "modeling_mtrec" not in sys.modules
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+assert type(tokenizer).__module__.startswith("transformers.models.bert"), type(tokenizer)
+assert tokenizer("stocks rally")["input_ids"] == plain("stocks rally")["input_ids"]
+print("LOADED", len(tokenizer), config.encoder_name_or_path)
+"""
+
+
+def test_saved_folder_loads_as_remote_code_without_prompt_warning_or_local_path(tiny_encoder, tmp_path, monkeypatch):
+    """The folder of a run on a local encoder folder, loaded as a Hub user would: the package blocked, stdin closed
+    (a prompt would fail), every warning and log line captured."""
+    import os
+    import subprocess
+
+    out = tmp_path / "run"
+    run_recipe(monkeypatch, out, tiny_encoder[0], "--synthetic_users", "20", "--max_steps", "1")
+    text = (out / "config.json").read_text()
+    assert '"_name_or_path"' not in text and str(tmp_path) not in text and tiny_encoder[0] not in text
+    assert json.loads(text)["encoder_name_or_path"] is None
+    assert "auto_map" not in json.loads((out / "tokenizer_config.json").read_text())  # a standard BertTokenizer
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_LOAD, str(out)], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        cwd=tmp_path, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"LOADED {len(tiny_encoder[1])} None"
+    logged = [line for line in result.stderr.splitlines() if "Loading weights" not in line and line.strip()]
+    assert logged == [], logged  # no prompt, no "model of type mtrec to instantiate a model of type ''", nothing
+
+
+def test_encoder_hub_id_never_records_a_local_path(tmp_path):
+    from modeling_mtrec.models.mtrec.configuration_mtrec import encoder_hub_id
+    from modeling_mtrec.offline import DEFAULT_ENCODER_HUB_ID, default_encoder_path
+
+    assert encoder_hub_id(default_encoder_path()) == DEFAULT_ENCODER_HUB_ID  # the offline default's Hub id
+    assert encoder_hub_id("google-bert/bert-base-uncased") == "google-bert/bert-base-uncased"
+    assert encoder_hub_id(tmp_path) is None and encoder_hub_id("/home/someone/bert") is None
+    assert tiny_config(encoder_name_or_path=str(tmp_path)).encoder_name_or_path is None

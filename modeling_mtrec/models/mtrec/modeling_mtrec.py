@@ -192,8 +192,10 @@ class MTRecModel(MTRecPreTrainedModel):
         encoder = BertModel.from_pretrained(
             encoder_name_or_path, add_pooling_layer=False, dtype=torch.float32, **(encoder_kwargs or {})
         )
-        config_kwargs.setdefault("encoder_name_or_path", str(encoder_name_or_path))
-        config = MTRecConfig(encoder_config=encoder.config.to_dict(), **config_kwargs)
+        config_kwargs.setdefault("encoder_name_or_path", str(encoder_name_or_path))  # a local folder: see MTRecConfig
+        encoder_config = encoder.config.to_dict()
+        encoder_config.pop("_name_or_path", None)  # where it was read from, on this machine
+        config = MTRecConfig(encoder_config=encoder_config, **config_kwargs)
         model = cls(config)
         model.news_encoder.load_state_dict(encoder.state_dict())
         return model
