@@ -37,6 +37,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingArguments
 from modeling_mtrec.data import MTRecCollator, load_mind
+from modeling_mtrec.data.mind import split_files
 from modeling_mtrec.data.stats import LoadStats
 from modeling_mtrec.evaluation.leaderboard import write_mind_predictions
 from modeling_mtrec.models.mtrec.processing_mtrec import check_tokenizer
@@ -108,8 +109,10 @@ def main() -> None:
 
     # ---- data: one news table for both splits, so one collator serves training and evaluation
     train_dir, dev_dir, dataset = recipe_data(script_args, training_args, num_users=script_args.synthetic_users)
-    if training_args.do_predict and not (script_args.test_dir or dev_dir):  # checked before any training
-        raise ValueError("--do_predict needs --test_dir (or --dev_dir) to know which behaviors.tsv to rank")
+    if training_args.do_predict:  # checked before any training
+        if not (script_args.test_dir or dev_dir):
+            raise ValueError("--do_predict needs --test_dir (or --dev_dir) to know which behaviors.tsv to rank")
+        split_files(script_args.test_dir or dev_dir)  # FileNotFoundError naming a missing news.tsv / behaviors.tsv
 
     encoder = script_args.encoder or default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(script_args.init_from or encoder)

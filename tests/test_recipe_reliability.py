@@ -136,6 +136,13 @@ def test_recipe_refuses_a_folder_without_its_tokenizer_before_training(setup, ti
                    "--train_dir", dirs["train"], "--dev_dir", dirs["dev"])
 
 
+def test_recipe_checks_the_prediction_folder_before_training(folders, tiny_encoder, tmp_path, monkeypatch):
+    monkeypatch.setattr(MTRecTrainer, "train", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(FileNotFoundError, match="nowhere/news.tsv: not found"):
+        run_recipe(monkeypatch, tmp_path / "run", tiny_encoder[0], "--train_dir", folders["train"], "--dev_dir",
+                   folders["dev"], "--do_predict", "--test_dir", str(tmp_path / "nowhere"))
+
+
 @pytest.mark.parametrize("value", [float("inf"), float("nan"), -1.0])
 def test_non_finite_or_negative_weights_are_refused(tmp_path, value):
     with pytest.raises(ValueError, match="aux_weight"):

@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "BEHAVIORS_COLUMNS",
     "as_id",
+    "id_problem",
     "EntityAnnotationError",
     "MINDFormatError",
     "NEWS_COLUMNS",
@@ -109,8 +110,9 @@ def as_id(value: Any, what: str = "news id") -> str:
     raise TypeError(f"a {what} must be a string (or an integer), got {type(value).__name__}: {value!r}")
 
 
-def _whitespace_problem(value: str, what: str) -> str | None:
-    """Why an id cannot be used (it is empty or holds whitespace), or None."""
+def id_problem(value: str, what: str) -> str | None:
+    """Why an id cannot be used (it is empty or holds whitespace: ids are separated by whitespace in behaviors.tsv
+    and prediction.txt), or None. `what` names the id in the message, e.g. ``"impression id"``."""
     if not value:
         return f"empty {what}"
     bad = next((char for char in value if char.isspace()), None)
@@ -305,7 +307,7 @@ def read_news(
     with _gc_paused():
         for lineno, fields in _iter_fields(path, len(NEWS_COLUMNS), "news.tsv", bad_row):
             news_id = fields[0]
-            problem = _whitespace_problem(news_id, "news id")
+            problem = id_problem(news_id, "news id")
             if problem:
                 bad_row(lineno, problem)
                 continue
@@ -329,7 +331,7 @@ _LABELLED_IMPRESSIONS = rf"^{_WS}*{_ID}-[01](?:{_WS}+{_ID}-[01])*{_WS}*$"
 _UNLABELLED_IMPRESSIONS = rf"^{_WS}*{_ID}(?:{_WS}+{_ID})*{_WS}*$"
 
 
-def _other_whitespace_problem(field: str, column: str) -> str | None:
+def _otherid_problem(field: str, column: str) -> str | None:
     """Why an id list holds whitespace that is not ASCII's (which alone separates MIND's ids), or None."""
     bad = next((char for char in field if char in _OTHER_WHITESPACE), None)
     if bad is None:
@@ -339,7 +341,7 @@ def _other_whitespace_problem(field: str, column: str) -> str | None:
 
 def _impressions_problem(field: str) -> str:
     """Describe why an impressions column matches neither accepted form (only called for bad rows)."""
-    other = _other_whitespace_problem(field, "impressions")
+    other = _otherid_problem(field, "impressions")
     if other:
         return other
     tokens = re.split(f"[{_ASCII_WHITESPACE}]+", field.strip(_ASCII_WHITESPACE))
@@ -401,9 +403,9 @@ def _behaviors_table(
     for i in np.flatnonzero(~(labelled | unlabelled)):
         problems[i] = (_impressions_problem(impressions[i]), "malformed_rows_skipped")
     for i in np.flatnonzero(odd_history):
-        problems.setdefault(i, (_other_whitespace_problem(histories[i], "history"), "malformed_rows_skipped"))
+        problems.setdefault(i, (_otherid_problem(histories[i], "history"), "malformed_rows_skipped"))
     for i, (impression_id, user_id) in enumerate(zip(impression_ids, user_ids, strict=True)):
-        problem = _whitespace_problem(impression_id, "impression id") or (None if user_id else "empty user id")
+        problem = id_problem(impression_id, "impression id") or (None if user_id else "empty user id")
         if problem:
             problems.setdefault(i, (problem, "malformed_rows_skipped"))
         elif i not in problems:

@@ -127,7 +127,9 @@ def _iter_behaviors(behaviors: Dataset, columns: list[str]) -> Iterator[pa.Table
 def _candidate_clicks(
     batch: pa.Table, lookup: _RowLookup, stats: LoadStats
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(parents, rows, clicks)`` for every candidate of the batch; counts the unknown ones."""
+    """``(parents, rows, clicks)`` for every candidate of the batch; counts the unknown ones, and the candidates that
+    repeat a news already listed in their impression (``"duplicate_candidates"``: kept, as MIND's scorer keeps them,
+    but a news both clicked and not clicked in one impression is contradictory data worth knowing about)."""
     candidates = batch.column("candidates").combine_chunks()
     clicks_column = batch.column("clicks").combine_chunks()
     lengths_differ = pc.not_equal(pc.list_value_length(candidates), pc.list_value_length(clicks_column))
@@ -138,6 +140,11 @@ def _candidate_clicks(
     unknown = int((rows < 0).sum())
     if unknown:
         stats["unknown_candidate_ids"] += unknown
+    known = rows >= 0
+    pairs = np.stack([parents[known], rows[known]], axis=1)  # (num_known, 2): (impression, news row)
+    repeated = len(pairs) - len(np.unique(pairs, axis=0)) if len(pairs) else 0
+    if repeated:
+        stats["duplicate_candidates"] += repeated
     return parents, rows, clicks
 
 

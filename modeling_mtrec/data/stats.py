@@ -20,6 +20,7 @@ KNOWN_REASONS: tuple[str, ...] = (
     "duplicate_impression_ids",  # an impression id seen again in behaviors.tsv: skipped with lenient=True
     "unknown_history_ids",  # a history id missing from the news table (counted per id)
     "unknown_candidate_ids",  # an impression candidate missing from the news table (counted per id)
+    "duplicate_candidates",  # a candidate repeating a news of the same impression (kept)
     "empty_history",  # an impression whose history is empty after dropping unknown ids (kept: r_u = 0)
     "impressions_without_click",  # skipped: nothing to learn from / AUC undefined
     "impressions_without_non_click",  # skipped: no negative to sample / AUC undefined

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..data.mind import read_behaviors, read_news, require_rows, split_files
+from ..data.mind import id_problem, read_behaviors, read_news, require_rows, split_files
 from ..data.samples import recent_history
 from ..data.stats import LoadStats
 from ..scoring import score_impressions
@@ -63,6 +63,12 @@ class ImpressionPrediction:
 
     impression_id: str
     ranks: list[int]
+
+    def __post_init__(self) -> None:
+        # MIND's scorer splits each line on whitespace: an empty id or one holding whitespace would break the file.
+        problem = id_problem(self.impression_id, "impression id")
+        if problem:
+            raise ValueError(f"{problem}: it cannot be written to prediction.txt")
 
     def line(self) -> str:
         """``"<impression_id> [r1,r2,...]"``: MIND's format (its scorer splits on whitespace and JSON-parses)."""
@@ -140,8 +146,12 @@ def write_prediction_file(
     ``prediction.txt`` at its root). Returns the path of the zip when written, else of the text file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
     with open(path, "w", encoding="utf-8") as f:
         for prediction in predictions:
+            if prediction.impression_id in seen:  # the scorer pairs lines with the truth file one to one
+                raise ValueError(f"impression {prediction.impression_id!r} is predicted twice; {path} is incomplete")
+            seen.add(prediction.impression_id)
             f.write(prediction.line() + "\n")
     if not zip_file:
         return path

@@ -96,3 +96,13 @@ def test_empty_requests(setup) -> None:
     # instead of an IndexError inside the model.
     with pytest.raises(ValueError, match="feature 0 \\(impression '9'\\) has no candidates"):
         MTRecCollator(corpus.news)([{"impression_id": "9", "history": [], "candidates": [], "labels": []}])
+
+
+def test_prediction_lines_refuse_ids_that_would_break_the_file(tmp_path: Path) -> None:
+    from modeling_mtrec.evaluation.leaderboard import ImpressionPrediction, write_prediction_file
+
+    for bad in ("", "1 2", "1\t2"):
+        with pytest.raises(ValueError, match="cannot be written to prediction.txt"):
+            ImpressionPrediction(bad, [1, 2])
+    with pytest.raises(ValueError, match="impression '7' is predicted twice"):
+        write_prediction_file(tmp_path / "prediction.txt", [ImpressionPrediction("7", [1]), ImpressionPrediction("7", [1])])
