@@ -11,6 +11,7 @@ Trainer), `training/` (what every Trainer shares), `data/` (MIND readers -> samp
 
 from transformers import AutoConfig, AutoModel
 
+from ._legacy import install as _install_legacy_module_paths
 from .evaluation.fast import fast_evaluate
 from .models.mtrec import MTRecConfig, MTRecModel, MTRecOutput, MTRecPreTrainedModel
 from .models.mtrec.trainer import MTRecTrainer, MTRecTrainingArguments
@@ -29,6 +30,9 @@ for _config_class, _model_class in MODELS:
     _config_class.register_for_auto_class()
     _model_class.register_for_auto_class("AutoModel")
 del _config_class, _model_class
+
+# Old module paths (e.g. `modeling_mtrec.inference`) keep importing, with a DeprecationWarning.
+_install_legacy_module_paths()
 
 __all__ = [
     "MODELS",

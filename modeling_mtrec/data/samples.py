@@ -77,7 +77,7 @@ def recent_history(history: Sequence[T], max_history_length: int) -> list[T]:
     (`_history_lists`); prediction and serving apply it to one history at a time with this function.
     """
     _check_max_history_length(max_history_length)
-    return list(history[len(history) - max_history_length :]) if max_history_length else []
+    return list(history[max(0, len(history) - max_history_length) :])
 
 
 class _RowLookup:

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from modeling_mtrec.data.mind import MINDFormatError, read_behaviors, read_news
+from modeling_mtrec.data.mind import (
+    EntityAnnotationError,
+    MINDFormatError,
+    parse_title_entities,
+    read_behaviors,
+    read_news,
+    title_entity_ids,
+)
 from modeling_mtrec.data.stats import LoadStats
 from tests.conftest import behavior_line, news_line, write
 
@@ -145,3 +152,17 @@ def test_load_stats_log(caplog: pytest.LogCaptureFixture) -> None:
         ("WARNING", "dev split: 1 empty_history, 2 unknown_history_ids"),
     ]
     assert stats.as_dict() == {"empty_history": 1, "unknown_history_ids": 2}
+
+
+# -------------------------------------------------------------------------------------------- title_entities
+
+
+def test_title_entities_are_parsed_in_one_place():
+    column = '[{"WikidataId": "Q1", "OccurrenceOffsets": [0]}, {"WikidataId": "Q2"}, "junk", {"WikidataId": "Q1"}]'
+    assert len(parse_title_entities(column)) == 4
+    assert title_entity_ids(column) == ["Q1", "Q2"]  # distinct, in order; entries that are not objects skipped
+    assert parse_title_entities("") == parse_title_entities("   ") == title_entity_ids("[]") == []
+    for broken in ('[{"WikidataId": "Q1"', '{"WikidataId": "Q1"}'):  # cut JSON; not a list
+        with pytest.raises(EntityAnnotationError) as error:
+            title_entity_ids(broken)
+        assert error.value.reason == "broken_entity_json"

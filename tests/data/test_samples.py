@@ -13,6 +13,7 @@ from modeling_mtrec.data.samples import (
     build_eval_impressions,
     build_retrieval_samples,
     build_train_samples,
+    recent_history,
     stable_key,
 )
 from modeling_mtrec.data.stats import LoadStats
@@ -189,3 +190,20 @@ def test_build_retrieval_samples_one_row_per_click(tmp_path):
         "history": [[1], [1], []],  # NX unknown; truncated to the most recent known click
         "positive": [2, 4, 3],  # the impression without a non-click is kept
     }
+
+
+@pytest.mark.parametrize("max_history_length", [0, 1, 3, 50])
+def test_recent_history_is_the_builders_rule(tmp_path: Path, max_history_length: int) -> None:
+    """Prediction and serving truncate one history at a time with `recent_history`; the builders do it on whole
+    Arrow columns. Both keep the most recent known clicks."""
+    behaviors = read_behaviors(random_behaviors(tmp_path, seed=3))
+    news_index = {f"N{i}": i for i in range(9)}  # N9, N10, N11 unknown
+    built = build_eval_impressions(behaviors, news_index, max_history_length, LoadStats())
+    rows = {row["impression_id"]: row["history"] for row in built.to_list()}
+    for impression_id, history in zip(behaviors["impression_id"], behaviors["history"]):
+        if impression_id in rows:
+            known = [news_index[i] for i in history if i in news_index]
+            assert rows[impression_id] == recent_history(known, max_history_length)
+    assert recent_history([1, 2, 3], 2) == [2, 3] and recent_history([1, 2, 3], 0) == []
+    with pytest.raises(ValueError, match="max_history_length"):
+        recent_history([1], -1)

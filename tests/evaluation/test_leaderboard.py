@@ -110,3 +110,19 @@ def test_write_mind_predictions_from_folder(setup, tmp_path):
     # Encoding raw titles gives the tokenised table's vectors: the cache agrees with from_model.
     table_cache = NewsVectorCache.from_model(model, corpus.news)
     torch.testing.assert_close(cache.lookup(cache.news_ids), table_cache.lookup(cache.news_ids), atol=1e-5, rtol=0)
+
+
+def test_prediction_history_rule_is_the_training_rule(tmp_path):
+    """A history shorter than max_history_length is kept whole (the slice used to start at len - max, a negative
+    index that dropped clicks when len < max < 2 len)."""
+    model = MTRecModel(tiny_config(max_history_length=3)).eval()  # the one source of the length: the model's config
+    cache = hand_cache(model)
+    (tmp_path / "behaviors.tsv").write_text("1\tU1\t11/15/2019 9:00:00 AM\tN1 N2\tN3-1 N4-0 N5-0 N6-0\n")
+    [prediction] = predict_ranks(model, cache, read_behaviors(tmp_path / "behaviors.tsv"))
+
+    def ranks(history):
+        scores = expected_scores(model, cache, history, ["N3", "N4", "N5", "N6"])
+        return (np.argsort(np.argsort(-scores, kind="stable"), kind="stable") + 1).tolist()
+
+    assert ranks(["N1", "N2"]) != ranks(["N2"])  # the two rules rank these candidates differently
+    assert prediction.ranks == ranks(["N1", "N2"])

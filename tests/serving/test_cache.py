@@ -7,12 +7,14 @@ import logging
 import pytest
 import torch
 
+from modeling_mtrec import MTRecModel
 from modeling_mtrec.data import (
     synthetic_tokenizer,
 )
-from modeling_mtrec.evaluation.fast import fast_evaluate
-from modeling_mtrec.serving.cache import NewsVectorCache, StaleCacheError
-from tests.conftest import synthetic_model
+from modeling_mtrec.evaluation.fast import fast_evaluate, impression_scores
+from modeling_mtrec.serving.cache import NewsVectorCache, StaleCacheError, news_encoder_fingerprint
+from modeling_mtrec.serving.retrieval import export_item_vectors
+from tests.conftest import make_two_tower, synthetic_model, tiny_config, tiny_items
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -64,3 +66,50 @@ def test_stale_cache_warns_when_not_strict(setup, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="modeling_mtrec.serving.cache"):
         NewsVectorCache.load(tmp_path / "c.safetensors", model, strict=False)
     assert "Rebuild it" in caplog.text
+
+
+def test_fingerprint_of_caches_saved_before_the_layout_change():
+    """`news_vectors.safetensors` files written by earlier versions still pass `check`: the fingerprint of a news
+    encoder is computed as before (value written down from the code before the layout change, commit 0e3da6e)."""
+    model = MTRecModel(tiny_config())
+    with torch.no_grad():
+        for _, tensor in sorted(model.state_dict().items()):
+            if tensor.is_floating_point():
+                tensor.copy_(torch.linspace(-1, 1, tensor.numel()).view_as(tensor))
+    assert news_encoder_fingerprint(model) == "b2f9038bbd5abaeb"
+
+
+def test_item_vector_cache_of_the_two_tower_model(tmp_path):
+    model = make_two_tower()
+    items = tiny_items()
+    cache = NewsVectorCache.from_model(model, items, batch_size=5, news_ids=[f"N{i}" for i in range(len(items))])
+    assert cache.vectors.shape == (len(items), model.vector_size) and cache.max_title_length is None
+    torch.testing.assert_close(cache.lookup(["N3"]), torch.from_numpy(export_item_vectors(model, items))[3:4])
+    cache.save(tmp_path / "items.safetensors")
+    NewsVectorCache.load(tmp_path / "items.safetensors", model)  # checked against the item tower
+    with torch.no_grad():
+        model.item_tower.mlp[0].weight[0, 0] += 1e-3
+    with pytest.raises(StaleCacheError):
+        NewsVectorCache.load(tmp_path / "items.safetensors", model)
+    with torch.no_grad():
+        model.user_tower.mlp[0].weight[0, 0] += 1.0  # the user tower does not change item vectors
+    NewsVectorCache.load(tmp_path / "items.safetensors", model, strict=False)
+
+
+def test_fast_evaluate_scores_the_two_tower_model_through_the_same_interface():
+    from datasets import Dataset
+
+    model = make_two_tower()
+    items = tiny_items()
+    impressions = Dataset.from_dict({
+        "history": [[0, 1], [], [5, 6, 7]], "candidates": [[2, 3, 4], [8, 9], [10, 11, 1]],
+        "labels": [[1, 0, 0], [0, 1], [0, 0, 1]], "user_key": [7, 8, 9],
+    })
+    scores = impression_scores(model, items, impressions, user_columns=("user_key",))
+    vectors = torch.from_numpy(export_item_vectors(model, items))
+    with torch.no_grad():
+        user = model.encode_users(vectors[[5, 6, 7]][None], user_key=torch.tensor([9]))
+        expected = model.score(user, vectors[[10, 11, 1]])[0]
+    torch.testing.assert_close(torch.from_numpy(scores[2]), expected, rtol=1e-5, atol=1e-5)
+    metrics = fast_evaluate(model, items, impressions, user_columns=("user_key",))
+    assert metrics["num_impressions"] == 3 and 0.0 <= metrics["auc"] <= 1.0

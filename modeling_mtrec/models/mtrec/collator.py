@@ -52,6 +52,9 @@ class MTRecCollator:
         epoch (`int`, *optional*, defaults to 0): the training epoch, part of the draw's key (see `set_epoch`).
         with_aux_labels (`bool`, *optional*, defaults to `True`): add ``category_labels`` and ``ner_labels``
             for MTRec's auxiliary tasks.
+        return_news_rows (`bool`, *optional*, defaults to `False`): add ``news_rows (N,)``, the row of `news`
+            behind each of the N distinct news; `MTRecTrainer` sets it for its history-vector cache and removes
+            the key before calling the model.
 
     Example (K = 2; titles are [CLS] ... [SEP] with [CLS] = 101, [SEP] = 102):
 
@@ -121,6 +124,7 @@ class MTRecCollator:
     generator: np.random.Generator | None = field(default=None, repr=False)
     with_aux_labels: bool = True
     epoch: int = 0
+    return_news_rows: bool = False
 
     def __post_init__(self) -> None:
         if self.num_negatives < 1:
@@ -216,6 +220,8 @@ class MTRecCollator:
             batch["ner_labels"], _ = pad_right(
                 [self._ner_labels[row] for row in rows], IGNORE_INDEX, width=news_input_ids.shape[1]
             )  # (N, L)
+        if self.return_news_rows:  # keys of MTRecTrainer's history-vector cache
+            batch["news_rows"] = torch.tensor(rows, dtype=torch.long)  # (N,)
         batch.update(
             history_index=history_index,
             history_mask=history_mask,

@@ -71,6 +71,11 @@ class MTRecConfig(PreTrainedConfig):
             Dropout on the BERT output before the auxiliary heads (BERT's own hidden dropout).
         initializer_range (`float`, *optional*, defaults to 0.02):
             Std of the normal initialiser of the non-BERT weights (BERT's value).
+        length_buckets (`int`, *optional*, defaults to 1):
+            Most groups of similar title length the news encoder runs on separately, each cut to its own longest
+            title, so little compute goes to padding (SpeedyFeed, Xiao et al. KDD 2022, Sec. 4.3). 1 encodes the
+            batch as one padded block, the paper's computation; any value gives the same news vectors up to float
+            rounding. Not in the paper: a speed knob.
         encoder_name_or_path (`str`, *optional*):
             The Hub id of the checkpoint the news encoder was initialised from, for the model card's `base_model`.
             A local folder is recorded as its Hub id when known (the package's offline default encoder), else as
@@ -92,6 +97,7 @@ class MTRecConfig(PreTrainedConfig):
     use_ner_task: bool = True
     head_dropout: float = 0.1
     initializer_range: float = 0.02
+    length_buckets: int = 1
     encoder_name_or_path: str | None = None
 
     def __post_init__(self, **kwargs):
@@ -100,7 +106,7 @@ class MTRecConfig(PreTrainedConfig):
             self.ner_labels = list(DEFAULT_NER_LABELS)
         # JSON turns int keys into strings; the category ids are ints everywhere else.
         self.id2category = {int(k): v for k, v in (self.id2category or {}).items()}
-        for name in ("max_title_length", "max_history_length", "num_negatives", "user_attention_dim"):
+        for name in ("max_title_length", "max_history_length", "num_negatives", "user_attention_dim", "length_buckets"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}")

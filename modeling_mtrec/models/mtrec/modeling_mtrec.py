@@ -105,6 +105,41 @@ def click_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (per_candidate * positives).sum() / positives.sum().clamp(min=1)
 
 
+def length_groups(sorted_lengths: list[int], max_groups: int) -> list[tuple[int, int]]:
+    """Cuts ascending lengths into at most `max_groups` runs [start, end) with the fewest padded tokens.
+
+    A run padded to its longest item costs (end - start) * sorted_lengths[end - 1] tokens; dynamic programming
+    over the positions where the length changes (at most the number of distinct lengths, ~30 for titles) finds
+    the cheapest cuts exactly.
+
+    >>> length_groups([3, 3, 4, 9, 9, 10], 2)
+    [(0, 3), (3, 6)]
+    """
+    n = len(sorted_lengths)
+    if n == 0:
+        return []
+    ends = [i for i in range(1, n) if sorted_lengths[i] != sorted_lengths[i - 1]] + [n]  # useful run ends
+    # best[k][j]: fewest tokens covering items [0, ends[j]) with k + 1 runs; cut[k][j]: where its last run starts.
+    inf = float("inf")
+    best = [[inf] * len(ends) for _ in range(max_groups)]
+    cut = [[0] * len(ends) for _ in range(max_groups)]
+    for j, end in enumerate(ends):
+        best[0][j] = end * sorted_lengths[end - 1]
+    for k in range(1, max_groups):
+        for j, end in enumerate(ends):
+            best[k][j], cut[k][j] = best[k - 1][j], cut[k - 1][j]
+            for i in range(j):  # last run covers [ends[i], end)
+                cost = best[k - 1][i] + (end - ends[i]) * sorted_lengths[end - 1]
+                if cost < best[k][j]:
+                    best[k][j], cut[k][j] = cost, ends[i]
+    runs, k, end = [], max_groups - 1, n
+    while end > 0:
+        start = cut[k][ends.index(end)] if k > 0 else 0
+        runs.append((start, end))
+        end, k = start, k - 1
+    return runs[::-1]
+
+
 def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy averaged over labels != IGNORE_INDEX; 0 (still in the graph) when nothing is labelled."""
     logits = logits.float().reshape(-1, logits.shape[-1])
@@ -220,8 +255,33 @@ class MTRecModel(MTRecPreTrainedModel):
         self.news_encoder.set_input_embeddings(value)
 
     def _encode_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        # (N, L) -> (N, L, D)
-        return self.news_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        """BERT's final states. (N, L) -> (N, L, D).
+
+        With `config.length_buckets` = k > 1 the titles are sorted by length and encoded in at most k groups, each
+        cut to its own longest title (`length_groups` picks the cuts that leave the fewest padded tokens), so the
+        encoder stops paying for most of the padding. Real-token states equal the padded path's up to float
+        rounding (attention never looks at masked keys); states at padded positions are 0 instead of BERT's
+        outputs there, which nothing reads (NER labels are -100 on padding).
+        """
+        buckets = self.config.length_buckets
+        if buckets <= 1 or attention_mask is None or input_ids.shape[0] < 2:
+            return self.news_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        width = input_ids.shape[1]
+        lengths = attention_mask.sum(dim=1)  # (N,)
+        positions = torch.arange(width, device=input_ids.device)
+        if not torch.equal(attention_mask.bool(), positions[None, :] < lengths[:, None]):
+            # Cutting columns is only right for right-padded titles (real tokens first), as the collators make.
+            return self.news_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        order = torch.argsort(lengths, stable=True)  # (N,) shortest first
+        sorted_lengths = lengths[order].tolist()
+        pieces = []
+        for start, end in length_groups(sorted_lengths, buckets):
+            rows, longest = order[start:end], max(sorted_lengths[end - 1], 1)
+            hidden = self.news_encoder(
+                input_ids=input_ids[rows, :longest], attention_mask=attention_mask[rows, :longest]
+            ).last_hidden_state  # (n_g, l_g, D)
+            pieces.append(F.pad(hidden, (0, 0, 0, width - longest)))  # (n_g, L, D)
+        return torch.cat(pieces)[torch.argsort(order)]  # (N, L, D), back in the batch's row order
 
     # --------------------------------------------------------------- the scoring interface every model offers
 
@@ -281,6 +341,8 @@ class MTRecModel(MTRecPreTrainedModel):
         labels: torch.LongTensor | None = None,
         category_labels: torch.LongTensor | None = None,
         ner_labels: torch.LongTensor | None = None,
+        cached_news_embeds: torch.Tensor | None = None,
+        cached_news_mask: torch.Tensor | None = None,
         return_dict: bool | None = None,
     ) -> MTRecOutput | tuple:
         r"""
@@ -296,10 +358,26 @@ class MTRecModel(MTRecPreTrainedModel):
         labels (`torch.LongTensor` of shape `(batch_size, num_candidates)`): 1 clicked, 0 not, -100 padding.
         category_labels (`torch.LongTensor` of shape `(num_news,)`): category id per news, -100 to ignore.
         ner_labels (`torch.LongTensor` of shape `(num_news, title_length)`): BIO tag id per token, -100 to ignore.
+        cached_news_embeds (`torch.Tensor` of shape `(num_news, hidden_size)`, *optional*): news vectors computed
+            earlier (the history-vector cache of `MTRecTrainer`, `history_cache_steps`); read only where
+            `cached_news_mask` is True.
+        cached_news_mask (`torch.BoolTensor` of shape `(num_news,)`, *optional*): news taken from
+            `cached_news_embeds` as constants instead of being encoded. They get no gradient and take no part in
+            the auxiliary losses, which are averaged over the freshly encoded news only.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        hidden = self._encode_tokens(news_input_ids, news_attention_mask)  # (N, L, D)
-        news_embeds = hidden[:, 0]  # (N, D): [CLS]
+        if cached_news_mask is not None and bool(cached_news_mask.any()):
+            fresh = (~cached_news_mask.bool()).nonzero(as_tuple=True)[0]  # (F,) rows BERT encodes
+            hidden = self._encode_tokens(
+                news_input_ids[fresh], None if news_attention_mask is None else news_attention_mask[fresh]
+            )  # (F, L, D)
+            news_embeds = cached_news_embeds.detach().to(hidden.dtype).index_copy(0, fresh, hidden[:, 0])  # (N, D)
+            fresh_embeds = hidden[:, 0]  # (F, D)
+            category_labels = None if category_labels is None else category_labels[fresh]
+            ner_labels = None if ner_labels is None else ner_labels[fresh]
+        else:
+            hidden = self._encode_tokens(news_input_ids, news_attention_mask)  # (N, L, D)
+            news_embeds = fresh_embeds = hidden[:, 0]  # (N, D): [CLS]
 
         logits = user_embeds = main_loss = category_loss = ner_loss = None
         if history_index is not None and candidate_index is not None:
@@ -314,10 +392,10 @@ class MTRecModel(MTRecPreTrainedModel):
                 main_loss = click_loss(logits, labels)
 
         if self.category_head is not None and category_labels is not None:
-            category_logits = self.category_head(self.head_dropout(news_embeds))  # (N, num_categories)
+            category_logits = self.category_head(self.head_dropout(fresh_embeds))  # (F, num_categories)
             category_loss = masked_cross_entropy(category_logits, category_labels)
         if self.ner_head is not None and ner_labels is not None:
-            tag_logits = self.ner_head(self.head_dropout(hidden))  # (N, L, num_tags)
+            tag_logits = self.ner_head(self.head_dropout(hidden))  # (F, L, num_tags)
             ner_loss = masked_cross_entropy(tag_logits, ner_labels)
 
         present = [part for part in (main_loss, category_loss, ner_loss) if part is not None]

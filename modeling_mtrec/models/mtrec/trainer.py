@@ -21,12 +21,14 @@ of the whole optimizer step. How it stays exact beyond one process and one micro
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import speed_metrics
@@ -36,6 +38,7 @@ from ...evaluation.metrics import compute_mind_metrics
 from ...model_card import write_model_card
 from ...training.arguments import upgrade_arguments
 from ...training.callbacks import CollatorEpochCallback
+from ...training.history_cache import HistoryVectorCache
 from ...training.logging import RunningMeans
 from ...training.surgery import (
     SURGERY_MODES,
@@ -78,7 +81,18 @@ class MTRecTrainingArguments(TrainingArguments):
         },
     )
 
+    history_cache_steps: int = field(
+        default=0,
+        metadata={
+            "help": "T > 0 reuses, without gradient, the vectors of history news encoded in the last T optimizer "
+            "steps instead of encoding them again (SpeedyFeed's cache; candidates are always encoded). 0: every "
+            "news of every batch is encoded, the paper's exact training."
+        },
+    )
+
     def __post_init__(self):
+        if not isinstance(self.history_cache_steps, int) or self.history_cache_steps < 0:
+            raise ValueError(f"`history_cache_steps` must be an integer >= 0, got {self.history_cache_steps!r}")
         if self.gradient_surgery not in SURGERY_MODES:
             raise ValueError(f"`gradient_surgery` must be one of {SURGERY_MODES}, got {self.gradient_surgery!r}")
         if not (self.aux_weight >= 0 and math.isfinite(self.aux_weight)):
@@ -142,6 +156,16 @@ class MTRecTrainer(Trainer):
         self._means = RunningMeans()
         for name, dataset in _named_datasets(self.eval_dataset):
             _check_labelled(dataset, name)
+        self.history_cache = None
+        if getattr(self.args, "history_cache_steps", 0) > 0:
+            if not hasattr(self.data_collator, "return_news_rows"):
+                raise ValueError(
+                    "history_cache_steps > 0 needs a collator that reports the news-table row of every batch news "
+                    f"(MTRecCollator); got {type(self.data_collator).__name__}"
+                )
+            # The cache is keyed by news-table row, which the batches then carry as `news_rows`.
+            self.data_collator.return_news_rows = True
+            self.history_cache = HistoryVectorCache(self.args.history_cache_steps)
         # Per-task, per-parameter gradients summed over the micro-batches of the current optimizer step.
         self._step_grads: dict[str, list[torch.Tensor | None] | None] = {"main": None, "aux": None}
 
@@ -155,8 +179,30 @@ class MTRecTrainer(Trainer):
         aux = [loss for loss in (outputs.category_loss, outputs.ner_loss) if loss is not None]
         return outputs.main_loss, (torch.stack(aux).sum() if aux else None)
 
+    def _forward(self, model, inputs: dict):
+        """`model(**inputs)`, reusing cached history vectors when `history_cache_steps` > 0 and training.
+
+        A news is taken from the cache when its vector was produced in the last T optimizer steps and it is not a
+        candidate anywhere in the batch (candidates always get a fresh vector and a gradient). The vectors
+        encoded now are stored, tagged with the current optimizer step. The auxiliary losses, and so the gradient
+        surgery, see only the freshly encoded news: a cached vector has no gradient to project.
+        """
+        rows = inputs.pop("news_rows", None)  # news-table rows of the batch's news, for the cache only
+        if self.history_cache is None or not model.training or rows is None:
+            return model(**inputs)
+        step = self.state.global_step
+        cached, hit = self.history_cache.lookup(rows, step)
+        is_candidate = torch.zeros_like(hit)
+        is_candidate[inputs["candidate_index"][inputs["candidate_mask"].bool()]] = True
+        reuse = hit & ~is_candidate  # (N,)
+        outputs = model(**inputs, cached_news_embeds=cached, cached_news_mask=reuse)
+        fresh = ~reuse
+        self.history_cache.update(rows[fresh], outputs.news_embeds[fresh], step)
+        self._means.add("history_cache_reuse", reuse.float().mean().item())
+        return outputs
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(**inputs)
+        outputs = self._forward(model, inputs)
         main_loss, aux_loss = self._split_losses(outputs)
         loss = main_loss if aux_loss is None else main_loss + self.aux_weight * aux_loss
         return (loss, outputs) if return_outputs else loss
@@ -173,7 +219,7 @@ class MTRecTrainer(Trainer):
         inputs = self._prepare_inputs(inputs)
         # no_sync: the DDP reducer must not fire; the per-task gradients are averaged by hand below.
         with self.accelerator.no_sync(model), self.compute_loss_context_manager():
-            outputs = model(**inputs)
+            outputs = self._forward(model, inputs)
         main_loss, aux_loss = self._split_losses(outputs)
 
         # Same normalisation as Trainer.training_step: each micro-batch loss is a mean, so divide by the number
@@ -211,6 +257,29 @@ class MTRecTrainer(Trainer):
         for param, grad in zip(params, update):
             if grad is not None:
                 param.grad = grad if param.grad is None else param.grad + grad
+
+    # ------------------------------------------------------------------------------------- checkpointing
+
+    def _history_cache_file(self, folder: str) -> str:
+        return os.path.join(folder, f"history_cache_rank{self.args.process_index}.safetensors")
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        # The history cache is training state like the optimizer's: a resumed run must reuse what the
+        # uninterrupted run would have reused. One file per process (each keeps its own cache).
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.history_cache is not None:
+            save_file(self.history_cache.state_dict(), self._history_cache_file(output_dir))
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if self.history_cache is not None and checkpoint is not None:
+            path = self._history_cache_file(checkpoint)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(
+                    f"{path} is missing: resuming with history_cache_steps > 0 needs the cache saved with the "
+                    "checkpoint (a run without the cache cannot be resumed with it exactly)"
+                )
+            self.history_cache.load_state_dict(load_file(path), device=self.args.device)
 
     # -------------------------------------------------------------------------------------------- logging
 

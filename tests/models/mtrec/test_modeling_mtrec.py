@@ -10,6 +10,7 @@ from transformers import AutoConfig, AutoModel, BertConfig, BertModel
 from modeling_mtrec import MTRecConfig, MTRecModel
 from modeling_mtrec.models.mtrec.modeling_mtrec import click_loss
 from tests.conftest import random_batch, tiny_config
+from tests.models.test_modeling_common import ModelTesterMixin
 
 
 def make_model(config=None, seed=0) -> MTRecModel:
@@ -183,3 +184,72 @@ torch.save(model(**torch.load({str(tmp_path / "batch.pt")!r})).logits, {str(tmp_
     env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, env=env, timeout=300)
     torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------------------------- common tests
+
+
+class TestMTRecModel(ModelTesterMixin):
+    model_class = MTRecModel
+    loss_names = ("loss", "main_loss", "category_loss", "ner_loss")
+    legacy_model_type = "mtrec"
+    # `sorted(MTRecModel(tiny_config()).state_dict())` of the code before the layout change (commit 0e3da6e).
+    legacy_state_dict_keys = frozenset(
+        {
+            "category_head.bias",
+            "category_head.weight",
+            "ner_head.bias",
+            "ner_head.weight",
+            "news_encoder.embeddings.LayerNorm.bias",
+            "news_encoder.embeddings.LayerNorm.weight",
+            "news_encoder.embeddings.position_embeddings.weight",
+            "news_encoder.embeddings.token_type_embeddings.weight",
+            "news_encoder.embeddings.word_embeddings.weight",
+            "news_encoder.encoder.layer.0.attention.output.LayerNorm.bias",
+            "news_encoder.encoder.layer.0.attention.output.LayerNorm.weight",
+            "news_encoder.encoder.layer.0.attention.output.dense.bias",
+            "news_encoder.encoder.layer.0.attention.output.dense.weight",
+            "news_encoder.encoder.layer.0.attention.self.key.bias",
+            "news_encoder.encoder.layer.0.attention.self.key.weight",
+            "news_encoder.encoder.layer.0.attention.self.query.bias",
+            "news_encoder.encoder.layer.0.attention.self.query.weight",
+            "news_encoder.encoder.layer.0.attention.self.value.bias",
+            "news_encoder.encoder.layer.0.attention.self.value.weight",
+            "news_encoder.encoder.layer.0.intermediate.dense.bias",
+            "news_encoder.encoder.layer.0.intermediate.dense.weight",
+            "news_encoder.encoder.layer.0.output.LayerNorm.bias",
+            "news_encoder.encoder.layer.0.output.LayerNorm.weight",
+            "news_encoder.encoder.layer.0.output.dense.bias",
+            "news_encoder.encoder.layer.0.output.dense.weight",
+            "news_encoder.encoder.layer.1.attention.output.LayerNorm.bias",
+            "news_encoder.encoder.layer.1.attention.output.LayerNorm.weight",
+            "news_encoder.encoder.layer.1.attention.output.dense.bias",
+            "news_encoder.encoder.layer.1.attention.output.dense.weight",
+            "news_encoder.encoder.layer.1.attention.self.key.bias",
+            "news_encoder.encoder.layer.1.attention.self.key.weight",
+            "news_encoder.encoder.layer.1.attention.self.query.bias",
+            "news_encoder.encoder.layer.1.attention.self.query.weight",
+            "news_encoder.encoder.layer.1.attention.self.value.bias",
+            "news_encoder.encoder.layer.1.attention.self.value.weight",
+            "news_encoder.encoder.layer.1.intermediate.dense.bias",
+            "news_encoder.encoder.layer.1.intermediate.dense.weight",
+            "news_encoder.encoder.layer.1.output.LayerNorm.bias",
+            "news_encoder.encoder.layer.1.output.LayerNorm.weight",
+            "news_encoder.encoder.layer.1.output.dense.bias",
+            "news_encoder.encoder.layer.1.output.dense.weight",
+            "user_encoder.proj.bias",
+            "user_encoder.proj.weight",
+            "user_encoder.query",
+        }
+    )
+
+    def get_config(self):
+        return tiny_config()
+
+    def get_inputs(self, config):
+        return random_batch(seed=0)
+
+    def get_item_inputs(self, config, num_items):
+        ids = torch.randint(5, config.encoder_config.vocab_size, (num_items, 6), generator=torch.Generator().manual_seed(1))
+        ids[:, 0] = 2  # [CLS]
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}

@@ -29,6 +29,7 @@ from modeling_mtrec.models.two_tower.modeling_two_tower import (
 )
 from modeling_mtrec.serving.retrieval import build_index, export_item_vectors, retrieve_then_rank
 from tests.conftest import NUM_ITEMS, make_two_tower, tiny_batch, tiny_items, tiny_tt_config
+from tests.models.test_modeling_common import ModelTesterMixin
 
 
 def test_forward_shapes_duplicates_share_a_column_and_losses_are_finite():
@@ -241,3 +242,51 @@ def test_text_feature_is_a_sixth_maskable_feature(tmp_path):
     assert torch.isfinite(out.loss)
     with pytest.raises(ValueError, match="text_embeds"):
         make_two_tower(config)(**tiny_batch(tiny_items()))
+
+
+# ------------------------------------------------------------------------------------------- common tests
+
+
+class TestTwoTowerModel(ModelTesterMixin):
+    model_class = TwoTowerModel
+    loss_names = ("loss", "main_loss", "ssl_loss")
+    legacy_model_type = "two_tower_ssl"
+    # `sorted(TwoTowerModel(tiny_tt_config()).state_dict())` of the code before the layout change (commit 0e3da6e).
+    legacy_state_dict_keys = frozenset(
+        {
+            "frequency_estimator.hash_a",
+            "frequency_estimator.hash_b",
+            "frequency_estimator.interval",
+            "frequency_estimator.last_seen",
+            "frequency_estimator.step",
+            "item_tower.category.weight",
+            "item_tower.default_embeddings",
+            "item_tower.entities.weight",
+            "item_tower.item_id.weight",
+            "item_tower.mlp.0.bias",
+            "item_tower.mlp.0.weight",
+            "item_tower.mlp.2.bias",
+            "item_tower.mlp.2.weight",
+            "item_tower.subcategory.weight",
+            "item_tower.words.weight",
+            "user_tower.mlp.0.bias",
+            "user_tower.mlp.0.weight",
+            "user_tower.mlp.2.bias",
+            "user_tower.mlp.2.weight",
+            "user_tower.user_id.weight",
+        }
+    )
+
+    def get_config(self):
+        # Correlated masking and dropout: every feature's learned default embedding is reached.
+        mi = torch.rand(5, 5, generator=torch.Generator().manual_seed(0))
+        return tiny_tt_config(ssl_augmentations=["correlated", "dropout"], feature_mutual_information=(mi + mi.T).tolist())
+
+    def get_inputs(self, config):
+        return tiny_batch(tiny_items(), ssl=6)
+
+    def get_item_inputs(self, config, num_items):
+        return tiny_items(num_items, seed=1).rows(torch.arange(num_items))
+
+    def get_user_inputs(self, batch_size):
+        return {"user_key": torch.arange(batch_size) + 7}

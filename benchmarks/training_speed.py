@@ -1,0 +1,185 @@
+"""Training speed of MTRec with SpeedyFeed-style savings: length-aware encoding and the history-vector cache.
+
+Exact command of benchmarks/results/training_speed.md (from the repository root; writes the file and prints it):
+
+    PYTHONPATH=. python benchmarks/training_speed.py
+
+Setting (issue 11, part A): the semi-synthetic MIND-sample corpus (the real titles of ../shared/data/mind_sample,
+simulated users with 50-click histories, `simulate_mind_behaviors`), batches of 32 training samples, K = 4
+negatives, `gradient_surgery="mtrec"` (the default), one `MTRecTrainer.train()` per run. Variants:
+
+- ``default``: every distinct news of a batch is encoded, as one padded block (the paper's training);
+- ``length buckets``: `MTRecConfig.length_buckets=4`, titles encoded in up to 4 groups of similar length;
+- ``history cache``: `history_cache_steps=T` (`--cache-steps`), history news encoded in the last T optimizer steps
+  are reused without gradient;
+- ``both``.
+
+Two parts:
+
+1. Speed on all-MiniLM-L6-v2 (6 layers): `--speed-steps` optimizer steps per variant, one seed. Reported:
+   encoder title passes per training sample (rows that went through BERT / samples), padded tokens per sample,
+   and training samples/s (the Trainer's `train_samples_per_second`, collation included), each as a ratio to
+   ``default`` measured in the same run.
+2. Quality and speed on its 2-layer cut (to fit 3 seeds x 4 variants on 2 CPU cores): `--quality-steps` optimizer
+   steps per run, then dev AUC / MRR / nDCG@10 over the dev impressions (fast evaluation), mean ± std over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+
+import _common  # before torch / transformers: offline set-up, the repository on sys.path
+from transformers import set_seed
+
+from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
+from modeling_mtrec.data import MTRecCollator, load_mind, simulate_mind_behaviors
+
+BATCH, NEGATIVES, HISTORY, BUCKETS = 32, 4, 50, 4
+VARIANTS = ("default", "length buckets", "history cache", "both")
+METRICS = ("auc", "mrr", "ndcg@10")
+
+
+def build_corpus(tokenizer, news_tsv: str, work_dir: str):
+    folders = simulate_mind_behaviors(
+        news_tsv, os.path.join(work_dir, "corpus"), seed=0, num_users=1500, history_length=(HISTORY, HISTORY)
+    )
+    return load_mind(tokenizer, train_dir=folders["train"], eval_dir=folders["dev"], max_history_length=HISTORY)
+
+
+def run(corpus, tokenizer, variant: str, seed: int, steps: int, layers: int | None, args, work_dir: str) -> dict:
+    """One `MTRecTrainer.train()` of `steps` optimizer steps; counts what reached BERT; dev metrics if asked."""
+    set_seed(seed)
+    buckets = BUCKETS if variant in ("length buckets", "both") else 1
+    cache_steps = args.cache_steps if variant in ("history cache", "both") else 0
+    model = MTRecModel.from_pretrained_encoder(
+        args.encoder_path, encoder_kwargs={"num_hidden_layers": layers} if layers else None,
+        id2category={i: c for c, i in corpus.category2id.items()}, length_buckets=buckets,
+    )
+    rows, tokens = [], []
+
+    def count(module, args, kwargs, output) -> None:  # returns None: the output is left as it is
+        rows.append(kwargs["input_ids"].shape[0])
+        tokens.append(kwargs["input_ids"].numel())
+
+    model.news_encoder.register_forward_hook(count, with_kwargs=True)
+    training_args = MTRecTrainingArguments(
+        output_dir=os.path.join(work_dir, f"{variant}-{seed}-{layers}"), gradient_surgery="mtrec",
+        history_cache_steps=cache_steps, per_device_train_batch_size=BATCH, per_device_eval_batch_size=256,
+        learning_rate=args.learning_rate, warmup_steps=0.1, max_steps=steps, logging_steps=steps,
+        save_strategy="no", eval_strategy="no", report_to=[], seed=seed, use_cpu=True, disable_tqdm=True,
+    )
+    collator = MTRecCollator(corpus.news, num_negatives=NEGATIVES, pad_token_id=tokenizer.pad_token_id, seed=seed)
+    trainer = MTRecTrainer(
+        model=model, args=training_args, train_dataset=corpus.train, eval_dataset=corpus.eval, data_collator=collator
+    )
+    train_metrics = trainer.train().metrics
+    samples = steps * BATCH
+    result = {
+        "variant": variant, "seed": seed, "layers": layers or 6,
+        "title_passes_per_sample": sum(rows) / samples,
+        "padded_tokens_per_sample": sum(tokens) / samples,
+        "samples_per_second": train_metrics["train_samples_per_second"],
+    }
+    if args.evaluate:
+        rows.clear()
+        metrics = trainer.evaluate()
+        result.update({k: metrics[f"eval_{k}"] for k in METRICS})
+    return result
+
+
+def mean_std(values: list[float], digits: int = 4) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cache-steps", type=int, default=10, help="T of the history cache")
+    parser.add_argument("--speed-steps", type=int, default=8)
+    parser.add_argument("--quality-steps", type=int, default=60)
+    parser.add_argument("--quality-layers", type=int, default=2)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true")
+    args = _common.parse_arguments(parser, "training_speed.md", encoder=True)
+    if not os.path.isfile(args.mind_news):
+        raise SystemExit(f"{args.mind_news} not found: pass --mind-news (a MIND news.tsv)")
+
+    args.encoder_path, tokenizer = _common.load_tokenizer(args.encoder)
+    work_dir = tempfile.mkdtemp()  # holds the simulated corpus of licensed news: deleted at the end
+    try:
+        report(args, tokenizer, work_dir)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def report(args, tokenizer, work_dir: str) -> None:
+    corpus = build_corpus(tokenizer, args.mind_news, work_dir)
+    lines = [
+        "# MTRec training speed: length-aware encoding and the history-vector cache (CPU)",
+        "",
+        f"Command: `{args.command}`",
+        "",
+        f"Machine: {_common.machine_facts()}.",
+        "",
+        f"Corpus: semi-synthetic MIND sample ({len(corpus.news):,} real titles, {len(corpus.train):,} training "
+        f"samples, {len(corpus.eval):,} dev impressions; {HISTORY}-click histories). Batch {BATCH}, K = {NEGATIVES}, "
+        f"gradient_surgery = mtrec, AdamW lr {args.learning_rate:g} (10% warm-up, linear decay). Length buckets: "
+        f"{BUCKETS}; history cache: T = {args.cache_steps} optimizer steps.",
+        "",
+    ]
+    if not args.skip_speed:
+        args.evaluate = False
+        speed = [run(corpus, tokenizer, v, 0, args.speed_steps, None, args, work_dir) for v in VARIANTS]
+        base = speed[0]
+        lines += [
+            f"## 1. Speed, all-MiniLM-L6-v2, {args.speed_steps} optimizer steps per variant (seed 0)",
+            "",
+            "| variant | title passes / sample | padded tokens / sample | samples/s | x default samples/s |",
+            "|---|---|---|---|---|",
+        ]
+        for r in speed:
+            lines.append(
+                f"| {r['variant']} | {r['title_passes_per_sample']:.1f} | {r['padded_tokens_per_sample']:.0f} | "
+                f"{r['samples_per_second']:.2f} | {r['samples_per_second'] / base['samples_per_second']:.2f} |"
+            )
+        lines.append("")
+        print("\n".join(lines), flush=True)
+    if not args.skip_quality:
+        args.evaluate = True
+        seeds = [int(s) for s in args.seeds.split(",")]
+        results = [
+            run(corpus, tokenizer, v, seed, args.quality_steps, args.quality_layers, args, work_dir)
+            for seed in seeds for v in VARIANTS
+        ]
+        lines += [
+            f"## 2. Quality and speed, all-MiniLM-L6-v2 cut to {args.quality_layers} layers, {args.quality_steps} "
+            f"optimizer steps, seeds {args.seeds} (mean ± std)",
+            "",
+            "| variant | title passes / sample | samples/s | x default samples/s | dev AUC | AUC - default AUC | "
+            "MRR | nDCG@10 |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        by_variant = {v: [r for r in results if r["variant"] == v] for v in VARIANTS}
+        default = {r["seed"]: r for r in by_variant["default"]}
+        for v, runs in by_variant.items():
+            speedups = [r["samples_per_second"] / default[r["seed"]]["samples_per_second"] for r in runs]
+            deltas = [r["auc"] - default[r["seed"]]["auc"] for r in runs]
+            lines.append(
+                f"| {v} | {mean_std([r['title_passes_per_sample'] for r in runs], 1)} | "
+                f"{mean_std([r['samples_per_second'] for r in runs], 2)} | {mean_std(speedups, 2)} | "
+                f"{mean_std([r['auc'] for r in runs])} | {mean_std(deltas)} | "
+                f"{mean_std([r['mrr'] for r in runs])} | {mean_std([r['ndcg@10'] for r in runs])} |"
+            )
+        lines.append("")
+    _common.write_result(args.output, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

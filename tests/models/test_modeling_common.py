@@ -1,0 +1,198 @@
+"""Tests every model of the package runs, as transformers' `ModelTesterMixin`: a new model gets them all by
+subclassing `ModelTesterMixin` in its own `tests/models/<name>/test_modeling_<name>.py` and filling in the few
+methods that describe it (a tiny configuration, a batch, item inputs).
+
+What every model must do: give outputs of the documented shapes and finite losses; send a gradient to every
+trainable parameter; save and load (directly and through `AutoModel`) to identical outputs; load from a saved
+folder with `trust_remote_code=True` where the `modeling_mtrec` package cannot be imported; offer the scoring
+interface (`modeling_mtrec.scoring`) consistently with its own forward pass; keep the `model_type` and the
+weight names of folders saved by earlier versions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import torch
+from transformers import AutoConfig, AutoModel
+
+import modeling_mtrec
+from modeling_mtrec.scoring import ScoringModel, score_impressions
+
+# Run in a fresh interpreter: modeling_mtrec is installed (editable) and on PYTHONPATH, so only a blocker on the
+# import system proves that a saved folder's own code is enough.
+_REMOTE_CODE_SCRIPT = """
+import sys, torch
+
+class BlockPackage:
+    def find_spec(self, name, path=None, target=None):
+        if name == "modeling_mtrec" or name.startswith("modeling_mtrec."):
+            raise ImportError(f"blocked: {name}")
+        return None
+
+sys.meta_path.insert(0, BlockPackage())
+from transformers import AutoModel
+
+model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+assert not any(m == "modeling_mtrec" or m.startswith("modeling_mtrec.") for m in sys.modules), "package imported"
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+inputs = torch.load(sys.argv[2])
+torch.manual_seed(0)  # the same random draws (e.g. SSL augmentations) as the parent's forward
+with torch.no_grad():
+    torch.save(model(**inputs).logits, sys.argv[3])
+"""
+
+
+class ModelTesterMixin:
+    """The common model tests; a subclass named ``Test<Model>`` runs them for one model.
+
+    A subclass sets `model_class`, `legacy_model_type` and `legacy_state_dict_keys` (the weight names of a folder
+    saved by an earlier version with `get_config()`, written down once from that version's code) and defines
+    `get_config`, `get_inputs` (a training batch with every label, as the collator makes it), `get_item_inputs`
+    (`encode_items` inputs of `num_items` items) and, for a user encoder with more inputs than the history,
+    `get_user_inputs`.
+    """
+
+    model_class: type
+    loss_names: tuple[str, ...] = ("loss",)
+    legacy_model_type: str
+    legacy_state_dict_keys: frozenset[str]
+    num_items = 7
+
+    def get_config(self):
+        raise NotImplementedError
+
+    def get_inputs(self, config) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def get_item_inputs(self, config, num_items: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def get_user_inputs(self, batch_size: int) -> dict[str, torch.Tensor]:
+        return {}
+
+    def make_model(self, seed: int = 0):
+        torch.manual_seed(seed)
+        return self.model_class(self.get_config()).eval()
+
+    def forward(self, model, inputs: dict[str, torch.Tensor]):
+        torch.manual_seed(0)  # models that draw random augmentations in forward draw the same ones each call
+        return model(**inputs)
+
+    # ------------------------------------------------------------------------------------------ outputs
+
+    def test_output_shapes(self):
+        model = self.make_model()
+        inputs = self.get_inputs(model.config)
+        out = self.forward(model, inputs)
+        batch_size = out.user_embeds.shape[0]
+        assert out.user_embeds.shape == (batch_size, model.vector_size)
+        assert out.logits.ndim == 2 and out.logits.shape[0] == batch_size
+        assert out.loss is not None and out.loss.shape == ()
+
+    def test_losses_are_finite(self):
+        model = self.make_model()
+        out = self.forward(model.train(), self.get_inputs(model.config))
+        for name in self.loss_names:
+            value = getattr(out, name)
+            assert value is not None and value.shape == () and torch.isfinite(value), name
+
+    def test_gradients_reach_every_trainable_parameter(self):
+        model = self.make_model().train()
+        self.forward(model, self.get_inputs(model.config)).loss.backward()
+        missing = [
+            name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)
+        ]
+        assert missing == []
+
+    # -------------------------------------------------------------------------------------- save / load
+
+    def test_save_load_gives_identical_outputs(self, tmp_path):
+        model = self.make_model()
+        inputs = self.get_inputs(model.config)
+        model.save_pretrained(tmp_path)
+        loaded = self.model_class.from_pretrained(tmp_path).eval()
+        a, b = self.forward(model, inputs), self.forward(loaded, inputs)
+        torch.testing.assert_close(b.logits, a.logits, rtol=0, atol=0)
+        torch.testing.assert_close(b.loss, a.loss, rtol=0, atol=0)
+        for name, tensor in model.state_dict().items():
+            assert torch.equal(loaded.state_dict()[name], tensor), name
+
+    def test_auto_model_round_trip(self, tmp_path):
+        model = self.make_model()
+        model.save_pretrained(tmp_path)
+        saved = json.loads((tmp_path / "config.json").read_text())
+        assert saved["model_type"] == model.config.model_type
+        assert saved["auto_map"]["AutoModel"].endswith(self.model_class.__name__)
+        modeling_file = saved["auto_map"]["AutoModel"].split(".")[0] + ".py"
+        assert (tmp_path / modeling_file).is_file()  # the code travels with the weights
+        assert (tmp_path / "README.md").is_file()  # and so does the model card
+        assert type(AutoConfig.from_pretrained(tmp_path)) is type(model.config)
+        loaded = AutoModel.from_pretrained(tmp_path).eval()
+        assert type(loaded) is self.model_class
+        inputs = self.get_inputs(model.config)
+        torch.testing.assert_close(self.forward(loaded, inputs).logits, self.forward(model, inputs).logits, rtol=0, atol=0)
+
+    def test_remote_code_loads_without_the_package(self, tmp_path):
+        model = self.make_model()
+        inputs = self.get_inputs(model.config)
+        model.save_pretrained(tmp_path / "model")
+        torch.save(inputs, tmp_path / "inputs.pt")
+        with torch.no_grad():
+            expected = self.forward(model, inputs).logits
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+        result = subprocess.run(
+            [sys.executable, "-c", _REMOTE_CODE_SCRIPT,
+             str(tmp_path / "model"), str(tmp_path / "inputs.pt"), str(tmp_path / "logits.pt")],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected, rtol=0, atol=0)
+
+    def test_folders_saved_by_earlier_versions_still_load(self):
+        """Same model_type and weight names as the code before the layout change (issue 8), so their folders load."""
+        model = self.make_model()
+        assert model.config.model_type == self.legacy_model_type
+        assert modeling_mtrec.MODELS.count((type(model.config), self.model_class)) == 1
+        assert set(model.state_dict()) == set(self.legacy_state_dict_keys)
+
+    # --------------------------------------------------------------------------------- scoring interface
+
+    def test_scoring_interface(self):
+        model = self.make_model()
+        assert isinstance(model, ScoringModel)
+        n, dim = self.num_items, model.vector_size
+        with torch.no_grad():
+            items = model.encode_items(**self.get_item_inputs(model.config, n))  # (N, D)
+            assert items.shape == (n, dim)
+            histories = torch.tensor([[0, 1, 2], [3, 4, 0]])
+            mask = torch.tensor([[True, True, True], [True, True, False]])
+            users = model.encode_users(items[histories], mask, **self.get_user_inputs(2))  # (B, D)
+            assert users.shape == (2, dim)
+            # A masked (padded) history slot has no effect on the user vector.
+            padded = model.encode_users(
+                items[torch.tensor([[0, 1, 2, 5]])], torch.tensor([[True, True, True, False]]), **self.get_user_inputs(1)
+            )
+            torch.testing.assert_close(padded, users[:1], rtol=0, atol=1e-6)
+            # Per-user candidates (B, C, D) and candidates shared by all (C, D) score alike.
+            per_user = model.score(users, items[None, 3:].expand(2, -1, -1))  # (B, C)
+            shared = model.score(users, items[3:])  # (B, C)
+            assert per_user.shape == shared.shape == (2, n - 3)
+            torch.testing.assert_close(per_user, shared, rtol=1e-5, atol=1e-5)
+
+    def test_score_impressions_uses_the_models_own_scores(self):
+        """The routine that evaluation and serving share gives the model's `score` of its own vectors."""
+        model = self.make_model().train()  # the routine must switch to eval mode and back
+        with torch.no_grad():
+            vectors = model.eval().encode_items(**self.get_item_inputs(model.config, self.num_items))  # (N, D)
+            user = model.encode_users(vectors[None, [5, 6]], **self.get_user_inputs(1))
+            expected = model.score(user, vectors[None, [0, 1, 2]])[0].numpy()
+        model.train()
+        user_inputs = {name: value.tolist() for name, value in self.get_user_inputs(2).items()}
+        scores = score_impressions(model, vectors, [[5, 6], [1]], [[0, 1, 2], [4]], user_inputs=user_inputs)
+        assert model.training
+        assert [s.shape for s in scores] == [(3,), (1,)]
+        torch.testing.assert_close(torch.from_numpy(scores[0]), torch.from_numpy(expected), rtol=1e-5, atol=1e-5)
