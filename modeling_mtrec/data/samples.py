@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from datasets import Dataset, Features, List, Value
 
 from ..models.mtrec.configuration_mtrec import MTRecConfig
-from .mind import _CHUNK_ROWS, _dataset, _list_array, _table
+from .mind import _CHUNK_ROWS, _dataset, _list_array, _table, as_id
 from .stats import LoadStats
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,10 @@ _KEY_MASK = (1 << 62) - 1
 
 
 def stable_key(value: str) -> int:
-    """A non-negative 62-bit key of `value`, the same in every process and run (unlike `hash`)."""
+    """A non-negative 62-bit key of `value`, the same in every process and run (unlike `hash`). An integer is keyed as
+    its decimal string (`as_id`), so ``123`` and ``"123"`` are the same id."""
+    if not isinstance(value, str):
+        value = as_id(value, "key")
     return int.from_bytes(hashlib.blake2b(value.encode("utf-8"), digest_size=8).digest(), "little") & _KEY_MASK
 
 
@@ -84,7 +87,7 @@ class _RowLookup:
     """Maps the news ids of list columns to rows of the news table, vectorised with Arrow's hash lookup."""
 
     def __init__(self, news_index: dict[str, int]) -> None:
-        self.keys = pa.array(list(news_index), type=pa.string())
+        self.keys = pa.array([as_id(news_id) for news_id in news_index], type=pa.string())  # 123 -> "123"
         self.rows = np.fromiter(news_index.values(), dtype=np.int64, count=len(news_index))
 
     def __call__(self, lists: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:

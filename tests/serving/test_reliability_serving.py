@@ -38,6 +38,11 @@ def test_ids_are_normalised_to_strings_at_every_entry_point(setup) -> None:
     by_str = recommender.recommend(["10"], ["11", "12"])
     np.testing.assert_array_equal(by_int.scores, by_str.scores)
     assert as_id(np.int64(7)) == "7" and as_id("N7") == "N7"
+    # The sample builders' news index and the two-tower's keys take integer ids alike.
+    from modeling_mtrec.data.samples import _RowLookup, stable_key
+
+    assert stable_key(123) == stable_key("123")
+    assert _RowLookup({1: 0, "N2": 1}).keys.to_pylist() == ["1", "N2"]
     with pytest.raises(TypeError, match="got bool"):
         as_id(True)
 
