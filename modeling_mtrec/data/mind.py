@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,11 +48,11 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BEHAVIORS_COLUMNS",
-    "as_id",
-    "id_problem",
     "EntityAnnotationError",
     "MINDFormatError",
     "NEWS_COLUMNS",
+    "as_id",
+    "id_problem",
     "parse_title_entities",
     "read_behaviors",
     "read_news",
@@ -113,6 +114,8 @@ def as_id(value: Any, what: str = "news id") -> str:
 def id_problem(value: str, what: str) -> str | None:
     """Why an id cannot be used (it is empty or holds whitespace: ids are separated by whitespace in behaviors.tsv
     and prediction.txt), or None. `what` names the id in the message, e.g. ``"impression id"``."""
+    if value.isalnum():  # MIND's ids (N123, 4567): settled without looking at each character
+        return None
     if not value:
         return f"empty {what}"
     bad = next((char for char in value if char.isspace()), None)
@@ -122,8 +125,6 @@ def id_problem(value: str, what: str) -> str | None:
 
 
 def _describe(char: str) -> str:
-    import unicodedata
-
     return f"U+{ord(char):04X} {unicodedata.name(char, 'control character')}"
 
 
@@ -239,6 +240,8 @@ _HEADERS = {
 
 
 def _is_header(fields: list[str], file_kind: str) -> bool:
+    """Whether a row is a header (`_iter_fields` asks only when its first field does not end with a digit, as every
+    real MIND id does)."""
     first, second = _HEADERS[file_kind]
     names = ["".join(char for char in field.lower() if char.isalnum()) for field in fields[:2]]
     return names[0] in first and names[1] in second
@@ -270,7 +273,7 @@ def _iter_fields(
             if not line:
                 continue
             fields = line.split("\t")
-            if len(fields) >= 2 and _is_header(fields, file_kind):
+            if not fields[0][-1:].isdigit() and len(fields) >= 2 and _is_header(fields, file_kind):
                 bad_row.stats["header_rows"] += 1
                 logger.info("%s:%d: skipping a header row", path, lineno)
                 continue
@@ -331,7 +334,7 @@ _LABELLED_IMPRESSIONS = rf"^{_WS}*{_ID}-[01](?:{_WS}+{_ID}-[01])*{_WS}*$"
 _UNLABELLED_IMPRESSIONS = rf"^{_WS}*{_ID}(?:{_WS}+{_ID})*{_WS}*$"
 
 
-def _otherid_problem(field: str, column: str) -> str | None:
+def _other_whitespace_problem(field: str, column: str) -> str | None:
     """Why an id list holds whitespace that is not ASCII's (which alone separates MIND's ids), or None."""
     bad = next((char for char in field if char in _OTHER_WHITESPACE), None)
     if bad is None:
@@ -341,7 +344,7 @@ def _otherid_problem(field: str, column: str) -> str | None:
 
 def _impressions_problem(field: str) -> str:
     """Describe why an impressions column matches neither accepted form (only called for bad rows)."""
-    other = _otherid_problem(field, "impressions")
+    other = _other_whitespace_problem(field, "impressions")
     if other:
         return other
     tokens = re.split(f"[{_ASCII_WHITESPACE}]+", field.strip(_ASCII_WHITESPACE))
@@ -389,33 +392,44 @@ def _behaviors_table(
     linenos, impression_ids, user_ids, times, histories, impressions = (
         list(column) for column in (zip(*raw, strict=True) if raw else [()] * 6)
     )
-    impressions_array = pa.array(impressions, type=pa.string())
+    impressions_array, id_array, user_array, history_array = (
+        pa.array(column, type=pa.string()) for column in (impressions, impression_ids, user_ids, histories)
+    )
     labelled = pc.match_substring_regex(impressions_array, _LABELLED_IMPRESSIONS).to_numpy(
         zero_copy_only=False
     )
     unlabelled = pc.match_substring_regex(impressions_array, _UNLABELLED_IMPRESSIONS).to_numpy(
         zero_copy_only=False
     )
-    history_array = pa.array(histories, type=pa.string())
-    odd_history = pc.match_substring_regex(history_array, f"[{_OTHER_WHITESPACE}]").to_numpy(zero_copy_only=False)
-    # The first problem of each bad row, in line order, so that a strict read reports the earliest line.
+    # The first problem of each bad row, in line order, so that a strict read reports the earliest line. Each check
+    # is one Arrow pass, then python on the (rare) rows it flags: MIND's ids are alphanumeric and its lists ASCII.
     problems: dict[int, tuple[str, str]] = {}
     for i in np.flatnonzero(~(labelled | unlabelled)):
         problems[i] = (_impressions_problem(impressions[i]), "malformed_rows_skipped")
-    for i in np.flatnonzero(odd_history):
-        problems.setdefault(i, (_otherid_problem(histories[i], "history"), "malformed_rows_skipped"))
-    for i, (impression_id, user_id) in enumerate(zip(impression_ids, user_ids, strict=True)):
-        problem = id_problem(impression_id, "impression id") or (None if user_id else "empty user id")
+    non_ascii = pc.invert(pc.string_is_ascii(history_array)).to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(non_ascii):
+        problem = _other_whitespace_problem(histories[i], "history")
         if problem:
             problems.setdefault(i, (problem, "malformed_rows_skipped"))
-        elif i not in problems:
-            first = seen_ids.setdefault(impression_id, linenos[i])
+    odd_ids = pc.invert(pc.utf8_is_alnum(id_array)).to_numpy(zero_copy_only=False)
+    no_user = pc.equal(user_array, "").to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(odd_ids | no_user):
+        problem = id_problem(impression_ids[i], "impression id") or ("empty user id" if no_user[i] else None)
+        if problem:
+            problems.setdefault(i, (problem, "malformed_rows_skipped"))
+    fresh = [i for i in range(len(raw)) if i not in problems] if problems else range(len(raw))
+    ids = [impression_ids[i] for i in fresh] if problems else impression_ids
+    if len(set(ids)) < len(ids) or not seen_ids.keys().isdisjoint(ids):  # a repeated id: find it row by row
+        for i in fresh:
+            first = seen_ids.setdefault(impression_ids[i], linenos[i])
             if first != linenos[i]:
                 problems[i] = (
-                    f"impression id {impression_id!r} repeats line {first}'s (each impression is evaluated and "
+                    f"impression id {impression_ids[i]!r} repeats line {first}'s (each impression is evaluated and "
                     "predicted once)",
                     "duplicate_impression_ids",
                 )
+    else:
+        seen_ids.update(zip(ids, [linenos[i] for i in fresh] if problems else linenos))
     for i in sorted(problems):  # raises on the first bad row unless lenient
         bad_row(linenos[i], *problems[i])
     valid = np.ones(len(raw), dtype=bool)
@@ -430,10 +444,10 @@ def _behaviors_table(
     candidates = pc.if_else(pa.array(token_labelled), pc.utf8_slice_codeunits(flat, 0, -2), flat)
     counts = pc.list_value_length(tokens).to_numpy()
     columns = [
-        pa.array(impression_ids, type=pa.string()).filter(keep),
-        pa.array(user_ids, type=pa.string()).filter(keep),
+        id_array.filter(keep),
+        user_array.filter(keep),
         pa.array(times, type=pa.string()).filter(keep),
-        _split_ids(pa.array(histories, type=pa.string()).filter(keep)),
+        _split_ids(history_array.filter(keep)),
         _list_array(counts, candidates),
         _list_array(counts, clicks),
     ]
