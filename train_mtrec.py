@@ -18,7 +18,9 @@ get no category label and are counted in the load report):
     python train_mtrec.py --init_from outputs/mtrec --train_dir new_train --dev_dir new_dev --output_dir outputs/mtrec-ft
 
 The output folder loads with `AutoModel.from_pretrained(output_dir)` once `modeling_mtrec` is imported, holds
-the tokenizer and a model card, and `dev_metrics.json` (AUC, MRR, nDCG@5, nDCG@10 over dev impressions).
+the tokenizer and a model card, `dev_metrics.json` (AUC, MRR, nDCG@5, nDCG@10 over dev impressions) and
+`load_report.json` (what the metrics were computed on: rows kept, and every problem counted while loading). The
+model is saved as soon as training ends, before evaluation.
 With `--do_predict [--test_dir MINDsmall_test]` it also writes the leaderboard's `prediction.txt` and
 `prediction.zip`, and with `--news_cache` the news vectors as `news_vectors.safetensors` (see
 `modeling_mtrec.serving.cache`).
@@ -31,14 +33,22 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingArguments
 from modeling_mtrec.data import MTRecCollator, load_mind
+from modeling_mtrec.data.mind import split_files
+from modeling_mtrec.data.stats import LoadStats
 from modeling_mtrec.evaluation.leaderboard import write_mind_predictions
+from modeling_mtrec.models.mtrec.processing_mtrec import check_tokenizer
 from modeling_mtrec.offline import default_encoder_path
 from modeling_mtrec.serving.cache import NewsVectorCache
-from modeling_mtrec.training.recipes import parse_recipe_arguments, recipe_data
+from modeling_mtrec.training.recipes import (
+    corpus_report,
+    parse_recipe_arguments,
+    recipe_data,
+    write_load_report,
+)
 
 logger = logging.getLogger("train_mtrec")
 
@@ -58,11 +68,13 @@ class MTRecScriptArguments:
         default=None, metadata={"help": "A trained MTRec folder to fine-tune instead of a fresh model."}
     )
     # Model defaults are MTRecConfig's (the paper's).
-    max_title_length: int = field(
-        default=MTRecConfig.max_title_length, metadata={"help": "Title tokens incl. [CLS]/[SEP] (paper: 30)."}
+    max_title_length: int | None = field(
+        default=None, metadata={"help": "Title tokens incl. [CLS]/[SEP] (paper: 30). Default: the --init_from model's, "
+                                        "else 30; with --init_from a value given here replaces the model's."}
     )
-    max_history_length: int = field(
-        default=MTRecConfig.max_history_length, metadata={"help": "Most recent clicks per user (paper: 50)."}
+    max_history_length: int | None = field(
+        default=None, metadata={"help": "Most recent clicks per user (paper: 50). Default: the --init_from model's, "
+                                        "else 50; with --init_from a value given here replaces the model's."}
     )
     num_negatives: int = field(default=MTRecConfig.num_negatives, metadata={"help": "K negatives per click (paper: 4)."})
     use_category_task: bool = field(
@@ -102,29 +114,52 @@ def main() -> None:
 
     # ---- data: one news table for both splits, so one collator serves training and evaluation
     train_dir, dev_dir, dataset = recipe_data(script_args, training_args, num_users=script_args.synthetic_users)
+    if training_args.do_predict:  # checked before any training
+        if not (script_args.test_dir or dev_dir):
+            raise ValueError("--do_predict needs --test_dir (or --dev_dir) to know which behaviors.tsv to rank")
+        split_files(script_args.test_dir or dev_dir)  # FileNotFoundError naming a missing news.tsv / behaviors.tsv
 
     encoder = script_args.encoder or default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(script_args.init_from or encoder)
     model = MTRecModel.from_pretrained(script_args.init_from) if script_args.init_from else None
+    # A folder without its tokenizer files loads a tokenizer of a few special tokens: refuse it before any work.
+    check_tokenizer(
+        tokenizer, model.config if model is not None else AutoConfig.from_pretrained(encoder),
+        source=script_args.init_from or encoder,
+    )
+    # One source of truth for the title and history lengths: the model's config, which the model, the prediction file
+    # and the recommender apply; the loader gets the same values. With --init_from a value given replaces the model's.
+    lengths = {
+        name: getattr(script_args, name) or getattr(model.config if model is not None else MTRecConfig, name)
+        for name in ("max_title_length", "max_history_length")
+    }
+    if model is not None and any(getattr(model.config, name) != value for name, value in lengths.items()):
+        logger.info("--init_from model's lengths replaced: %s", lengths)
+        MTRecConfig(**{**model.config.to_dict(), **lengths})  # validated like any config
+        for name, value in lengths.items():
+            setattr(model.config, name, value)
+    max_title_length, max_history_length = lengths["max_title_length"], lengths["max_history_length"]
     with training_args.main_process_first(desc="tokenising news"):
         data = load_mind(
             tokenizer,
             train_dir=train_dir,
             eval_dir=dev_dir,
-            max_title_length=script_args.max_title_length,
-            max_history_length=script_args.max_history_length,
+            max_title_length=max_title_length,
+            max_history_length=max_history_length,
             category2id=model.config.category2id if model is not None else None,
             lenient=script_args.lenient,
             cache_dir=os.path.join(training_args.output_dir, "cache"),
         )
+    if training_args.should_save:  # what the metrics will be computed on, written before anything can fail
+        write_load_report(training_args.output_dir, corpus=corpus_report(data, train_dir=train_dir, dev_dir=dev_dir))
 
     # ---- model
     if model is None:
         model = MTRecModel.from_pretrained_encoder(
             encoder,
             id2category={i: c for c, i in data.category2id.items()},
-            max_title_length=script_args.max_title_length,
-            max_history_length=script_args.max_history_length,
+            max_title_length=max_title_length,
+            max_history_length=max_history_length,
             num_negatives=script_args.num_negatives,
             use_category_task=script_args.use_category_task,
             use_ner_task=script_args.use_ner_task,
@@ -135,7 +170,7 @@ def main() -> None:
         seed=training_args.seed,
     )
 
-    # ---- train, evaluate on whole impressions, save
+    # ---- train, save, then evaluate on whole impressions: nothing that can fail after training runs before the save
     trainer = MTRecTrainer(
         model=model, args=training_args, train_dataset=data.train, eval_dataset=data.eval,
         data_collator=collator, processing_class=tokenizer,
@@ -144,10 +179,10 @@ def main() -> None:
     if training_args.do_train or not training_args.do_eval:
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         trainer.log_metrics("train", train_result.metrics)
+    trainer.save_model(training_args.output_dir)
     metrics = trainer.evaluate() if data.eval is not None else {}
     if metrics:
         trainer.log_metrics("eval", metrics)
-    trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
         with open(os.path.join(training_args.output_dir, "dev_metrics.json"), "w") as f:
             json.dump({k.removeprefix("eval_"): v for k, v in metrics.items()}, f, indent=2)
@@ -155,15 +190,18 @@ def main() -> None:
             with open(os.path.join(training_args.output_dir, "dev_metrics_untrained.json"), "w") as f:
                 json.dump({k.removeprefix("untrained_"): v for k, v in untrained.items()}, f, indent=2)
         trainer.create_model_card(dataset=dataset)
-        logger.info("Saved model, tokenizer, model card and dev_metrics.json to %s", training_args.output_dir)
+        logger.info("Saved model, tokenizer, model card, dev_metrics.json and load_report.json to %s", training_args.output_dir)
         # Leaderboard predictions and the news vector cache, from news vectors encoded once.
         cache = None
         if training_args.do_predict:
-            if not (script_args.test_dir or dev_dir):
-                raise ValueError("--do_predict needs --test_dir (or --dev_dir) to know which behaviors.tsv to rank")
+            stats = LoadStats()
             path, cache = write_mind_predictions(
                 trainer.model, tokenizer, script_args.test_dir or dev_dir, training_args.output_dir,
-                batch_size=training_args.per_device_eval_batch_size, lenient=script_args.lenient,
+                batch_size=training_args.per_device_eval_batch_size, lenient=script_args.lenient, stats=stats,
+            )
+            write_load_report(
+                training_args.output_dir, extend=True,
+                predictions={"folder": os.fspath(script_args.test_dir or dev_dir), "problems": stats.as_dict()},
             )
             logger.info("Wrote MIND predictions to %s", path)
         if script_args.news_cache:

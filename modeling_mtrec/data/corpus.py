@@ -11,6 +11,7 @@ behaviours into samples, `_load_split_samples`); they differ in what they make o
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from ..models.two_tower.features import (
     build_item_features,
     click_counts,
 )
-from .mind import read_behaviors, read_news, split_files
+from .mind import read_behaviors, read_news, require_rows, split_files
 from .samples import build_eval_impressions, build_retrieval_samples, build_train_samples
 from .stats import LoadStats
 
@@ -98,7 +99,8 @@ def read_news_union(
     """Reads several ``news.tsv`` into one table: the first file's news first, then each later file's new ones.
 
     A news id present in several files keeps its first row (MIND repeats the same news across splits; this is
-    expected, so it is logged as information, not counted as a problem).
+    expected, so it is logged as information, not counted as a problem). A file without any usable row (empty, or
+    every row skipped under `lenient`) raises `MINDFormatError` naming it.
 
     Returns:
         ``(news, news_index, categories)``: the raw news table (`read_news` columns), news id -> row, and the
@@ -107,7 +109,9 @@ def read_news_union(
     stats = LoadStats() if stats is None else stats
     tables, news_index, categories = [], {}, None
     for news_path in news_paths:
+        before = stats.copy()
         table = read_news(news_path, lenient=lenient, stats=stats)
+        require_rows(table, news_path, "news", dict(sorted((stats - before).items())))
         ids = table.data.column("news_id").to_pylist()  # Arrow directly: datasets' Column iterates slowly
         fresh = [row for row, news_id in enumerate(ids) if news_id not in news_index]
         if len(fresh) < len(ids):
@@ -121,8 +125,8 @@ def read_news_union(
         for row in fresh:
             news_index[ids[row]] = len(news_index)
         tables.append(table)
-        if categories is None:
-            categories = sorted(table.unique("category"))
+        if categories is None:  # no category is no class: an empty one is counted by the news processing
+            categories = sorted(category for category in table.unique("category") if category.strip())
     if not tables:
         raise ValueError("read_news_union needs at least one news.tsv")
     news = tables[0] if len(tables) == 1 else concatenate_datasets(tables)
@@ -157,10 +161,13 @@ def _load_split_samples(
         build, what = builders[name]
         samples[name] = build(behaviors, news_index, max_history_length=max_history_length, stats=stats)
         if len(samples[name]) == 0:
+            unlabelled = name == "eval" and stats["unlabelled_impressions"] > 0
             raise ValueError(
                 f"{behaviors_path}: no {what} left after loading ({len(behaviors)} impressions read; problems: "
                 f"{stats.as_dict()})"
                 + (". MIND's test split is unlabelled: pass it as an eval split." if name == "train" else "")
+                + (". Unlabelled impressions (MIND's test format) cannot be evaluated: write their predictions with "
+                   "write_mind_predictions (train_mtrec.py --do_predict --test_dir)." if unlabelled else "")
             )
     return samples
 
@@ -183,10 +190,14 @@ def load_mind(
 
     Args:
         tokenizer: a fast tokenizer (offsets place the NER tags on word pieces).
-        train_dir, eval_dir: MIND split folders; at least one is needed. An eval split may be MIND's unlabelled
-            test split (its impressions are then kept for prediction, with labels -1).
+        train_dir, eval_dir: MIND split folders; at least one is needed. The eval split is for metrics: its
+            unlabelled impressions (MIND's test format, ``N123`` without ``-0``/``-1``) are left out and counted under
+            ``"unlabelled_impressions"``, and an eval split with no labelled impression raises here, before any
+            training. Predictions for MIND's unlabelled test split come from `write_mind_predictions`.
         max_title_length: title tokens, [CLS]/[SEP] included (MTRec: 30).
-        max_history_length: most recent clicks kept per user (MTRec: 50).
+        max_history_length: most recent clicks kept per user (MTRec: 50). The model applies its own
+            ``config.max_history_length`` (`MTRecModel.encode_users`); pass that value, so that evaluation sees the
+            clicks the prediction file and the recommender use (a smaller value here would hide some).
         category2id: category vocabulary, e.g. a trained model's `config.category2id` when fine-tuning;
             `None` builds it from the train split's categories (sorted), or the eval split's without one.
             News of other categories get no category label (counted as "unknown_category").
@@ -204,7 +215,10 @@ def load_mind(
         news, tokenizer, max_title_length, category2id=category2id, stats=stats, cache_dir=cache_dir
     )
 
-    builders = {"train": (build_train_samples, "training samples"), "eval": (build_eval_impressions, "impressions")}
+    builders = {
+        "train": (build_train_samples, "training samples"),
+        "eval": (functools.partial(build_eval_impressions, keep_unlabelled=False), "labelled impressions"),
+    }
     samples = _load_split_samples(splits, builders, news_index, max_history_length, lenient, stats)
     stats.log(logger, f"MIND corpus (train={train_dir}, eval={eval_dir})")
     logger.info(
@@ -243,7 +257,7 @@ def load_mind_split(
 
     Raises:
         FileNotFoundError: a file of the split is missing.
-        ValueError: no sample survived (e.g. ``train=True`` on MIND's unlabelled test split).
+        ValueError: no sample survived (e.g. MIND's unlabelled test split: it has no labelled impression).
     """
     folders = {"train_dir": folder} if train else {"eval_dir": folder}
     corpus = load_mind(

@@ -11,9 +11,15 @@ The files are parsed with plain ``str.split("\\t")``, not the `csv` module: MIND
 double quotes that a CSV reader would treat as quoting and silently merge rows.
 
 Bad input raises `MINDFormatError` naming the file and the 1-based line; with ``lenient=True`` the row is
-skipped instead, counted in the `LoadStats` and logged. Problems that are part of real MIND (history ids
-missing from the split's news file, impressions that lose their only click) are never errors: they are
-dropped and counted by the sample builders (`modeling_mtrec.data.samples`), and `load_mind` logs the totals once.
+skipped instead, counted in the `LoadStats` and logged. Bad input is: a wrong column count, invalid UTF-8, an
+empty id, an id holding whitespace (ids are separated by whitespace in behaviors.tsv and prediction.txt), a
+malformed impression token, whitespace other than ASCII's inside the id lists, a repeated impression id (counted
+under ``"duplicate_impression_ids"`` when lenient). A header row (``news_id  category ...``, ``impression_id
+user_id ...``) is skipped and counted under ``"header_rows"``, an empty line or a byte-order mark carries no
+data; nothing else is dropped: every non-empty line is a row, an error, or a count. Problems that are part of
+real MIND (history ids missing from the split's news file, impressions that lose their only click) are never
+errors: they are dropped and counted by the sample builders (`modeling_mtrec.data.samples`), and `load_mind`
+logs the totals once.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import gc
 import json
 import logging
 import os
+import re
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,9 +51,12 @@ __all__ = [
     "EntityAnnotationError",
     "MINDFormatError",
     "NEWS_COLUMNS",
+    "as_id",
+    "id_problem",
     "parse_title_entities",
     "read_behaviors",
     "read_news",
+    "require_rows",
     "split_files",
     "title_entity_ids",
 ]
@@ -78,7 +89,43 @@ _MAX_ROW_WARNINGS = 10  # per file: enough to diagnose, few enough not to flood 
 
 
 class MINDFormatError(ValueError):
-    """A MIND file that does not follow the format; the message starts with ``f"{path}:{lineno}: "``."""
+    """A MIND file that does not follow the format; the message starts with ``f"{path}:{lineno}: "`` (or with
+    ``f"{path}: "`` for a problem of the whole file, e.g. no usable row)."""
+
+
+# Python's str.split() and str.isspace() know more whitespace than ASCII's (which separates MIND's ids): the
+# information separators \x1c-\x1f, NEL, NO-BREAK SPACE, and Unicode's spaces and line separators. An id list that
+# holds one of them was written by something else than MIND (often a copy through a word processor).
+_OTHER_WHITESPACE = "\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+_ASCII_WHITESPACE = "\t\n\v\f\r "
+
+
+def as_id(value: Any, what: str = "news id") -> str:
+    """The one normalisation of ids given to the package: a string as it is, an integer (``123``, numpy's too) as
+    its decimal string; anything else is a `TypeError` naming it. Ids are compared as strings everywhere, so an
+    integer stored as such could never be found again."""
+    if isinstance(value, str):
+        return str(value)  # a str subclass (e.g. numpy.str_) becomes a plain str
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    raise TypeError(f"a {what} must be a string (or an integer), got {type(value).__name__}: {value!r}")
+
+
+def id_problem(value: str, what: str) -> str | None:
+    """Why an id cannot be used (it is empty or holds whitespace: ids are separated by whitespace in behaviors.tsv
+    and prediction.txt), or None. `what` names the id in the message, e.g. ``"impression id"``."""
+    if value.isalnum():  # MIND's ids (N123, 4567): settled without looking at each character
+        return None
+    if not value:
+        return f"empty {what}"
+    bad = next((char for char in value if char.isspace()), None)
+    if bad is not None:
+        return f"{what} {value!r} contains whitespace ({_describe(bad)}): ids are separated by whitespace"
+    return None
+
+
+def _describe(char: str) -> str:
+    return f"U+{ord(char):04X} {unicodedata.name(char, 'control character')}"
 
 
 class EntityAnnotationError(ValueError):
@@ -109,6 +156,8 @@ def parse_title_entities(title_entities: str) -> list[Any]:
         entities = json.loads(title_entities)
     except (json.JSONDecodeError, TypeError) as error:
         raise EntityAnnotationError("broken_entity_json", f"title_entities is not valid JSON: {error}") from None
+    except RecursionError:  # e.g. "[[[[...]]]]" nested deeper than the interpreter's recursion limit
+        raise EntityAnnotationError("broken_entity_json", "title_entities is nested too deeply") from None
     if not isinstance(entities, list):
         raise EntityAnnotationError("broken_entity_json", "title_entities is not a JSON list")
     return entities
@@ -147,11 +196,11 @@ class _BadRows:
         self.stats = stats
         self.skipped = 0
 
-    def __call__(self, lineno: int, problem: str) -> None:
+    def __call__(self, lineno: int, problem: str, reason: str = "malformed_rows_skipped") -> None:
         message = f"{self.path}:{lineno}: {problem}"
         if not self.lenient:
             raise MINDFormatError(message)
-        self.stats["malformed_rows_skipped"] += 1
+        self.stats[reason] += 1
         self.skipped += 1
         if self.skipped <= _MAX_ROW_WARNINGS:
             logger.warning("skipping malformed row: %s", message)
@@ -182,15 +231,32 @@ def _dataset(tables: list[pa.Table], source: str | None = None) -> Dataset:
     return Dataset(InMemoryTable(pa.concat_tables(tables)), fingerprint=fingerprint)
 
 
+# A header row, recognised by its first two columns (lower-cased, letters and digits only): the names MIND's
+# documentation, Microsoft recommenders and pandas exports use. Real MIND ids (N123, 1, U456) never match.
+_HEADERS = {
+    "news.tsv": ({"newsid", "nid", "itemid", "id"}, {"category", "vert", "cat"}),
+    "behaviors.tsv": ({"impressionid", "impid", "id"}, {"userid", "uid", "user"}),
+}
+
+
+def _is_header(fields: list[str], file_kind: str) -> bool:
+    """Whether a row is a header (`_iter_fields` asks only when its first field does not end with a digit, as every
+    real MIND id does)."""
+    first, second = _HEADERS[file_kind]
+    names = ["".join(char for char in field.lower() if char.isalnum()) for field in fields[:2]]
+    return names[0] in first and names[1] in second
+
+
 def _iter_fields(
     path: str, num_columns: int, file_kind: str, bad_row: _BadRows
 ) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(lineno, fields)`` for every row of a tab-separated file with `num_columns` columns.
 
     The file is read as bytes and split on ``\\n`` only (a stray ``\\r`` inside a title stays part of it;
-    text mode would split there), then only the line ending (``\\n`` or ``\\r\\n``) is removed. Fully empty
-    lines carry no data and are skipped silently; anything else that does not split into `num_columns` fields
-    goes to `bad_row`.
+    text mode would split there), then only the line ending (``\\n`` or ``\\r\\n``) is removed. A byte-order
+    mark starting a line is removed (on any line: files concatenated with ``cat`` carry one per file). Fully empty
+    lines carry no data and are skipped; a header row is skipped and counted under ``"header_rows"``; anything else
+    that does not split into `num_columns` fields goes to `bad_row`.
     """
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
@@ -199,8 +265,7 @@ def _iter_fields(
             except UnicodeDecodeError as err:
                 bad_row(lineno, f"not valid UTF-8 ({err.reason} at byte {err.start})")
                 continue
-            if lineno == 1 and line.startswith("\ufeff"):
-                line = line[1:]  # a BOM written by some editors
+            line = line.removeprefix("\ufeff")
             if line.endswith("\n"):
                 line = line[:-1]
             if line.endswith("\r"):
@@ -208,6 +273,10 @@ def _iter_fields(
             if not line:
                 continue
             fields = line.split("\t")
+            if not fields[0][-1:].isdigit() and len(fields) >= 2 and _is_header(fields, file_kind):
+                bad_row.stats["header_rows"] += 1
+                logger.info("%s:%d: skipping a header row", path, lineno)
+                continue
             if len(fields) != num_columns:
                 bad_row(
                     lineno,
@@ -229,7 +298,7 @@ def read_news(
     Args:
         path: the ``news.tsv`` file.
         lenient: skip (and count under ``"malformed_rows_skipped"``) rows that do not have 8 columns, have an
-            empty news id or are not UTF-8, instead of raising `MINDFormatError`.
+            empty news id or one holding whitespace, or are not UTF-8, instead of raising `MINDFormatError`.
         stats: where to count problems; when ``None`` a local `LoadStats` is used and logged at the end.
     """
     path = os.fspath(path)
@@ -241,8 +310,9 @@ def read_news(
     with _gc_paused():
         for lineno, fields in _iter_fields(path, len(NEWS_COLUMNS), "news.tsv", bad_row):
             news_id = fields[0]
-            if not news_id:
-                bad_row(lineno, "empty news id")
+            problem = id_problem(news_id, "news id")
+            if problem:
+                bad_row(lineno, problem)
                 continue
             if news_id in seen:
                 stats["duplicate_news_ids"] += 1
@@ -264,9 +334,21 @@ _LABELLED_IMPRESSIONS = rf"^{_WS}*{_ID}-[01](?:{_WS}+{_ID}-[01])*{_WS}*$"
 _UNLABELLED_IMPRESSIONS = rf"^{_WS}*{_ID}(?:{_WS}+{_ID})*{_WS}*$"
 
 
+def _other_whitespace_problem(field: str, column: str) -> str | None:
+    """Why an id list holds whitespace that is not ASCII's (which alone separates MIND's ids), or None."""
+    bad = next((char for char in field if char in _OTHER_WHITESPACE), None)
+    if bad is None:
+        return None
+    return f"{column} column contains {_describe(bad)}: MIND separates ids with ASCII spaces"
+
+
 def _impressions_problem(field: str) -> str:
     """Describe why an impressions column matches neither accepted form (only called for bad rows)."""
-    tokens = field.split()
+    other = _other_whitespace_problem(field, "impressions")
+    if other:
+        return other
+    tokens = re.split(f"[{_ASCII_WHITESPACE}]+", field.strip(_ASCII_WHITESPACE))
+    tokens = [token for token in tokens if token]
     if not tokens:
         return "empty impressions column"
     for token in tokens:
@@ -298,25 +380,60 @@ def _split_ids(strings: pa.Array) -> pa.ListArray:
     return _list_array(counts, tokens.filter(nonempty))
 
 
-def _behaviors_table(raw: list[tuple[int, str, str, str, str, str]], bad_row: _BadRows) -> pa.Table:
+def _behaviors_table(
+    raw: list[tuple[int, str, str, str, str, str]], bad_row: _BadRows, seen_ids: dict[str, int]
+) -> pa.Table:
     """Turn raw ``(lineno, impression_id, user_id, time, history, impressions)`` rows into behaviour columns.
 
     The per-token work (splitting, checking and stripping ``-0`` / ``-1``) runs in Arrow: MIND-large's
-    behaviors.tsv has ~80M impression tokens, too many for a python loop.
+    behaviors.tsv has ~80M impression tokens, too many for a python loop. `seen_ids` maps the impression ids of the
+    earlier chunks to their line, so a repeated id is found across chunks.
     """
     linenos, impression_ids, user_ids, times, histories, impressions = (
         list(column) for column in (zip(*raw, strict=True) if raw else [()] * 6)
     )
-    impressions_array = pa.array(impressions, type=pa.string())
+    impressions_array, id_array, user_array, history_array = (
+        pa.array(column, type=pa.string()) for column in (impressions, impression_ids, user_ids, histories)
+    )
     labelled = pc.match_substring_regex(impressions_array, _LABELLED_IMPRESSIONS).to_numpy(
         zero_copy_only=False
     )
     unlabelled = pc.match_substring_regex(impressions_array, _UNLABELLED_IMPRESSIONS).to_numpy(
         zero_copy_only=False
     )
-    valid = labelled | unlabelled
-    for i in np.flatnonzero(~valid):  # raises on the first bad row unless lenient
-        bad_row(linenos[i], _impressions_problem(impressions[i]))
+    # The first problem of each bad row, in line order, so that a strict read reports the earliest line. Each check
+    # is one Arrow pass, then python on the (rare) rows it flags: MIND's ids are alphanumeric and its lists ASCII.
+    problems: dict[int, tuple[str, str]] = {}
+    for i in np.flatnonzero(~(labelled | unlabelled)):
+        problems[i] = (_impressions_problem(impressions[i]), "malformed_rows_skipped")
+    non_ascii = pc.invert(pc.string_is_ascii(history_array)).to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(non_ascii):
+        problem = _other_whitespace_problem(histories[i], "history")
+        if problem:
+            problems.setdefault(i, (problem, "malformed_rows_skipped"))
+    odd_ids = pc.invert(pc.utf8_is_alnum(id_array)).to_numpy(zero_copy_only=False)
+    no_user = pc.equal(user_array, "").to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(odd_ids | no_user):
+        problem = id_problem(impression_ids[i], "impression id") or ("empty user id" if no_user[i] else None)
+        if problem:
+            problems.setdefault(i, (problem, "malformed_rows_skipped"))
+    fresh = [i for i in range(len(raw)) if i not in problems] if problems else range(len(raw))
+    ids = [impression_ids[i] for i in fresh] if problems else impression_ids
+    if len(set(ids)) < len(ids) or not seen_ids.keys().isdisjoint(ids):  # a repeated id: find it row by row
+        for i in fresh:
+            first = seen_ids.setdefault(impression_ids[i], linenos[i])
+            if first != linenos[i]:
+                problems[i] = (
+                    f"impression id {impression_ids[i]!r} repeats line {first}'s (each impression is evaluated and "
+                    "predicted once)",
+                    "duplicate_impression_ids",
+                )
+    else:
+        seen_ids.update(zip(ids, [linenos[i] for i in fresh] if problems else linenos))
+    for i in sorted(problems):  # raises on the first bad row unless lenient
+        bad_row(linenos[i], *problems[i])
+    valid = np.ones(len(raw), dtype=bool)
+    valid[list(problems)] = False
     keep = pa.array(valid)
 
     tokens = _split_ids(impressions_array.filter(keep))
@@ -327,10 +444,10 @@ def _behaviors_table(raw: list[tuple[int, str, str, str, str, str]], bad_row: _B
     candidates = pc.if_else(pa.array(token_labelled), pc.utf8_slice_codeunits(flat, 0, -2), flat)
     counts = pc.list_value_length(tokens).to_numpy()
     columns = [
-        pa.array(impression_ids, type=pa.string()).filter(keep),
-        pa.array(user_ids, type=pa.string()).filter(keep),
+        id_array.filter(keep),
+        user_array.filter(keep),
         pa.array(times, type=pa.string()).filter(keep),
-        _split_ids(pa.array(histories, type=pa.string()).filter(keep)),
+        _split_ids(history_array.filter(keep)),
         _list_array(counts, candidates),
         _list_array(counts, clicks),
     ]
@@ -350,9 +467,11 @@ def read_behaviors(
 
     Args:
         path: the ``behaviors.tsv`` file.
-        lenient: skip (and count under ``"malformed_rows_skipped"``) rows with the wrong column count, a
-            malformed impression token (e.g. ``"N1-x"``), an empty impressions column, or labelled and
-            unlabelled candidates mixed, instead of raising `MINDFormatError`.
+        lenient: skip (and count under ``"malformed_rows_skipped"``) rows with the wrong column count, an
+            empty impression or user id, an impression id holding whitespace, a malformed impression token (e.g.
+            ``"N1-x"``), an empty impressions column, labelled and unlabelled candidates mixed, or whitespace other
+            than ASCII's in the id lists; and (under ``"duplicate_impression_ids"``) a row repeating an earlier
+            row's impression id; instead of raising `MINDFormatError`.
         stats: where to count problems; when ``None`` a local `LoadStats` is used and logged at the end.
     """
     path = os.fspath(path)
@@ -361,20 +480,32 @@ def read_behaviors(
     bad_row = _BadRows(path, lenient, stats)
     raw: list[tuple[int, str, str, str, str, str]] = []
     tables: list[pa.Table] = []
+    seen_ids: dict[str, int] = {}  # impression id -> its line
     with _gc_paused():
         try:
             for lineno, fields in _iter_fields(path, len(BEHAVIORS_COLUMNS), "behaviors.tsv", bad_row):
                 raw.append((lineno, *fields))
                 if len(raw) == _CHUNK_ROWS:  # chunks bound the python objects alive at once
-                    tables.append(_behaviors_table(raw, bad_row))
+                    tables.append(_behaviors_table(raw, bad_row, seen_ids))
                     raw = []
         except MINDFormatError:
-            _behaviors_table(raw, bad_row)  # report a bad impression on an earlier line first
+            _behaviors_table(raw, bad_row, seen_ids)  # report a bad impression on an earlier line first
             raise
-        tables.append(_behaviors_table(raw, bad_row))
+        tables.append(_behaviors_table(raw, bad_row, seen_ids))
     if own_stats:
         stats.log(logger, f"read_behaviors({path})")
     return _dataset(tables, source=path)
+
+
+def require_rows(table: Dataset, path: str | os.PathLike[str], what: str, problems: dict[str, int]) -> Dataset:
+    """`table` when it holds a row, else `MINDFormatError` naming `path`: an empty file, or one whose every row was
+    skipped (`problems`: what was counted while reading it), would otherwise fail far away with a column error."""
+    if len(table) == 0:
+        raise MINDFormatError(
+            f"{os.fspath(path)}: no usable {what} row"
+            + (f" (every row was skipped: {problems})" if problems else " (the file holds no row)")
+        )
+    return table
 
 
 def split_files(folder: str | os.PathLike[str]) -> tuple[Path, Path]:

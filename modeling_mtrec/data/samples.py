@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from datasets import Dataset, Features, List, Value
 
 from ..models.mtrec.configuration_mtrec import MTRecConfig
-from .mind import _CHUNK_ROWS, _dataset, _list_array, _table
+from .mind import _CHUNK_ROWS, _dataset, _list_array, _table, as_id
 from .stats import LoadStats
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,10 @@ _KEY_MASK = (1 << 62) - 1
 
 
 def stable_key(value: str) -> int:
-    """A non-negative 62-bit key of `value`, the same in every process and run (unlike `hash`)."""
+    """A non-negative 62-bit key of `value`, the same in every process and run (unlike `hash`). An integer is keyed as
+    its decimal string (`as_id`), so ``123`` and ``"123"`` are the same id."""
+    if not isinstance(value, str):
+        value = as_id(value, "key")
     return int.from_bytes(hashlib.blake2b(value.encode("utf-8"), digest_size=8).digest(), "little") & _KEY_MASK
 
 
@@ -84,7 +87,7 @@ class _RowLookup:
     """Maps the news ids of list columns to rows of the news table, vectorised with Arrow's hash lookup."""
 
     def __init__(self, news_index: dict[str, int]) -> None:
-        self.keys = pa.array(list(news_index), type=pa.string())
+        self.keys = pa.array([as_id(news_id) for news_id in news_index], type=pa.string())  # 123 -> "123"
         self.rows = np.fromiter(news_index.values(), dtype=np.int64, count=len(news_index))
 
     def __call__(self, lists: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +130,9 @@ def _iter_behaviors(behaviors: Dataset, columns: list[str]) -> Iterator[pa.Table
 def _candidate_clicks(
     batch: pa.Table, lookup: _RowLookup, stats: LoadStats
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(parents, rows, clicks)`` for every candidate of the batch; counts the unknown ones."""
+    """``(parents, rows, clicks)`` for every candidate of the batch; counts the unknown ones, and the candidates that
+    repeat a news already listed in their impression (``"duplicate_candidates"``: kept, as MIND's scorer keeps them,
+    but a news both clicked and not clicked in one impression is contradictory data worth knowing about)."""
     candidates = batch.column("candidates").combine_chunks()
     clicks_column = batch.column("clicks").combine_chunks()
     lengths_differ = pc.not_equal(pc.list_value_length(candidates), pc.list_value_length(clicks_column))
@@ -138,6 +143,11 @@ def _candidate_clicks(
     unknown = int((rows < 0).sum())
     if unknown:
         stats["unknown_candidate_ids"] += unknown
+    known = rows >= 0
+    pairs = np.stack([parents[known], rows[known]], axis=1)  # (num_known, 2): (impression, news row)
+    repeated = len(pairs) - len(np.unique(pairs, axis=0)) if len(pairs) else 0
+    if repeated:
+        stats["duplicate_candidates"] += repeated
     return parents, rows, clicks
 
 
@@ -156,12 +166,18 @@ class _ImpressionBatch:
     def num_impressions(self) -> int:
         return self.table.num_rows
 
-    def count(self, stats: LoadStats, without_click: np.ndarray, without_non_click: np.ndarray) -> np.ndarray:
-        """Counts the impressions left out (and the kept ones with an empty history); returns the kept mask."""
-        kept = ~without_click & ~without_non_click
+    def count(
+        self, stats: LoadStats, without_click: np.ndarray, without_non_click: np.ndarray,
+        unlabelled: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Counts the impressions left out (each under one reason) and the kept ones with an empty history; returns
+        the kept mask. `unlabelled` marks impressions left out for having no labels (MIND's test format)."""
+        unlabelled = np.zeros_like(without_click) if unlabelled is None else unlabelled
+        kept = ~without_click & ~without_non_click & ~unlabelled
         for reason, mask in (
             ("impressions_without_click", without_click),
             ("impressions_without_non_click", without_non_click),
+            ("unlabelled_impressions", unlabelled),
             ("empty_history", kept & (self.history_lengths == 0)),
         ):
             if mask.any():
@@ -241,7 +257,7 @@ def build_train_samples(
 
 def build_eval_impressions(
     behaviors: Dataset, news_index: dict[str, int], max_history_length: int = MTRecConfig.max_history_length,
-    stats: LoadStats | None = None,
+    stats: LoadStats | None = None, *, keep_unlabelled: bool = True,
 ) -> Dataset:
     """Turn impressions into evaluation rows: one row per impression, scored as a ranking of its candidates.
 
@@ -253,7 +269,9 @@ def build_eval_impressions(
     or no non-click is left out (AUC is undefined for it) and counted under ``"impressions_without_click"`` /
     ``"impressions_without_non_click"``. An unlabelled impression (test split) is kept as long as one of its
     candidates is known, so that predictions can be written for it; one with no known candidate is counted
-    under ``"impressions_without_click"``. Empty histories are kept and counted under ``"empty_history"``.
+    under ``"impressions_without_click"``. With ``keep_unlabelled=False`` (what `load_mind` asks for: its eval
+    rows are for metrics) every unlabelled impression is left out and counted under ``"unlabelled_impressions"``
+    instead. Empty histories are kept and counted under ``"empty_history"``.
 
     Args:
         behaviors: the output of `read_behaviors` (``impression_id``, ``history``, ``candidates`` and
@@ -270,8 +288,9 @@ def build_eval_impressions(
         num_known = np.bincount(b.parents[known], minlength=b.num_impressions)  # (num_impressions,)
         num_positives = np.bincount(b.parents[known & (b.clicks == 1)], minlength=b.num_impressions)
         num_negatives = np.bincount(b.parents[known & (b.clicks == 0)], minlength=b.num_impressions)
-        without_click = np.where(unlabelled, num_known == 0, num_positives == 0)
-        kept = b.count(stats, without_click, ~unlabelled & ~without_click & (num_negatives == 0))
+        left_unlabelled = unlabelled & (not keep_unlabelled)
+        without_click = np.where(unlabelled, num_known == 0, num_positives == 0) & ~left_unlabelled
+        kept = b.count(stats, without_click, ~unlabelled & ~without_click & (num_negatives == 0), left_unlabelled)
         columns = [
             b.table.column("impression_id").combine_chunks(),
             b.history,
@@ -294,13 +313,18 @@ def build_retrieval_samples(
     oldest first, the most recent `max_history_length` known ones) and ``positive`` (int: the clicked news row).
 
     Unlike `build_train_samples`, impressions without a non-click are kept (a retriever needs no impression
-    negatives). Unknown history / candidate ids are dropped and counted as in the MIND builders; impressions of
-    the unlabelled test split yield no row.
+    negatives). Unknown history / candidate ids are dropped and counted as in the MIND builders. An impression
+    that yields no row is counted: under ``"unlabelled_impressions"`` (MIND's test split) or
+    ``"impressions_without_click"`` (no known clicked candidate).
     """
 
     def make_table(b: _ImpressionBatch, stats: LoadStats) -> pa.Table:
         users = np.array([stable_key(u) for u in b.table.column("user_id").to_pylist()], dtype=np.int64)
         chosen = (b.rows >= 0) & (b.clicks == 1)
+        unlabelled = np.zeros(b.num_impressions, dtype=bool)
+        unlabelled[b.parents[b.clicks == -1]] = True
+        without_click = ~unlabelled & (np.bincount(b.parents[chosen], minlength=b.num_impressions) == 0)
+        b.count(stats, without_click, np.zeros_like(without_click), unlabelled)
         impression = b.parents[chosen]  # (num_rows,): each click's impression in the batch
         columns = [
             pa.array(users[impression]), b.history.take(pa.array(impression)), pa.array(b.rows[chosen].astype(np.int32))

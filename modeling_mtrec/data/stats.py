@@ -15,15 +15,21 @@ import logging
 # The exact keys the data pipeline counts under (one place, so a typo in a reader shows up in review).
 KNOWN_REASONS: tuple[str, ...] = (
     "malformed_rows_skipped",  # a row with the wrong column count / bad token, skipped with lenient=True
+    "header_rows",  # a header row (news_id, category, ... / impression_id, user_id, ...): skipped
     "duplicate_news_ids",  # a news id seen again in news.tsv; the first occurrence is kept
+    "duplicate_impression_ids",  # an impression id seen again in behaviors.tsv: skipped with lenient=True
     "unknown_history_ids",  # a history id missing from the news table (counted per id)
     "unknown_candidate_ids",  # an impression candidate missing from the news table (counted per id)
+    "duplicate_candidates",  # a candidate repeating a news of the same impression (kept)
     "empty_history",  # an impression whose history is empty after dropping unknown ids (kept: r_u = 0)
     "impressions_without_click",  # skipped: nothing to learn from / AUC undefined
     "impressions_without_non_click",  # skipped: no negative to sample / AUC undefined
+    "unlabelled_impressions",  # an impression in MIND's test format (no -0/-1 labels), left out of metrics
     "broken_entity_json",  # title_entities that is not valid JSON in the expected shape
     "entity_offset_mismatch",  # an entity's surface form not found at its OccurrenceOffsets
     "unknown_category",  # a category missing from category2id (category_label = -100)
+    "empty_category",  # a news without a category: no category label (-100), never a class of its own
+    "overlapping_entity_spans",  # two entity mentions of a title overlap: merged into one span
     "title_truncated_entities",  # an entity cut off by max_title_length
     "impressions_without_known_candidate",  # prediction file: ranks 1..n in input order (inference.predict_ranks)
 )

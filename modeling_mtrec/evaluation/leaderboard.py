@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..data.mind import read_behaviors, read_news, split_files
+from ..data.mind import id_problem, read_behaviors, read_news, require_rows, split_files
 from ..data.samples import recent_history
 from ..data.stats import LoadStats
 from ..scoring import score_impressions
@@ -64,6 +64,12 @@ class ImpressionPrediction:
     impression_id: str
     ranks: list[int]
 
+    def __post_init__(self) -> None:
+        # MIND's scorer splits each line on whitespace: an empty id or one holding whitespace would break the file.
+        problem = id_problem(self.impression_id, "impression id")
+        if problem:
+            raise ValueError(f"{problem}: it cannot be written to prediction.txt")
+
     def line(self) -> str:
         """``"<impression_id> [r1,r2,...]"``: MIND's format (its scorer splits on whitespace and JSON-parses)."""
         return f"{self.impression_id} [{','.join(str(r) for r in self.ranks)}]"
@@ -74,7 +80,6 @@ def predict_ranks(
     cache: NewsVectorCache,
     behaviors: Dataset,
     *,
-    max_history_length: int | None = None,
     batch_size: int = 256,
     stats: LoadStats | None = None,
     device: str | torch.device | None = None,
@@ -86,20 +91,19 @@ def predict_ranks(
 
     Rules (counted in `stats`, and logged once when `stats` is None):
     - a history id missing from `cache` is dropped (``"unknown_history_ids"``); then the most recent
-      `max_history_length` known ids are kept (`recent_history`, as in training); an empty result gives r_u = 0
-      (``"empty_history"``), i.e. all known candidates score 0 and rank in input order;
+      ``model.config.max_history_length`` known ids are kept (the model's rule, `MTRecModel.encode_users`, which
+      training and evaluation follow too); an empty result gives r_u = 0 (``"empty_history"``), i.e. all known
+      candidates score 0 and rank in input order;
     - a candidate id missing from `cache` (``"unknown_candidate_ids"``) gets no score and is ranked after all
       known candidates, unknown ones in input order;
     - an impression with no known candidate (``"impressions_without_known_candidate"``) gets ranks 1..n in
       input order;
-    - ties between scores are broken by input order.
-
-    Args:
-        max_history_length: defaults to ``model.config.max_history_length``.
+    - ties between scores are broken by input order (as `evaluation.metrics` ranks them, so the metrics the package
+      reports are MIND's scorer's on this file).
     """
     own_stats = stats is None
     stats = LoadStats() if stats is None else stats
-    max_history_length = model.config.max_history_length if max_history_length is None else max_history_length
+    max_history_length = model.config.max_history_length  # the one source: the model applies it itself
     table = behaviors.select_columns(["impression_id", "history", "candidates"]).with_format(None)[:]
     index = cache.index
     histories: list[list[int]] = []
@@ -142,8 +146,12 @@ def write_prediction_file(
     ``prediction.txt`` at its root). Returns the path of the zip when written, else of the text file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
     with open(path, "w", encoding="utf-8") as f:
         for prediction in predictions:
+            if prediction.impression_id in seen:  # the scorer pairs lines with the truth file one to one
+                raise ValueError(f"impression {prediction.impression_id!r} is predicted twice; {path} is incomplete")
+            seen.add(prediction.impression_id)
             f.write(prediction.line() + "\n")
     if not zip_file:
         return path
@@ -160,7 +168,6 @@ def write_mind_predictions(
     output_dir: str | os.PathLike[str],
     *,
     batch_size: int = 256,
-    max_history_length: int | None = None,
     zip_file: bool = True,
     cache: NewsVectorCache | None = None,
     lenient: bool = False,
@@ -175,7 +182,8 @@ def write_mind_predictions(
     own_stats = stats is None
     stats = LoadStats() if stats is None else stats
     news_path, behaviors_path = split_files(mind_dir)
-    news = read_news(news_path, lenient=lenient, stats=stats)
+    before = stats.copy()
+    news = require_rows(read_news(news_path, lenient=lenient, stats=stats), news_path, "news", dict(stats - before))
     table = news.select_columns(["news_id", "title"]).with_format(None)[:]
     if cache is None:
         cache = NewsVectorCache.from_titles(model, tokenizer, table["news_id"], table["title"], batch_size=batch_size)
@@ -184,9 +192,11 @@ def write_mind_predictions(
         if missing:
             titles = [table["title"][i] for i in missing]
             cache.add([table["news_id"][i] for i in missing], encode_titles(model, tokenizer, titles, batch_size=batch_size))
+    before = stats.copy()
     behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)
+    require_rows(behaviors, behaviors_path, "impression", dict(stats - before))
     predictions = predict_ranks(
-        model, cache, behaviors, max_history_length=max_history_length, batch_size=batch_size, stats=stats
+        model, cache, behaviors, batch_size=batch_size, stats=stats
     )
     path = write_prediction_file(Path(output_dir) / "prediction.txt", predictions, zip_file=zip_file)
     if own_stats:

@@ -5,16 +5,35 @@ each clicked or not) and reports the mean over impressions of AUC, MRR, nDCG@5 a
 below follow the official ``evaluate.py`` of the MIND leaderboard:
 
 * ``auc_score``: ROC AUC of one impression (the leaderboard calls ``sklearn.metrics.roc_auc_score``; here it
-  is the Mann-Whitney rank statistic with average ranks for ties, which is the same number, ties included).
+  is the Mann-Whitney rank statistic, the same number).
 * ``mrr_score``: ``sum(y_true_sorted / rank) / sum(y_true)``, i.e. the mean reciprocal rank over all
   clicked news of the impression (not only the first click).
 * ``dcg_score`` / ``ndcg_score``: gains ``2**y - 1``, discounts ``log2(rank + 1)``, cut at ``k``.
 
-NOTE (ties): MIND's script orders candidates with ``np.argsort(y_score)[::-1]``, whose order among equal
-scores depends on numpy's sort algorithm. Here candidates are ordered by a *stable* sort on ``-y_score``, so
-among equal scores the candidate listed first in the impression ranks first. Results are therefore
-deterministic; they can differ from MIND's script only when a clicked and a non-clicked news get exactly the
-same score. AUC is unaffected (average ranks).
+The leaderboard does not score the model's scores: it scores ``prediction.txt``, one rank per candidate, with
+``y_score = 1 / rank``. Every metric here is therefore computed on the ranking that file holds (see
+`modeling_mtrec.evaluation.leaderboard`), so the numbers the package reports are the numbers MIND's scorer gives
+its prediction file (``tests/evaluation/test_scorer_agreement.py`` checks it against a re-implementation of the
+official ``evaluate.py``). Where the two could part, the choices are:
+
+NOTE (ties): candidates rank by descending score, equal scores in impression order (a *stable* sort on
+``-y_score``), for all four metrics: ``prediction.txt`` cannot express a tie, so the ranking written there breaks
+ties this way and the official AUC on it counts a tied click/non-click pair as won or lost by input order. A tied
+pair therefore does NOT get half credit in the reported AUC (``ties="input_order"``, the default); sklearn's
+tie-averaged AUC on the raw scores is ``auc_score(..., ties="average")`` /
+``impression_metrics(..., ties="average")``. They differ only on impressions where a click and a non-click have
+exactly the same score, e.g. every impression of a user without a known clicked news (r_u = 0, all scores 0).
+
+NOTE (all-clicked impressions): an impression with no non-clicked candidate (or no clicked one) is left out of all
+four metrics and counted (``num_skipped_impressions``; `load_mind` already leaves them out of its eval split and
+counts them). MIND's scorer keeps it for MRR and nDCG, but its AUC is undefined there: ``roc_auc_score`` raises
+(older scikit-learn) or returns NaN (scikit-learn 1.9 did), which makes the scorer's mean AUC NaN, so a dev set
+holding one has no official AUC at all. Keeping the four metrics over one set of impressions keeps them comparable.
+
+NOTE (what the metrics see): the candidates the loader knows (a candidate id missing from news.tsv is dropped and
+counted, while ``prediction.txt`` ranks it last; MIND's own dev and test files have none), and the model's history
+rule (`MTRecModel.encode_users` keeps the most recent ``config.max_history_length`` clicks, in training, evaluation
+and prediction alike).
 
 Everything here is plain numpy so it can run inside ``Trainer.compute_metrics``, in a notebook, or behind
 the ``evaluate`` module in ``modeling_mtrec/evaluation/mind_metric`` (see :func:`load_mind_metric`).
@@ -45,6 +64,7 @@ MIND_METRIC_DIR = Path(__file__).resolve().parent / "mind_metric"
 __all__ = [
     "IGNORE_INDEX",
     "MIND_METRIC_DIR",
+    "TIE_POLICIES",
     "auc_score",
     "compute_mind_metrics",
     "dcg_score",
@@ -80,6 +100,11 @@ def _check_pair(y_true: Any, y_score: Any) -> tuple[np.ndarray, np.ndarray]:
     return t, s
 
 
+TIE_POLICIES = ("input_order", "average")
+"""How `auc_score` / `impression_metrics` rank equal scores: as ``prediction.txt`` does (the default), or sklearn's
+average ranks (a tied click/non-click pair counts one half)."""
+
+
 def _ranking(y_score: np.ndarray) -> np.ndarray:
     """Indices that sort ``y_score`` descending; ties keep their input order (stable sort on ``-score``)."""
     return np.argsort(-y_score, kind="stable")
@@ -98,20 +123,25 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def auc_score(y_true: Any, y_score: Any) -> float:
-    """ROC AUC of one impression: the probability that a clicked news outscores a non-clicked one.
+def auc_score(y_true: Any, y_score: Any, *, ties: str = "input_order") -> float:
+    """ROC AUC of one impression: the share of (clicked, non-clicked) pairs whose click ranks first.
 
     Computed as the Mann-Whitney U statistic ``(R_pos - P (P + 1) / 2) / (P N)``, with ``R_pos`` the sum of the
-    (tie-averaged) ranks of the ``P`` positives among all ``P + N`` scores; equals
-    ``sklearn.metrics.roc_auc_score`` including ties (a tied positive/negative pair counts one half).
+    ascending ranks of the ``P`` positives among all ``P + N`` candidates.
 
     Args:
         y_true: labels of the impression's candidates, each 0 (not clicked) or 1 (clicked).
         y_score: the model's scores, same length; higher means more likely clicked.
+        ties: ``"input_order"`` (default): equal scores rank in input order, as in ``prediction.txt``, so the value
+            is MIND's scorer's on that file (``roc_auc_score(y_true, 1 / rank)``); ``"average"``: tied candidates
+            share their mean rank, so the value is ``sklearn.metrics.roc_auc_score(y_true, y_score)`` (a tied
+            click/non-click pair counts one half). See the module's NOTE (ties).
 
     Raises:
         ValueError: if a label is not 0/1, or if there is no positive or no negative (AUC is undefined).
     """
+    if ties not in TIE_POLICIES:
+        raise ValueError(f"ties must be one of {TIE_POLICIES}, got {ties!r}")
     t, s = _check_pair(y_true, y_score)
     if not np.all((t == 0) | (t == 1)):
         raise ValueError(
@@ -125,7 +155,12 @@ def auc_score(y_true: Any, y_score: Any) -> float:
             f"AUC is undefined for an impression with {num_pos} positive(s) and {num_neg} negative(s); "
             "it needs at least one of each"
         )
-    rank_sum = float(_average_ranks(s)[pos].sum())
+    if ties == "average":
+        ranks = _average_ranks(s)
+    else:  # the ranking of prediction.txt: the best candidate gets rank n, ties broken by input order
+        ranks = np.empty(t.size, dtype=np.float64)
+        ranks[_ranking(s)] = np.arange(t.size, 0, -1, dtype=np.float64)
+    rank_sum = float(ranks[pos].sum())
     return (rank_sum - num_pos * (num_pos + 1) / 2.0) / (num_pos * num_neg)
 
 
@@ -174,14 +209,18 @@ def ndcg_score(y_true: Any, y_score: Any, k: int) -> float:
     return dcg_score(y_true, y_score, k) / ideal
 
 
-def impression_metrics(labels: Sequence[Any], scores: Sequence[Any]) -> dict[str, float]:
-    """Mean AUC, MRR, nDCG@5 and nDCG@10 over impressions, as on the MIND leaderboard.
+def impression_metrics(
+    labels: Sequence[Any], scores: Sequence[Any], *, ties: str = "input_order"
+) -> dict[str, float]:
+    """Mean AUC, MRR, nDCG@5 and nDCG@10 over impressions, as MIND's scorer computes them on the ``prediction.txt``
+    of the same scores (see the module's NOTEs on ties and on all-clicked impressions).
 
     Args:
         labels: one 1-D array per impression with 1 (clicked), 0 (not clicked) or ``IGNORE_INDEX`` (-100, a
             padded slot). Entries labelled -100 are dropped together with their score before scoring, so
             padded rows from a collator or from ``Trainer``'s cross-batch padding can be passed as they are.
         scores: one 1-D array of model scores per impression, same lengths as ``labels``.
+        ties: how AUC ranks equal scores, as in `auc_score` (MRR and nDCG always rank them in input order).
 
     Returns:
         ``{"auc", "mrr", "ndcg@5", "ndcg@10"}``: means over the scored impressions (NaN if none could be
@@ -220,7 +259,7 @@ def impression_metrics(labels: Sequence[Any], scores: Sequence[Any]) -> dict[str
         if num_pos == 0 or num_pos == t.size:
             skipped += 1
             continue
-        aucs.append(auc_score(t, s))
+        aucs.append(auc_score(t, s, ties=ties))
         mrrs.append(mrr_score(t, s))
         ndcg5s.append(ndcg_score(t, s, 5))
         ndcg10s.append(ndcg_score(t, s, 10))
@@ -248,7 +287,9 @@ def impression_metrics(labels: Sequence[Any], scores: Sequence[Any]) -> dict[str
     }
 
 
-def padded_impression_metrics(labels_2d: np.ndarray, scores_2d: np.ndarray) -> dict[str, float]:
+def padded_impression_metrics(
+    labels_2d: np.ndarray, scores_2d: np.ndarray, *, ties: str = "input_order"
+) -> dict[str, float]:
     """:func:`impression_metrics` for ``Trainer``-style padded arrays, one impression per row.
 
     Args:
@@ -263,7 +304,7 @@ def padded_impression_metrics(labels_2d: np.ndarray, scores_2d: np.ndarray) -> d
             f"labels_2d and scores_2d must be 2-D of the same shape (num_impressions, C), "
             f"got {labels_2d.shape} and {scores_2d.shape}"
         )
-    return impression_metrics(list(labels_2d), list(scores_2d))
+    return impression_metrics(list(labels_2d), list(scores_2d), ties=ties)
 
 
 def load_mind_metric(**kwargs: Any) -> evaluate.EvaluationModule:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..data.mind import as_id
 from ..models.mtrec.processing_mtrec import title_batches, tokenize_titles
 from ..models.two_tower.features import ItemFeatures
 from ..scoring import ScoringModel, encode_item_batches
@@ -161,7 +162,7 @@ class NewsVectorCache:
     ) -> None:
         if vectors.ndim != 2 or vectors.shape[0] != len(news_ids):
             raise ValueError(f"vectors must be (len(news_ids)={len(news_ids)}, D), got {tuple(vectors.shape)}")
-        self.news_ids: list[str] = [str(news_id) for news_id in news_ids]
+        self.news_ids: list[str] = [as_id(news_id) for news_id in news_ids]
         self.index: dict[str, int] = {news_id: row for row, news_id in enumerate(self.news_ids)}
         if len(self.index) != len(self.news_ids):
             seen: set[str] = set()
@@ -175,7 +176,10 @@ class NewsVectorCache:
         return len(self.news_ids)
 
     def __contains__(self, news_id: object) -> bool:
-        return news_id in self.index
+        try:
+            return as_id(news_id) in self.index
+        except TypeError:
+            return False
 
     def __repr__(self) -> str:
         return f"NewsVectorCache({len(self)} news, dim={self.vectors.shape[1]}, fingerprint={self.fingerprint})"
@@ -243,7 +247,8 @@ class NewsVectorCache:
         )
 
     def add(self, news_ids: Sequence[str], vectors: torch.Tensor) -> None:
-        """Adds (or overwrites) news vectors. (len(news_ids), D)."""
+        """Adds (or overwrites) news vectors. (len(news_ids), D). Ids are normalised by `as_id` (``123`` -> ``"123"``)."""
+        news_ids = [as_id(news_id) for news_id in news_ids]
         if vectors.ndim != 2 or vectors.shape != (len(news_ids), self.hidden_size):
             raise ValueError(f"vectors must be ({len(news_ids)}, {self.hidden_size}), got {tuple(vectors.shape)}")
         if len(set(news_ids)) != len(news_ids):
@@ -266,7 +271,7 @@ class NewsVectorCache:
     def rows(self, news_ids: Iterable[str]) -> list[int]:
         """Rows of the given ids; `KeyError` naming the first unknown id."""
         rows = []
-        for news_id in news_ids:
+        for news_id in map(as_id, news_ids):
             row = self.index.get(news_id)
             if row is None:
                 raise KeyError(f"news id {news_id!r} is not in the news vector cache ({len(self)} news)")
@@ -328,19 +333,24 @@ class NewsVectorCache:
     ) -> NewsVectorCache:
         """Loads a cache written by `save`; with `model`, checks it was built by that model's news encoder
         (`check`: `StaleCacheError`, or a warning with ``strict=False``)."""
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(os.fspath(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        if metadata.get("format") != _CACHE_FORMAT:
-            raise ValueError(f"{path}: not a news vector cache (metadata format {metadata.get('format')!r})")
-        tensors = load_file(os.fspath(path))
-        cache = cls(
-            json.loads(metadata["news_ids"]),
-            tensors["vectors"],
-            fingerprint=metadata.get("fingerprint") or None,
-            max_title_length=int(metadata["max_title_length"]) if metadata.get("max_title_length") else None,
-        )
+        try:
+            with safe_open(os.fspath(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+            if metadata.get("format") != _CACHE_FORMAT:
+                raise ValueError(f"{path}: not a news vector cache (metadata format {metadata.get('format')!r})")
+            tensors = load_file(os.fspath(path))
+            news_ids = json.loads(metadata["news_ids"])
+            vectors = tensors["vectors"]
+            max_title_length = int(metadata["max_title_length"]) if metadata.get("max_title_length") else None
+        except (SafetensorError, KeyError, json.JSONDecodeError, RecursionError) as error:
+            # safetensors' own messages ("incomplete metadata, file not fully covered") name no file.
+            raise ValueError(
+                f"{path}: cannot read the news vector cache ({type(error).__name__}: {error}); the file is truncated "
+                "(an interrupted copy or write?) or not a cache written by NewsVectorCache.save"
+            ) from error
+        cache = cls(news_ids, vectors, fingerprint=metadata.get("fingerprint") or None, max_title_length=max_title_length)
         if model is not None:
             cache.check(model, strict=strict)
         return cache

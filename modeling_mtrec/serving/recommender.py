@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..data.mind import as_id
 from ..data.samples import recent_history
 from ..models.mtrec.modeling_mtrec import MTRecModel
+from ..models.mtrec.processing_mtrec import check_tokenizer
 from ..scoring import model_device, score_impressions
 from .cache import NewsVectorCache, encode_titles, news_encoder_fingerprint
 
@@ -69,6 +71,7 @@ class MTRecRecommender:
         batch_size: int = 256,
         device: str | torch.device | None = None,
     ) -> None:
+        check_tokenizer(tokenizer, model.config)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -97,6 +100,7 @@ class MTRecRecommender:
         if device is not None:
             model.to(device)
         tokenizer = AutoTokenizer.from_pretrained(folder)
+        check_tokenizer(tokenizer, model.config, source=folder)
         default_cache = Path(folder) / "news_vectors.safetensors"
         if cache_path is None and default_cache.is_file():
             cache_path = default_cache
@@ -104,7 +108,8 @@ class MTRecRecommender:
         return cls(model, tokenizer, cache, device=device)
 
     def add_news(self, news_ids: Sequence[str], titles: Sequence[str]) -> None:
-        """Encodes titles and stores them in the cache under the ids (an id already there is overwritten)."""
+        """Encodes titles and stores them in the cache under the ids (an id already there is overwritten; integer ids
+        are stored as their string, as everywhere)."""
         if len(news_ids) != len(titles):
             raise ValueError(f"got {len(news_ids)} news ids but {len(titles)} titles")
         self.cache.add(list(news_ids), self.encode_titles(titles))
@@ -132,16 +137,20 @@ class MTRecRecommender:
         if len(histories) != len(candidates):
             raise ValueError(f"got {len(histories)} histories but {len(candidates)} candidate lists")
         max_history = self.model.config.max_history_length
-        # Every distinct reference is resolved (looked up or encoded) once, then addressed by row.
+        # Every distinct reference is resolved (looked up or encoded) once, then addressed by row. Ids are normalised
+        # as everywhere (`as_id`: 123 -> "123").
+        def key(ref: NewsRef) -> tuple[bool, str]:
+            return (True, str(ref)) if isinstance(ref, NewsTitle) else (False, as_id(ref))
+
         refs: dict[tuple[bool, str], int] = {}
         for seq in (*histories, *candidates):
             for ref in seq:
-                refs.setdefault((isinstance(ref, NewsTitle), str(ref)), len(refs))
+                refs.setdefault(key(ref), len(refs))
         keys = list(refs)
         vectors = self._vectors([NewsTitle(text) if is_title else text for is_title, text in keys])  # (R, D)
         # The model keeps the most recent max_history_length clicks (as in training).
-        history_rows = [recent_history([refs[(isinstance(r, NewsTitle), str(r))] for r in h], max_history) for h in histories]
-        candidate_rows = [[refs[(isinstance(r, NewsTitle), str(r))] for r in c] for c in candidates]
+        history_rows = [recent_history([refs[key(r)] for r in h], max_history) for h in histories]
+        candidate_rows = [[refs[key(r)] for r in c] for c in candidates]
         scores = score_impressions(
             self.model, vectors, history_rows, candidate_rows, batch_size=self.batch_size, device=self.device
         )

@@ -120,6 +120,7 @@ def reference_build(behaviors, news_index: dict[str, int], max_history_length: i
         for stats in (train_stats, eval_stats):
             stats["unknown_history_ids"] += unknown_history
             stats["unknown_candidate_ids"] += unknown_candidates
+            stats["duplicate_candidates"] += len(candidates) - len(set(candidates))  # a news listed twice (kept)
 
         if not positives:
             train_stats["impressions_without_click"] += 1

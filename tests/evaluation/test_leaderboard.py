@@ -115,10 +115,10 @@ def test_write_mind_predictions_from_folder(setup, tmp_path):
 def test_prediction_history_rule_is_the_training_rule(tmp_path):
     """A history shorter than max_history_length is kept whole (the slice used to start at len - max, a negative
     index that dropped clicks when len < max < 2 len)."""
-    model = MTRecModel(tiny_config()).eval()
+    model = MTRecModel(tiny_config(max_history_length=3)).eval()  # the one source of the length: the model's config
     cache = hand_cache(model)
     (tmp_path / "behaviors.tsv").write_text("1\tU1\t11/15/2019 9:00:00 AM\tN1 N2\tN3-1 N4-0 N5-0 N6-0\n")
-    [prediction] = predict_ranks(model, cache, read_behaviors(tmp_path / "behaviors.tsv"), max_history_length=3)
+    [prediction] = predict_ranks(model, cache, read_behaviors(tmp_path / "behaviors.tsv"))
 
     def ranks(history):
         scores = expected_scores(model, cache, history, ["N3", "N4", "N5", "N6"])

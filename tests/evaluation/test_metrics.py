@@ -35,8 +35,10 @@ A_NDCG = 1.5 / (1 + 1 / LOG2_3)  # 0.9197207891481876
 # Impression B, with a tie: the clicked idx1 and the non-clicked idx0 both score 0.5.
 B_LABELS = np.array([0, 1, 0])
 B_SCORES = np.array([0.5, 0.5, 0.2])
-# AUC: the tied pair counts 1/2, the win over 0.2 counts 1 -> (0.5 + 1) / 2 = 0.75.
+# AUC: the tied pair counts 1/2, the win over 0.2 counts 1 -> (0.5 + 1) / 2 = 0.75 with ties="average"; with
+# ties in input order (the default, as prediction.txt ranks them) idx0 ranks first, the pair is lost -> 1/2.
 B_AUC = 0.75
+B_AUC_INPUT_ORDER = 0.5
 # Stable sort on -score keeps idx0 before idx1, so the click is at rank 2: MRR = 1/2, nDCG = (1/log2(3)) / 1.
 B_MRR = 0.5
 B_NDCG = 1 / LOG2_3  # 0.6309297535714575
@@ -56,13 +58,14 @@ def test_single_impression_metrics_match_hand_computed_values() -> None:
 
 
 def test_ties_use_average_rank_for_auc_and_input_order_for_ranking() -> None:
-    assert auc_score(B_LABELS, B_SCORES) == pytest.approx(B_AUC)
+    assert auc_score(B_LABELS, B_SCORES, ties="average") == pytest.approx(B_AUC)
+    assert auc_score(B_LABELS, B_SCORES) == pytest.approx(B_AUC_INPUT_ORDER)
     assert mrr_score(B_LABELS, B_SCORES) == pytest.approx(B_MRR)
     assert ndcg_score(B_LABELS, B_SCORES, 5) == pytest.approx(B_NDCG)
     # Swapping the tied candidates puts the click first: the ranking follows input order on ties.
     assert mrr_score(B_LABELS[[1, 0, 2]], B_SCORES[[1, 0, 2]]) == 1.0
     # All scores equal: every positive/negative pair is a tie -> AUC 1/2.
-    assert auc_score([1, 0, 1, 0], [3.0, 3.0, 3.0, 3.0]) == 0.5
+    assert auc_score([1, 0, 1, 0], [3.0, 3.0, 3.0, 3.0], ties="average") == 0.5
 
 
 def test_dcg_uses_exponential_gains_and_cuts_at_k() -> None:
@@ -86,7 +89,7 @@ def test_auc_matches_sklearn_on_random_impressions_with_ties() -> None:
             continue
         # Rounding to one decimal makes many ties, some across a click and a non-click.
         scores = np.round(rng.normal(size=n), 1)
-        assert auc_score(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+        assert auc_score(labels, scores, ties="average") == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
         checked += 1
     assert checked > 50
 
@@ -115,7 +118,7 @@ def test_impression_metrics_averages_and_counts_skipped_impressions() -> None:
     # Only A and B have both a click and a non-click; the other two are skipped and counted.
     assert result["num_impressions"] == 2
     assert result["num_skipped_impressions"] == 2
-    assert result["auc"] == pytest.approx((A_AUC + B_AUC) / 2)  # (5/6 + 3/4) / 2 = 19/24
+    assert result["auc"] == pytest.approx((A_AUC + B_AUC_INPUT_ORDER) / 2)  # (5/6 + 1/2) / 2 = 2/3
     assert result["mrr"] == pytest.approx((A_MRR + B_MRR) / 2)  # (2/3 + 1/2) / 2 = 7/12
     assert result["ndcg@5"] == pytest.approx((A_NDCG + B_NDCG) / 2)
     assert result["ndcg@10"] == pytest.approx((A_NDCG + B_NDCG) / 2)

@@ -35,7 +35,8 @@ candidate news shown to a user (predictions) and whether each was clicked (refer
 clicked, -100 padding to drop). AUC, MRR, nDCG@5 and nDCG@10 are computed per impression as in MIND's
 evaluate.py and averaged over impressions. Impressions without a click or without a non-click (where AUC is
 undefined) are left out and counted in `num_skipped_impressions`. Ties in ranking are broken by position
-(stable sort on -score), so results are deterministic.
+(stable sort on -score) for all four metrics, as in the prediction.txt MIND's scorer reads, so the numbers are
+the official scorer's on that file and deterministic.
 """
 
 _KWARGS_DESCRIPTION = """

@@ -187,6 +187,12 @@ class MTRecCollator:
             for b, (rows, row_labels) in enumerate(zip(candidates, labels, strict=True)):
                 if len(rows) != len(row_labels):
                     raise ValueError(f"feature {b}: {len(rows)} candidates but {len(row_labels)} labels")
+                if not rows:  # nothing to score; a batch of such impressions would hold no news to index
+                    name = features[b].get("impression_id")
+                    raise ValueError(
+                        f"feature {b}{f' (impression {name!r})' if name is not None else ''} has no candidates: "
+                        "nothing to score (build_eval_impressions never makes such a row)"
+                    )
 
         # De-duplicate: news row -> position among the N distinct news of the batch.
         position: dict[int, int] = {}

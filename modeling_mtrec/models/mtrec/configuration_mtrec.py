@@ -6,11 +6,39 @@ Findings of ACL 2022 (https://aclanthology.org/2022.findings-acl.209), and the M
 
 from __future__ import annotations
 
+import os
+import re
+
 from transformers import BertConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 # BIO over MIND's untyped title entities: the paper tags entity mentions, not entity types.
 DEFAULT_NER_LABELS = ["O", "B", "I"]
+
+
+_HUB_ID = re.compile(r"[\w\-]+(\.[\w\-]+)*(/[\w\-.]+)?")  # "name" or "org/name"
+
+
+def encoder_hub_id(name_or_path: str | os.PathLike | None) -> str | None:
+    """What a config records as the encoder's checkpoint: never a path of the machine that trained it.
+
+    A local folder becomes the Hub id of the checkpoint it holds when that is known (the folder of the package's
+    offline default encoder: its Hub id), else None; anything else that can be a Hub id (``name``, ``org/name``) is
+    kept. A config read from a saved folder holds a Hub id or None already, so the package is only imported (to know
+    the offline default) when a local folder is given, i.e. when training with it, never as Hub remote code.
+    """
+    if name_or_path is None:
+        return None
+    value = os.fspath(name_or_path)
+    if not os.path.exists(value):
+        return value if _HUB_ID.fullmatch(value) else None
+    try:
+        from modeling_mtrec.offline import DEFAULT_ENCODER_HUB_ID, default_encoder_path
+
+        default = default_encoder_path()
+    except ImportError:  # the package or its offline encoder is not installed: the folder cannot be that one
+        return None
+    return DEFAULT_ENCODER_HUB_ID if os.path.realpath(value) == os.path.realpath(default) else None
 
 
 class MTRecConfig(PreTrainedConfig):
@@ -49,7 +77,9 @@ class MTRecConfig(PreTrainedConfig):
             batch as one padded block, the paper's computation; any value gives the same news vectors up to float
             rounding. Not in the paper: a speed knob.
         encoder_name_or_path (`str`, *optional*):
-            The checkpoint the news encoder was initialised from; recorded for the model card's `base_model`.
+            The Hub id of the checkpoint the news encoder was initialised from, for the model card's `base_model`.
+            A local folder is recorded as its Hub id when known (the package's offline default encoder), else as
+            `None`: a saved config never carries a path of the machine that trained it.
     """
 
     model_type = "mtrec"
@@ -71,6 +101,7 @@ class MTRecConfig(PreTrainedConfig):
     encoder_name_or_path: str | None = None
 
     def __post_init__(self, **kwargs):
+        self.encoder_name_or_path = encoder_hub_id(self.encoder_name_or_path)
         if self.ner_labels is None:
             self.ner_labels = list(DEFAULT_NER_LABELS)
         # JSON turns int keys into strings; the category ids are ints everywhere else.
@@ -87,12 +118,21 @@ class MTRecConfig(PreTrainedConfig):
             raise ValueError(f"`ner_labels` needs at least an outside and an entity tag, got {self.ner_labels!r}")
         if not 0.0 <= self.head_dropout < 1.0:
             raise ValueError(f"`head_dropout` must be in [0, 1), got {self.head_dropout}")
+        if not (isinstance(self.initializer_range, (int, float)) and 0.0 < self.initializer_range < float("inf")):
+            raise ValueError(f"`initializer_range` must be a finite number > 0, got {self.initializer_range!r}")
         super().__post_init__(**kwargs)
         if self.max_title_length > self.encoder_config.max_position_embeddings:
             raise ValueError(
                 f"`max_title_length`={self.max_title_length} exceeds the encoder's "
                 f"max_position_embeddings={self.encoder_config.max_position_embeddings}"
             )
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()
+        # The encoder config's `_name_or_path` is the folder it was read from on the training machine: not saved.
+        if isinstance(output.get("encoder_config"), dict):
+            output["encoder_config"].pop("_name_or_path", None)
+        return output
 
     @property
     def num_categories(self) -> int:
@@ -107,4 +147,4 @@ class MTRecConfig(PreTrainedConfig):
         return self.encoder_config.hidden_size
 
 
-__all__ = ["MTRecConfig"]
+__all__ = ["MTRecConfig", "encoder_hub_id"]

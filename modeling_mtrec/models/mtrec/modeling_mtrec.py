@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import BertModel, PreTrainedModel
 from transformers import initialization as init
@@ -149,6 +150,20 @@ def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
 
 
+def _unreadable_weights(name_or_path) -> str:
+    """The first ``*.safetensors`` file of a local folder whose header cannot be read, else `name_or_path` itself."""
+    if os.path.isdir(name_or_path):
+        for name in sorted(os.listdir(name_or_path)):
+            path = os.path.join(name_or_path, name)
+            if name.endswith(".safetensors"):
+                try:
+                    with safe_open(path, framework="pt"):
+                        pass
+                except SafetensorError:
+                    return path
+    return os.fspath(name_or_path)
+
+
 class MTRecPreTrainedModel(PreTrainedModel):
     config: MTRecConfig
     config_class = MTRecConfig
@@ -158,6 +173,18 @@ class MTRecPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _no_split_modules = ["BertEmbeddings", "BertLayer"]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, naming the weights file it cannot read: safetensors' own message for a
+        truncated file ("incomplete metadata, file not fully covered") names none."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except SafetensorError as error:
+            raise OSError(
+                f"{_unreadable_weights(pretrained_model_name_or_path)}: cannot read the weights ({error}); the file is "
+                "truncated (an interrupted copy or download?) or not a safetensors file"
+            ) from error
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -200,8 +227,10 @@ class MTRecModel(MTRecPreTrainedModel):
         encoder = BertModel.from_pretrained(
             encoder_name_or_path, add_pooling_layer=False, dtype=torch.float32, **(encoder_kwargs or {})
         )
-        config_kwargs.setdefault("encoder_name_or_path", str(encoder_name_or_path))
-        config = MTRecConfig(encoder_config=encoder.config.to_dict(), **config_kwargs)
+        config_kwargs.setdefault("encoder_name_or_path", str(encoder_name_or_path))  # a local folder: see MTRecConfig
+        encoder_config = encoder.config.to_dict()
+        encoder_config.pop("_name_or_path", None)  # where it was read from, on this machine
+        config = MTRecConfig(encoder_config=encoder_config, **config_kwargs)
         model = cls(config)
         model.news_encoder.load_state_dict(encoder.state_dict())
         return model
@@ -270,10 +299,20 @@ class MTRecModel(MTRecPreTrainedModel):
         return self._encode_tokens(input_ids, attention_mask)[:, 0]
 
     def encode_users(self, history_embeds: torch.Tensor, history_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """User vectors r_u from clicked-news vectors. (B, H, D), (B, H) -> (B, D); r_u = 0 for an empty history."""
+        """User vectors r_u from clicked-news vectors. (B, H, D), (B, H) -> (B, D); r_u = 0 for an empty history.
+
+        Only the most recent `config.max_history_length` clicks of each row count (the last unmasked entries):
+        the model holds the one history rule, so a loader that kept more clicks, training, evaluation, the
+        prediction file and the recommender all see the same users.
+        """
         if history_mask is None:
             history_mask = torch.ones(history_embeds.shape[:2], dtype=torch.bool, device=history_embeds.device)
-        return self.user_encoder(history_embeds, history_mask.bool())
+        history_mask = history_mask.bool()
+        if history_mask.shape[1] > self.config.max_history_length:
+            # Entries at or after each position; keep a click while at most max_history_length are that recent.
+            from_end = history_mask.flip(-1).cumsum(-1).flip(-1)  # (B, H)
+            history_mask = history_mask & (from_end <= self.config.max_history_length)
+        return self.user_encoder(history_embeds, history_mask)
 
     @staticmethod
     def score(user_embeds: torch.Tensor, item_embeds: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from datasets import Dataset
+from datasets import Dataset, Features, List, Value
 from transformers import PreTrainedTokenizerBase
 
 from ...data.mind import EntityAnnotationError, parse_title_entities
@@ -69,29 +69,34 @@ def _find_surface_form(title: str, offset: int, surface_forms: Sequence[str], fi
     return None
 
 
-def _merge_spans(spans: list[Span]) -> list[Span]:
-    """Sort spans, drop duplicates and merge overlapping ones (touching spans stay apart: they are B ... B)."""
+def _merge_spans(spans: list[Span]) -> tuple[list[Span], int]:
+    """Sort spans, drop duplicates and merge overlapping ones (touching spans stay apart: they are B ... B).
+    Returns the spans and how many were merged into an earlier one."""
     merged: list[Span] = []
+    overlaps = 0
     for start, end in sorted(set(spans)):
         if merged and start < merged[-1][1]:
             merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            overlaps += 1
         else:
             merged.append((start, end))
-    return merged
+    return merged, overlaps
 
 
-def title_entity_spans(title: str, title_entities: str) -> list[Span]:
+def title_entity_spans(title: str, title_entities: str, stats: LoadStats | None = None) -> list[Span]:
     """Character spans ``(start, end)`` of the entities annotated in a MIND title, sorted and merged.
 
     Every ``OccurrenceOffsets[i]`` must have a surface form at it: ``SurfaceForms[i]`` is tried first, then the
     entity's other surface forms (MIND lists them in occurrence order, but not always one per offset). If the
     code point offset does not fit and the title has characters outside the BMP, the offset is re-read as
-    UTF-16 code units. Overlapping spans are merged into one; spans that only touch are kept apart so two
-    adjacent entities get ``B ... B``.
+    UTF-16 code units. Overlapping spans are merged into one (and counted under ``"overlapping_entity_spans"``
+    in `stats`: BIO cannot tag two mentions that share characters); spans that only touch are kept apart so two
+    adjacent entities get ``B ... B``. The same mention listed twice is one span, not an overlap.
 
     Args:
         title: the news title (column 4 of news.tsv).
         title_entities: the ``title_entities`` JSON (column 7); ``""`` or ``"[]"`` means no entities.
+        stats: where to count merged spans, if given.
 
     Raises:
         EntityAnnotationError: ``reason="broken_entity_json"`` or ``reason="entity_offset_mismatch"``.
@@ -131,7 +136,10 @@ def title_entity_spans(title: str, title_entities: str) -> list[Span]:
                     f"no surface form of {surface_forms!r} at offset {offset} of a title of length {len(title)}",
                 )
             spans.append(span)
-    return _merge_spans(spans)
+    merged, overlaps = _merge_spans(spans)
+    if overlaps and stats is not None:
+        stats["overlapping_entity_spans"] += overlaps
+    return merged
 
 
 def bio_tags(offsets: Sequence[Sequence[int]], spans: Sequence[Span]) -> list[int]:
@@ -210,6 +218,36 @@ def _tokenization_fingerprint(
     return hasher.hexdigest()[:16]
 
 
+def check_tokenizer(tokenizer: PreTrainedTokenizerBase, config, source: str | os.PathLike = "") -> None:
+    """Raises `ValueError` unless `tokenizer` belongs to a model of `config` (an `MTRecConfig`, or the news encoder's
+    own `BertConfig`): as many tokens as the news encoder's embedding rows, and the special tokens the titles are
+    built from ([CLS], [SEP], [PAD], [UNK]) within them, with [PAD] the encoder's padding id.
+
+    A folder whose tokenizer files are missing loads a tokenizer of a handful of special tokens: every word becomes
+    [UNK] and every title the same vector, without any error. `MTRecRecommender` and `train_mtrec.py` check here.
+
+    Args:
+        source: where the tokenizer came from, for the message (e.g. the model folder).
+    """
+    encoder = getattr(config, "encoder_config", config)
+    where = f"{os.fspath(source)}: " if source else ""
+    size, rows = len(tokenizer), encoder.vocab_size
+    if size != rows:
+        raise ValueError(
+            f"{where}the tokenizer has {size} tokens but the news encoder's embedding table has {rows} rows: it is "
+            "not this model's tokenizer (are the tokenizer files missing from the folder?)"
+        )
+    special = {name: getattr(tokenizer, f"{name}_token_id", None) for name in ("cls", "sep", "pad", "unk")}
+    missing = [name for name, token_id in special.items() if token_id is None or not 0 <= token_id < rows]
+    if missing:
+        raise ValueError(f"{where}the tokenizer lacks the special token(s) {missing} that titles are built from")
+    pad = getattr(encoder, "pad_token_id", None)
+    if pad is not None and special["pad"] != pad:
+        raise ValueError(
+            f"{where}the tokenizer pads with id {special['pad']} but the news encoder's pad_token_id is {pad}"
+        )
+
+
 def tokenize_titles(
     tokenizer: PreTrainedTokenizerBase, titles: Sequence[str | None], max_title_length: int, **kwargs: Any
 ):
@@ -261,7 +299,8 @@ def tokenize_news(
     ``cache_dir/news-tokens-{fingerprint}.arrow`` when ``cache_dir`` is given.
 
     Counted in ``stats`` (logged here when ``stats`` is None): ``broken_entity_json`` and
-    ``entity_offset_mismatch`` (that news gets all-O tags), ``unknown_category`` (``category_label=-100``) and
+    ``entity_offset_mismatch`` (that news gets all-O tags), ``overlapping_entity_spans`` (merged into one),
+    ``unknown_category`` and ``empty_category`` (``category_label=-100``; an empty category is never a class) and
     ``title_truncated_entities`` (news whose entity runs past ``max_title_length`` tokens; the pieces that remain
     keep their tags).
 
@@ -298,18 +337,23 @@ def tokenize_news(
     entity_annotations: list[str] = [e or "" for e in news["title_entities"]]
     categories: list[str] = [c or "" for c in news["category"]]
     if category2id is None:
-        category2id = {category: i for i, category in enumerate(sorted(set(categories)))}
+        category2id = {category: i for i, category in enumerate(sorted({c for c in categories if c.strip()}))}
 
     # Plain pass: entity spans and category labels, counted here so batching or caching cannot skew the counts.
     spans_per_news: list[list[Span]] = []
     for title, annotation in zip(titles, entity_annotations, strict=True):
         try:
-            spans_per_news.append(title_entity_spans(title, annotation))
+            spans_per_news.append(title_entity_spans(title, annotation, stats))
         except EntityAnnotationError as error:
             stats[error.reason] += 1
             spans_per_news.append([])
-    category_labels = [category2id.get(category, IGNORE_INDEX) for category in categories]
-    unknown = sum(label == IGNORE_INDEX for label in category_labels)
+    # A news without a category gets no category label: it is no class of its own, even in a given category2id.
+    empty = [not category.strip() for category in categories]
+    category_labels = [IGNORE_INDEX if no_category else category2id.get(category, IGNORE_INDEX)
+                       for category, no_category in zip(categories, empty, strict=True)]
+    if any(empty):
+        stats["empty_category"] += sum(empty)
+    unknown = sum(label == IGNORE_INDEX for label in category_labels) - sum(empty)
     if unknown:
         stats["unknown_category"] += unknown
 
@@ -326,6 +370,11 @@ def tokenize_news(
             "ner_labels": ner_labels,
             "_entities_cut_off": cut_off,
         }
+
+    if len(news) == 0:  # `map` calls nothing on an empty table, so it would add no column
+        features = Features({**news.features, "input_ids": List(Value("int64")), "category_label": Value("int64"),
+                             "ner_labels": List(Value("int64"))})
+        return Dataset.from_dict({name: [] for name in features}, features=features)
 
     fingerprint = _tokenization_fingerprint(
         news, titles, entity_annotations, categories, tokenizer, max_title_length, category2id

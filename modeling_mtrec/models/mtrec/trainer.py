@@ -25,6 +25,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -34,6 +36,7 @@ from transformers.trainer_utils import speed_metrics
 from ...evaluation.fast import fast_evaluate
 from ...evaluation.metrics import compute_mind_metrics
 from ...model_card import write_model_card
+from ...training.arguments import upgrade_arguments
 from ...training.callbacks import CollatorEpochCallback
 from ...training.history_cache import HistoryVectorCache
 from ...training.logging import RunningMeans
@@ -92,15 +95,42 @@ class MTRecTrainingArguments(TrainingArguments):
             raise ValueError(f"`history_cache_steps` must be an integer >= 0, got {self.history_cache_steps!r}")
         if self.gradient_surgery not in SURGERY_MODES:
             raise ValueError(f"`gradient_surgery` must be one of {SURGERY_MODES}, got {self.gradient_surgery!r}")
-        if not self.aux_weight >= 0:
-            raise ValueError(f"`aux_weight` (λ) must be >= 0, got {self.aux_weight}")
+        if not (self.aux_weight >= 0 and math.isfinite(self.aux_weight)):
+            raise ValueError(f"`aux_weight` (λ) must be finite and >= 0, got {self.aux_weight}")
         super().__post_init__()
+
+
+def _named_datasets(datasets) -> list[tuple[str, object]]:
+    """``[(name, dataset)]`` of a Trainer's eval dataset (one, none, or a dict of named ones)."""
+    if datasets is None:
+        return []
+    return list(datasets.items()) if isinstance(datasets, dict) else [("eval_dataset", datasets)]
+
+
+def _check_labelled(dataset, name: str) -> None:
+    """Raises before any training when an eval set holds unlabelled impressions (labels -1, MIND's test format):
+    metrics cannot be computed on them, and finding out in the evaluation after training would cost the run."""
+    if "labels" not in (getattr(dataset, "column_names", None) or []):
+        return
+    labels = dataset.select_columns(["labels"]).with_format("arrow")[:]["labels"]
+    if not pa.types.is_list(labels.type):
+        return
+    rows = pc.list_flatten(labels)
+    unlabelled = pc.sum(pc.equal(rows, -1)).as_py() or 0
+    if unlabelled:
+        raise ValueError(
+            f"{name} holds {unlabelled} unlabelled candidate(s) (label -1, MIND's test format): AUC/MRR/nDCG cannot be "
+            "computed on them. load_mind leaves unlabelled impressions out of its eval split (and counts them); "
+            "write predictions for an unlabelled split with write_mind_predictions."
+        )
 
 
 class MTRecTrainer(Trainer):
     """`Trainer` whose update follows MTRec's gradient surgery; see the module docstring.
 
     Overrides, and why:
+    - `__init__`: plain `TrainingArguments` become `MTRecTrainingArguments` (`training.arguments.upgrade_arguments`):
+      the collator's columns must be kept and only the click labels gathered, or the run fails after training.
     - `compute_loss`: the model returns each task's loss; the objective is L_main + λ(L_category + L_ner), and the
       task losses are kept for logging.
     - `training_step`: the surgery modes need the two per-task gradients separately.
@@ -110,18 +140,22 @@ class MTRecTrainer(Trainer):
       re-encoding every news of every batch; falls back to `Trainer.evaluate` where that cannot apply.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model=None, args: TrainingArguments | None = None, *more, **kwargs):
+        # Plain `TrainingArguments` become `MTRecTrainingArguments` (MTRec's surgery and λ, the collator's columns kept,
+        # the click labels gathered), so they fail nowhere later.
+        args = upgrade_arguments(args if args is not None else TrainingArguments(output_dir="tmp_trainer"), MTRecTrainingArguments)
+        super().__init__(model, args, *more, **kwargs)
         if self.compute_metrics is None:
             # Evaluation is over whole impressions: AUC, MRR, nDCG@5/10 as in MIND's official scorer.
             self.compute_metrics = compute_mind_metrics
-        # Plain `TrainingArguments` work too: no surgery, λ at its default.
         self.surgery = GradientSurgery(getattr(self.args, "gradient_surgery", "none"))
         self.aux_weight = float(getattr(self.args, "aux_weight", MTRecTrainingArguments.aux_weight))
         check_surgery_supported(self.accelerator.distributed_type, self.surgery.mode)
         if hasattr(self.data_collator, "set_epoch"):
             self.add_callback(CollatorEpochCallback(self.data_collator))
         self._means = RunningMeans()
+        for name, dataset in _named_datasets(self.eval_dataset):
+            _check_labelled(dataset, name)
         self.history_cache = None
         if getattr(self.args, "history_cache_steps", 0) > 0:
             if not hasattr(self.data_collator, "return_news_rows"):

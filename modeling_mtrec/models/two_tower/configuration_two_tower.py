@@ -130,11 +130,12 @@ class TwoTowerConfig(PreTrainedConfig):
             raise ValueError(f"`text_embed_dim` must be a non-negative integer (0 = no text feature), got {self.text_embed_dim!r}")
         if any(h < 1 for h in self.tower_hidden_sizes):
             raise ValueError(f"`tower_hidden_sizes` must be positive, got {self.tower_hidden_sizes}")
-        for name in ("temperature", "ssl_temperature"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)}")
-        if not self.ssl_weight >= 0:
-            raise ValueError(f"`ssl_weight` must be >= 0, got {self.ssl_weight}")
+        # Finite as well: an inf temperature or weight trains on NaN without any error.
+        for name in ("temperature", "ssl_temperature", "initializer_range"):
+            if not 0 < getattr(self, name) < float("inf"):
+                raise ValueError(f"`{name}` must be finite and > 0, got {getattr(self, name)}")
+        if not 0 <= self.ssl_weight < float("inf"):
+            raise ValueError(f"`ssl_weight` must be finite and >= 0, got {self.ssl_weight}")
         unknown = [a for a in self.ssl_augmentations if a not in SSL_AUGMENTATIONS]
         if unknown:
             raise ValueError(f"unknown `ssl_augmentations` {unknown}; choose among {SSL_AUGMENTATIONS}")

@@ -116,7 +116,8 @@ def build_item_features(
     stats: LoadStats | None = None,
 ) -> ItemFeatures:
     """Hashed features of every row of a `read_news` table (``news_id``, ``category``, ``subcategory``,
-    ``title``, ``title_entities``). Broken entity JSON is counted under ``broken_entity_json`` (no entities).
+    ``title``, ``title_entities``). Broken entity JSON is counted under ``broken_entity_json`` (no entities), news
+    without a category under ``empty_category`` (they share the key of the empty string).
 
     Args:
         max_entities, max_title_words: widths of the padded multi-valued features (longer lists are cut).
@@ -132,6 +133,9 @@ def build_item_features(
     # to_dict (not .data) honours an indices mapping, e.g. the non-contiguous rows read_news_union keeps.
     columns = news.select_columns(["news_id", "category", "subcategory", "title", "title_entities"]).to_dict()
     entity_rows = [[stable_key(e) for e in _entity_ids(t or "", stats)] for t in columns["title_entities"]]
+    empty_categories = sum(not (c or "").strip() for c in columns["category"])
+    if empty_categories:  # hashed like any value (one shared key), but counted: it is no real category
+        stats["empty_category"] += empty_categories
     word_rows = [[stable_key(w) for w in title_words(t or "")] for t in columns["title"]]
     if text_embeds is not None:
         text_embeds = torch.as_tensor(text_embeds, dtype=torch.float32)

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -320,11 +321,39 @@ def in_batch_logits(
     return logits if log_q is None else logits - log_q.float()[None]
 
 
+# Copied from modeling_mtrec.models.mtrec.modeling_mtrec._unreadable_weights (this file stands alone as remote code)
+def _unreadable_weights(name_or_path) -> str:
+    """The first ``*.safetensors`` file of a local folder whose header cannot be read, else `name_or_path` itself."""
+    if os.path.isdir(name_or_path):
+        for name in sorted(os.listdir(name_or_path)):
+            path = os.path.join(name_or_path, name)
+            if name.endswith(".safetensors"):
+                try:
+                    with safe_open(path, framework="pt"):
+                        pass
+                except SafetensorError:
+                    return path
+    return os.fspath(name_or_path)
+
+
 class TwoTowerPreTrainedModel(PreTrainedModel):
     config: TwoTowerConfig
     config_class = TwoTowerConfig
     base_model_prefix = "two_tower"
     main_input_name = "item_key"
+
+    # Copied from modeling_mtrec.models.mtrec.modeling_mtrec.MTRecPreTrainedModel.from_pretrained
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, naming the weights file it cannot read: safetensors' own message for a
+        truncated file ("incomplete metadata, file not fully covered") names none."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except SafetensorError as error:
+            raise OSError(
+                f"{_unreadable_weights(pretrained_model_name_or_path)}: cannot read the weights ({error}); the file is "
+                "truncated (an interrupted copy or download?) or not a safetensors file"
+            ) from error
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

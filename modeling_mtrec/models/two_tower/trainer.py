@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from transformers import Trainer, TrainingArguments
 
+from ...training.arguments import upgrade_arguments
 from ...training.logging import RunningMeans
 
 
@@ -45,8 +46,10 @@ class TwoTowerTrainer(Trainer):
     - `log`: adds the averages of L_main and L_self to the training logs.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model=None, args: TrainingArguments | None = None, *more, **kwargs):
+        # Plain `TrainingArguments` become `TwoTowerTrainingArguments` (the collator's columns kept, the label key).
+        args = upgrade_arguments(args if args is not None else TrainingArguments(output_dir="tmp_trainer"), TwoTowerTrainingArguments)
+        super().__init__(model, args, *more, **kwargs)
         self._means = RunningMeans()
         self._micro = 0
         self._micro_of_step = -1

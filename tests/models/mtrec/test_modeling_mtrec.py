@@ -131,7 +131,7 @@ def test_from_pretrained_encoder_loads_bert_weights(tmp_path):
     for name, tensor in bert.state_dict().items():
         if not name.startswith("pooler"):
             torch.testing.assert_close(model.news_encoder.state_dict()[name], tensor, rtol=0, atol=0)
-    assert model.config.encoder_name_or_path == str(tmp_path / "bert")
+    assert model.config.encoder_name_or_path is None  # a local folder is no Hub id: not recorded (issue 10, item 5)
     assert model.config.num_categories == 2 and model.category_head.out_features == 2
 
 

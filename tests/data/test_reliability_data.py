@@ -1,0 +1,245 @@
+"""Bad input gets a clear error or a count, never garbage (issue 10, item 2): the MIND readers and loaders.
+
+Every reader path that can see an empty, malformed, duplicate or header row either raises `MINDFormatError` naming
+file and line, or (with ``lenient=True``) counts it; the property tests feed the readers arbitrary bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from modeling_mtrec.data import (
+    LoadStats,
+    load_mind,
+    read_behaviors,
+    read_news,
+    synthetic_tokenizer,
+    tokenize_news,
+)
+from modeling_mtrec.data.corpus import load_retrieval_corpus
+from modeling_mtrec.data.mind import MINDFormatError
+from modeling_mtrec.data.samples import build_eval_impressions, build_retrieval_samples
+from modeling_mtrec.evaluation.leaderboard import write_mind_predictions
+from modeling_mtrec.models.two_tower.features import build_item_features
+from tests.conftest import behavior_line, news_line, write
+
+NEWS_HEADER = "news_id\tcategory\tsubcategory\ttitle\tabstract\turl\ttitle_entities\tabstract_entities"
+BEHAVIORS_HEADER = "impression_id\tuser_id\ttime\thistory\timpressions"
+
+
+def split(folder: Path, news: list[str], behaviors: list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    write(folder / "news.tsv", news)
+    write(folder / "behaviors.tsv", behaviors)
+    return folder
+
+
+NEWS = [news_line("N1", "news"), news_line("N2", "sports"), news_line("N3", "news")]
+BEHAVIORS = [behavior_line("1", "N1", "N2-1 N3-0"), behavior_line("2", "N2", "N1-0 N3-1")]
+
+# ------------------------------------------------------------------------------------------ property tests
+
+
+def data_rows(data: bytes) -> int:
+    """Lines that carry data, as the readers split them: on b"\\n", minus the line ending and a byte-order mark."""
+    rows = 0
+    for line in data.split(b"\n"):
+        line = line.removesuffix(b"\r").removeprefix(b"\xef\xbb\xbf")
+        rows += bool(line)
+    return rows
+
+
+def check_error(error: MINDFormatError, path: Path, data: bytes) -> None:
+    match = re.match(rf"{re.escape(str(path))}:(\d+): \S", str(error))
+    assert match, f"the error names no file and line: {error}"
+    assert 1 <= int(match.group(1)) <= data.count(b"\n") + 1
+
+
+TOKENS = ["N1", "N2", "N10", "", " ", "N 1", "N1\u00a0N2", "\u3000", "x", "news", "id", "-", "N1-1", "N2-0", "N3-x"]
+field = st.one_of(st.sampled_from(TOKENS), st.text(max_size=6))
+endings = st.sampled_from([b"\n", b"\r\n", b"\r", b""])
+
+
+def lines_strategy(columns: int, header: str, extra: list[str]):
+    """Lines near the format (the right column count most of the time, odd ids, headers) or anything at all."""
+    near = st.lists(field, min_size=columns - 1, max_size=columns + 1).map("\t".join)
+    line = st.one_of(near, st.sampled_from([header, *extra, ""]), st.text(max_size=20))
+    encoded = st.one_of(
+        line.map(lambda text: text.encode("utf-8")),
+        st.binary(max_size=12),  # invalid UTF-8 too
+        line.map(lambda text: b"\xef\xbb\xbf" + text.encode("utf-8")),  # a byte-order mark, on any line
+    )
+    return st.lists(st.tuples(encoded, endings), max_size=8).map(lambda rows: b"".join(a + b for a, b in rows))
+
+
+news_bytes = st.one_of(st.binary(max_size=200), lines_strategy(8, NEWS_HEADER, NEWS))
+behaviors_bytes = st.one_of(
+    st.binary(max_size=200),
+    lines_strategy(5, BEHAVIORS_HEADER, [*BEHAVIORS, behavior_line("1", "", "N1"), behavior_line("3", "N1 N2", "N3 N1")]),
+)
+PROPERTY = settings(
+    max_examples=120, deadline=None, derandomize=True, database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@PROPERTY
+@given(data=news_bytes)
+def test_any_bytes_as_news_tsv_give_an_error_with_its_line_or_counted_rows(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "news.tsv"
+    path.write_bytes(data)
+    stats = LoadStats()
+    news = read_news(path, lenient=True, stats=stats)
+    counted = stats["malformed_rows_skipped"] + stats["duplicate_news_ids"] + stats["header_rows"]
+    assert len(news) + counted == data_rows(data), (stats, len(news))
+    assert all(news_id and not any(c.isspace() for c in news_id) for news_id in news["news_id"])
+    try:
+        strict = read_news(path, stats=LoadStats())
+    except MINDFormatError as error:
+        check_error(error, path, data)
+        assert stats["malformed_rows_skipped"] > 0  # strict fails exactly where lenient skips
+    else:
+        assert stats["malformed_rows_skipped"] == 0 and strict["news_id"] == news["news_id"]
+
+
+@PROPERTY
+@given(data=behaviors_bytes)
+def test_any_bytes_as_behaviors_tsv_give_an_error_with_its_line_or_counted_rows(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "behaviors.tsv"
+    path.write_bytes(data)
+    stats = LoadStats()
+    behaviors = read_behaviors(path, lenient=True, stats=stats)
+    counted = stats["malformed_rows_skipped"] + stats["duplicate_impression_ids"] + stats["header_rows"]
+    assert len(behaviors) + counted == data_rows(data), (stats, len(behaviors))
+    ids = behaviors["impression_id"]
+    assert len(set(ids)) == len(ids) and all(i and not any(c.isspace() for c in i) for i in ids)
+    for candidates, clicks in zip(behaviors["candidates"], behaviors["clicks"], strict=True):
+        assert candidates and len(candidates) == len(clicks) and len(set(clicks) - {0, 1}) == 0 or set(clicks) == {-1}
+    try:
+        strict = read_behaviors(path, stats=LoadStats())
+    except MINDFormatError as error:
+        check_error(error, path, data)
+        assert stats["malformed_rows_skipped"] + stats["duplicate_impression_ids"] > 0
+    else:
+        assert stats["malformed_rows_skipped"] + stats["duplicate_impression_ids"] == 0 and strict["impression_id"] == ids
+
+
+# ------------------------------------------------------------------------------------------ rows the readers refuse
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (behavior_line("", "N1", "N2-1 N3-0"), "empty impression id"),
+        (behavior_line("1 2", "N1", "N2-1 N3-0"), "impression id '1 2' contains whitespace (U+0020 SPACE)"),
+        (behavior_line("7", "N1", "N2-1 N3-0", user=""), "empty user id"),
+        (behavior_line("7", "N1", "N2-1\u00a0N3-0"), "impressions column contains U+00A0 NO-BREAK SPACE"),
+        (behavior_line("7", "N1\u00a0N2", "N2-1 N3-0"), "history column contains U+00A0 NO-BREAK SPACE"),
+        (behavior_line("1", "N1", "N3-1"), "impression id '1' repeats line 1's"),
+    ],
+)
+def test_bad_impression_rows_name_their_line_or_are_counted(tmp_path: Path, line: str, problem: str) -> None:
+    path = write(tmp_path / "behaviors.tsv", [BEHAVIORS[0], line, BEHAVIORS[1]])
+    with pytest.raises(MINDFormatError, match=re.escape(f"{path}:2: {problem}")):
+        read_behaviors(path)
+    stats = LoadStats()
+    assert read_behaviors(path, lenient=True, stats=stats)["impression_id"] == ["1", "2"]
+    reason = "duplicate_impression_ids" if "repeats" in problem else "malformed_rows_skipped"
+    assert stats == {reason: 1}
+
+
+def test_news_id_with_whitespace_names_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "news.tsv", [NEWS[0], news_line("N 9")])
+    with pytest.raises(MINDFormatError, match=re.escape(f"{path}:2: news id 'N 9' contains whitespace")):
+        read_news(path)
+
+
+def test_header_rows_are_skipped_and_counted_never_a_news_or_a_category(tmp_path: Path) -> None:
+    folder = split(tmp_path / "train", [NEWS_HEADER, *NEWS, NEWS_HEADER], [BEHAVIORS_HEADER, *BEHAVIORS])
+    corpus = load_mind(synthetic_tokenizer(), train_dir=folder)
+    assert corpus.news["news_id"] == ["N1", "N2", "N3"]
+    assert corpus.category2id == {"news": 0, "sports": 1}
+    assert corpus.stats == {"header_rows": 3}
+
+
+def test_byte_order_mark_is_removed_on_every_line(tmp_path: Path) -> None:
+    # `cat a/news.tsv b/news.tsv` carries one byte-order mark per file.
+    path = write(tmp_path / "news.tsv", ["\ufeff" + NEWS[0], "\ufeff" + NEWS[1]])
+    assert read_news(path)["news_id"] == ["N1", "N2"]
+
+
+def test_empty_category_is_no_class_and_is_counted(tmp_path: Path) -> None:
+    folder = split(tmp_path / "train", [*NEWS, news_line("N4", ""), news_line("N5", "  ")], BEHAVIORS)
+    corpus = load_mind(synthetic_tokenizer(), train_dir=folder)
+    assert corpus.category2id == {"news": 0, "sports": 1}
+    assert corpus.news["category_label"] == [0, 1, 0, -100, -100]
+    assert corpus.stats == {"empty_category": 2}
+    # Even a category2id that holds "" gives no label to a news without a category.
+    stats = LoadStats()
+    tokenized = tokenize_news(read_news(folder / "news.tsv"), synthetic_tokenizer(), category2id={"": 0}, stats=stats)
+    assert tokenized["category_label"][3:] == [-100, -100] and stats["empty_category"] == 2
+    # The two-tower's hashed features count them too.
+    stats = LoadStats()
+    build_item_features(read_news(folder / "news.tsv"), stats=stats)
+    assert stats == {"empty_category": 2}
+
+
+def test_overlapping_and_deeply_nested_entities_are_counted(tmp_path: Path) -> None:
+    overlapping = (
+        '[{"OccurrenceOffsets": [0], "SurfaceForms": ["Team wins"]}, {"OccurrenceOffsets": [5], "SurfaceForms": '
+        '["wins the cup"]}]'
+    )
+    rows = [news_line("N1"), news_line("N2"), news_line("N3")]
+    rows[0] = rows[0].rsplit("\t", 2)[0] + f"\t{overlapping}\t[]"
+    rows[1] = rows[1].rsplit("\t", 2)[0] + "\t" + "[" * 100_000 + "]" * 100_000 + "\t[]"
+    stats = LoadStats()
+    tokenized = tokenize_news(read_news(write(tmp_path / "news.tsv", rows)), synthetic_tokenizer(), stats=stats)
+    assert stats == {"overlapping_entity_spans": 1, "broken_entity_json": 1}
+    assert tokenized["ner_labels"][1][1:-1] == [0] * (len(tokenized["ner_labels"][1]) - 2)  # no tags from broken JSON
+
+
+@pytest.mark.parametrize("news", [[], ["", ""], ["a broken row"]], ids=["empty", "blank-lines", "all-skipped"])
+def test_a_news_file_without_usable_rows_is_named(tmp_path: Path, news: list[str]) -> None:
+    folder = split(tmp_path / "train", news, BEHAVIORS)
+    message = f"{folder / 'news.tsv'}: no usable news row"
+    with pytest.raises(MINDFormatError, match=re.escape(message)):
+        load_mind(synthetic_tokenizer(), train_dir=folder, lenient=True)
+    with pytest.raises(MINDFormatError, match=re.escape(message)):
+        load_retrieval_corpus(train_dir=folder, lenient=True)
+
+
+def test_predictions_of_a_folder_without_usable_rows_are_refused(tmp_path: Path, setup) -> None:
+    _, tokenizer, _, model = setup
+    folder = split(tmp_path / "test", NEWS, ["", "broken"])
+    with pytest.raises(MINDFormatError, match=re.escape(f"{folder / 'behaviors.tsv'}: no usable impression row")):
+        write_mind_predictions(model, tokenizer, folder, tmp_path / "out", lenient=True)
+
+
+def test_tokenize_news_of_an_empty_table_adds_its_columns(tmp_path: Path) -> None:
+    empty = read_news(write(tmp_path / "news.tsv", []))
+    tokenized = tokenize_news(empty, synthetic_tokenizer())
+    assert len(tokenized) == 0 and {"input_ids", "category_label", "ner_labels"} <= set(tokenized.column_names)
+
+
+def test_retrieval_samples_count_the_impressions_that_give_no_row(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "behaviors.tsv",
+        [behavior_line("1", "N1", "N2-1 N3-0"), behavior_line("2", "N1", "N2 N3"), behavior_line("3", "N1", "N2-0")],
+    )
+    stats = LoadStats()
+    samples = build_retrieval_samples(read_behaviors(path), {"N1": 0, "N2": 1, "N3": 2}, stats=stats)
+    assert len(samples) == 1
+    assert stats == {"unlabelled_impressions": 1, "impressions_without_click": 1}
+
+
+def test_a_news_listed_twice_in_one_impression_is_counted(tmp_path: Path) -> None:
+    path = write(tmp_path / "behaviors.tsv", [behavior_line("1", "N1", "N2-1 N2-0 N3-0"), behavior_line("2", "", "N3-1 N2-0")])
+    stats = LoadStats()
+    impressions = build_eval_impressions(read_behaviors(path), {"N1": 0, "N2": 1, "N3": 2}, stats=stats)
+    assert impressions["candidates"] == [[1, 1, 2], [2, 1]]  # kept, as MIND's scorer keeps them
+    assert stats == {"duplicate_candidates": 1, "empty_history": 1}
