@@ -459,6 +459,7 @@ class FoundationPreTrainedModel(PreTrainedModel):
         elif isinstance(module, FoundationFusion):
             init.normal_(module.empty_query, mean=0.0, std=self.config.initializer_range)
         elif isinstance(module, BertEmbeddings):
+            # Copied from modeling_mtrec.models.mtrec.modeling_mtrec.MTRecPreTrainedModel._init_weights
             # Same buffers BertPreTrainedModel._init_weights sets: our base class is not BERT's.
             init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
             init.zeros_(module.token_type_ids)
