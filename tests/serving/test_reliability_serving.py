@@ -54,6 +54,12 @@ def test_truncated_news_vector_cache_names_its_file(setup, tmp_path: Path) -> No
     path.write_bytes(path.read_bytes()[:-16])
     with pytest.raises(ValueError, match=f"{path}: cannot read the news vector cache .*truncated"):
         NewsVectorCache.load(path)
+    # A file whose ids do not match its vectors (edited by hand, or written by something else) is named too.
+    from safetensors.torch import save_file
+
+    save_file({"vectors": torch.zeros(2, 3)}, str(path), metadata={"format": "mtrec-news-vectors/1", "news_ids": '["a"]'})
+    with pytest.raises(ValueError, match=f"{path}: not a valid news vector cache"):
+        NewsVectorCache.load(path)
 
 
 @pytest.mark.parametrize("keep", [0.5, 20 / 1e9], ids=["data-cut", "header-cut"])
