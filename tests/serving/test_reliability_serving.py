@@ -45,6 +45,8 @@ def test_ids_are_normalised_to_strings_at_every_entry_point(setup) -> None:
     assert _RowLookup({1: 0, "N2": 1}).keys.to_pylist() == ["1", "N2"]
     with pytest.raises(TypeError, match="got bool"):
         as_id(True)
+    with pytest.raises(TypeError, match="must be a list of news ids, got the string 'N12'"):
+        recommender.recommend(["10"], "N12")
 
 
 def test_truncated_news_vector_cache_names_its_file(setup, tmp_path: Path) -> None:
