@@ -338,19 +338,25 @@ class NewsVectorCache:
         try:
             with safe_open(os.fspath(path), framework="pt") as handle:
                 metadata = handle.metadata() or {}
-            if metadata.get("format") != _CACHE_FORMAT:
-                raise ValueError(f"{path}: not a news vector cache (metadata format {metadata.get('format')!r})")
             tensors = load_file(os.fspath(path))
-            news_ids = json.loads(metadata["news_ids"])
-            vectors = tensors["vectors"]
-            max_title_length = int(metadata["max_title_length"]) if metadata.get("max_title_length") else None
-        except (SafetensorError, KeyError, json.JSONDecodeError, RecursionError) as error:
-            # safetensors' own messages ("incomplete metadata, file not fully covered") name no file.
+        except SafetensorError as error:  # safetensors' own message ("incomplete metadata, ...") names no file
             raise ValueError(
-                f"{path}: cannot read the news vector cache ({type(error).__name__}: {error}); the file is truncated "
-                "(an interrupted copy or write?) or not a cache written by NewsVectorCache.save"
+                f"{path}: cannot read the news vector cache ({error}); the file is truncated (an interrupted copy or "
+                "write?) or not a safetensors file"
             ) from error
-        cache = cls(news_ids, vectors, fingerprint=metadata.get("fingerprint") or None, max_title_length=max_title_length)
+        if metadata.get("format") != _CACHE_FORMAT:
+            raise ValueError(f"{path}: not a news vector cache (metadata format {metadata.get('format')!r})")
+        try:
+            news_ids = json.loads(metadata["news_ids"])
+            if not isinstance(news_ids, list):
+                raise TypeError(f"news_ids is a {type(news_ids).__name__}, not a list")
+            max_title_length = int(metadata["max_title_length"]) if metadata.get("max_title_length") else None
+            cache = cls(
+                news_ids, tensors["vectors"], fingerprint=metadata.get("fingerprint") or None,
+                max_title_length=max_title_length,
+            )
+        except (KeyError, TypeError, ValueError, RecursionError) as error:  # a damaged or hand-made file
+            raise ValueError(f"{path}: not a valid news vector cache ({type(error).__name__}: {error})") from error
         if model is not None:
             cache.check(model, strict=strict)
         return cache

@@ -136,6 +136,10 @@ class MTRecRecommender:
         """`recommend` for many users at once: one user-encoder pass per `batch_size` users."""
         if len(histories) != len(candidates):
             raise ValueError(f"got {len(histories)} histories but {len(candidates)} candidate lists")
+        for what, seqs in (("history", histories), ("candidate list", candidates)):
+            for seq in (seqs, *seqs):
+                if isinstance(seq, str):  # iterating it would look up one character after the other
+                    raise TypeError(f"a {what} must be a list of news ids, got the string {seq!r}")
         max_history = self.model.config.max_history_length
         # Every distinct reference is resolved (looked up or encoded) once, then addressed by row. Ids are normalised
         # as everywhere (`as_id`: 123 -> "123").

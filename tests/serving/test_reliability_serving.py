@@ -45,6 +45,8 @@ def test_ids_are_normalised_to_strings_at_every_entry_point(setup) -> None:
     assert _RowLookup({1: 0, "N2": 1}).keys.to_pylist() == ["1", "N2"]
     with pytest.raises(TypeError, match="got bool"):
         as_id(True)
+    with pytest.raises(TypeError, match="must be a list of news ids, got the string 'N12'"):
+        recommender.recommend(["10"], "N12")
 
 
 def test_truncated_news_vector_cache_names_its_file(setup, tmp_path: Path) -> None:
@@ -53,6 +55,12 @@ def test_truncated_news_vector_cache_names_its_file(setup, tmp_path: Path) -> No
     NewsVectorCache.from_model(model, corpus.news).save(path)
     path.write_bytes(path.read_bytes()[:-16])
     with pytest.raises(ValueError, match=f"{path}: cannot read the news vector cache .*truncated"):
+        NewsVectorCache.load(path)
+    # A file whose ids do not match its vectors (edited by hand, or written by something else) is named too.
+    from safetensors.torch import save_file
+
+    save_file({"vectors": torch.zeros(2, 3)}, str(path), metadata={"format": "mtrec-news-vectors/1", "news_ids": '["a"]'})
+    with pytest.raises(ValueError, match=f"{path}: not a valid news vector cache"):
         NewsVectorCache.load(path)
 
 
