@@ -7,9 +7,10 @@ Only the model-agnostic mixin: the foundation model has no scoring interface (`e
 from __future__ import annotations
 
 import torch
+from transformers import BertConfig
 
 from modeling_mtrec import FoundationModel
-from tests.models.foundation.foundation_helpers import random_batch, tiny_config
+from tests.models.foundation.foundation_helpers import TEXT_DIM, random_batch, tiny_config
 from tests.models.test_modeling_common import ModelTesterMixin
 
 # `sorted(FoundationModel(tiny_config()).state_dict())`. The foundation model is new in this version, so "the
@@ -115,8 +116,56 @@ class TestFoundationModel(ModelTesterMixin):
 
     def test_weight_names_do_not_depend_on_dropout(self, tmp_path):
         """Fine-tuning a saved model with another dropout loads every weight (none re-initialised)."""
-        self.model_class(tiny_config(dropout=0.0, expert_hidden_sizes=[16, 8], tower_hidden_sizes=[8, 4])).save_pretrained(tmp_path)
+        config = self.get_config()
+        config.dropout, config.expert_hidden_sizes, config.tower_hidden_sizes = 0.0, [16, 8], [8, 4]  # 2-layer MLPs
+        self.model_class(config).save_pretrained(tmp_path)
         loaded, info = self.model_class.from_pretrained(tmp_path, dropout=0.1, output_loading_info=True)
         assert loaded.config.dropout == 0.1
         assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
         assert any(isinstance(m, torch.nn.Dropout) for m in loaded.modules())
+
+
+class TestFoundationModelWithLanguageModel(TestFoundationModel):
+    """The language model inside the model, fine-tuned end to end (a tiny random BERT): the batch holds the texts'
+    tokens (`text_input_ids`) instead of their vectors, and the folder holds the LM's weights."""
+
+    legacy_state_dict_keys = FOUNDATION_STATE_DICT_KEYS | {
+        "embeddings.text_model.embeddings.LayerNorm.bias",
+        "embeddings.text_model.embeddings.LayerNorm.weight",
+        "embeddings.text_model.embeddings.position_embeddings.weight",
+        "embeddings.text_model.embeddings.token_type_embeddings.weight",
+        "embeddings.text_model.embeddings.word_embeddings.weight",
+        "embeddings.text_model.encoder.layer.0.attention.output.LayerNorm.bias",
+        "embeddings.text_model.encoder.layer.0.attention.output.LayerNorm.weight",
+        "embeddings.text_model.encoder.layer.0.attention.output.dense.bias",
+        "embeddings.text_model.encoder.layer.0.attention.output.dense.weight",
+        "embeddings.text_model.encoder.layer.0.attention.self.key.bias",
+        "embeddings.text_model.encoder.layer.0.attention.self.key.weight",
+        "embeddings.text_model.encoder.layer.0.attention.self.query.bias",
+        "embeddings.text_model.encoder.layer.0.attention.self.query.weight",
+        "embeddings.text_model.encoder.layer.0.attention.self.value.bias",
+        "embeddings.text_model.encoder.layer.0.attention.self.value.weight",
+        "embeddings.text_model.encoder.layer.0.intermediate.dense.bias",
+        "embeddings.text_model.encoder.layer.0.intermediate.dense.weight",
+        "embeddings.text_model.encoder.layer.0.output.LayerNorm.bias",
+        "embeddings.text_model.encoder.layer.0.output.LayerNorm.weight",
+        "embeddings.text_model.encoder.layer.0.output.dense.bias",
+        "embeddings.text_model.encoder.layer.0.output.dense.weight",
+    }
+
+    def get_config(self):
+        config = super().get_config()
+        config.text_encoder_config = BertConfig(
+            vocab_size=99, hidden_size=TEXT_DIM, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24,
+            max_position_embeddings=32,
+        )
+        return config
+
+    def get_inputs(self, config):
+        inputs = random_batch(seed=0)
+        num_texts = inputs.pop("text_embeds").shape[0]
+        ids = torch.randint(5, 99, (num_texts, 6), generator=torch.Generator().manual_seed(1))
+        ids[:, 0] = 2  # [CLS]
+        mask = torch.ones_like(ids)
+        mask[0, 4:] = 0  # one shorter text
+        return {**inputs, "text_input_ids": ids * mask, "text_attention_mask": mask}
