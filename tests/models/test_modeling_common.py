@@ -1,12 +1,16 @@
 """Tests every model of the package runs, as transformers' `ModelTesterMixin`: a new model gets them all by
-subclassing `ModelTesterMixin` in its own `tests/models/<name>/test_modeling_<name>.py` and filling in the few
-methods that describe it (a tiny configuration, a batch, item inputs).
+subclassing `ModelTesterMixin` (or `ScoringModelTesterMixin`) in its own `tests/models/<name>/` and filling in the
+few methods that describe it (a tiny configuration, a batch, item inputs).
 
-What every model must do: give outputs of the documented shapes and finite losses; send a gradient to every
-trainable parameter; save and load (directly and through `AutoModel`) to identical outputs; load from a saved
-folder with `trust_remote_code=True` where the `modeling_mtrec` package cannot be imported; offer the scoring
-interface (`modeling_mtrec.scoring`) consistently with its own forward pass; keep the `model_type` and the
+What every model must do (`ModelTesterMixin`): give finite outputs and losses; send a gradient to every trainable
+parameter; save and load (directly and through `AutoModel`) to identical outputs; load from a saved folder with
+`trust_remote_code=True` where the `modeling_mtrec` package cannot be imported; keep the `model_type` and the
 weight names of folders saved by earlier versions.
+
+What a model with the scoring interface must do as well (`ScoringModelTesterMixin`): return user vectors of
+`vector_size` and offer `encode_items` / `encode_users` / `score` (`modeling_mtrec.scoring`) consistently with its
+own forward pass. A model whose score is a network over user, query and item together (the foundation model)
+has no such interface and runs only the first mixin.
 """
 
 from __future__ import annotations
@@ -42,37 +46,32 @@ assert type(model).__module__.startswith("transformers_modules"), type(model).__
 inputs = torch.load(sys.argv[2])
 torch.manual_seed(0)  # the same random draws (e.g. SSL augmentations) as the parent's forward
 with torch.no_grad():
-    torch.save(model(**inputs).logits, sys.argv[3])
+    out = model(**inputs)
+torch.save({name: getattr(out, name) for name in sys.argv[4].split(",")}, sys.argv[3])
 """
 
 
 class ModelTesterMixin:
-    """The common model tests; a subclass named ``Test<Model>`` runs them for one model.
+    """The model-agnostic common tests; a subclass named ``Test<Model>`` runs them for one model.
 
-    A subclass sets `model_class`, `legacy_model_type` and `legacy_state_dict_keys` (the weight names of a folder
-    saved by an earlier version with `get_config()`, written down once from that version's code) and defines
-    `get_config`, `get_inputs` (a training batch with every label, as the collator makes it), `get_item_inputs`
-    (`encode_items` inputs of `num_items` items) and, for a user encoder with more inputs than the history,
-    `get_user_inputs`.
+    A subclass sets `model_class`, `loss_names` (the total first, then each part), `logit_names` (the output
+    fields that hold scores, compared exactly after save / load), `legacy_model_type` and `legacy_state_dict_keys`
+    (the weight names of a folder saved by an earlier version with `get_config()`, written down once from that
+    version's code) and defines `get_config` and `get_inputs` (a training batch with every label, as the collator
+    makes it).
     """
 
     model_class: type
     loss_names: tuple[str, ...] = ("loss",)
+    logit_names: tuple[str, ...] = ("logits",)
     legacy_model_type: str
     legacy_state_dict_keys: frozenset[str]
-    num_items = 7
 
     def get_config(self):
         raise NotImplementedError
 
     def get_inputs(self, config) -> dict[str, torch.Tensor]:
         raise NotImplementedError
-
-    def get_item_inputs(self, config, num_items: int) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
-
-    def get_user_inputs(self, batch_size: int) -> dict[str, torch.Tensor]:
-        return {}
 
     def make_model(self, seed: int = 0):
         torch.manual_seed(seed)
@@ -84,14 +83,23 @@ class ModelTesterMixin:
 
     # ------------------------------------------------------------------------------------------ outputs
 
+    def assert_logits_equal(self, actual, expected) -> None:
+        """Every field of `logit_names` bit for bit (both outputs, or dicts of the fields)."""
+        get = (lambda o, n: o[n]) if isinstance(expected, dict) else getattr
+        for name in self.logit_names:
+            torch.testing.assert_close(get(actual, name), get(expected, name), rtol=0, atol=0, msg=name)
+
     def test_output_shapes(self):
         model = self.make_model()
-        inputs = self.get_inputs(model.config)
-        out = self.forward(model, inputs)
-        batch_size = out.user_embeds.shape[0]
-        assert out.user_embeds.shape == (batch_size, model.vector_size)
-        assert out.logits.ndim == 2 and out.logits.shape[0] == batch_size
+        self.check_output_shapes(model, self.forward(model, self.get_inputs(model.config)))
+
+    def check_output_shapes(self, model, out) -> None:
         assert out.loss is not None and out.loss.shape == ()
+        # Every score field has one row per batch row: they agree on their first dimension.
+        rows = {getattr(out, name).shape[0] for name in self.logit_names}
+        assert len(rows) == 1, {name: tuple(getattr(out, name).shape) for name in self.logit_names}
+        for name in self.logit_names:
+            assert torch.isfinite(getattr(out, name)).all(), name
 
     def test_losses_are_finite(self):
         model = self.make_model()
@@ -116,8 +124,9 @@ class ModelTesterMixin:
         model.save_pretrained(tmp_path)
         loaded = self.model_class.from_pretrained(tmp_path).eval()
         a, b = self.forward(model, inputs), self.forward(loaded, inputs)
-        torch.testing.assert_close(b.logits, a.logits, rtol=0, atol=0)
-        torch.testing.assert_close(b.loss, a.loss, rtol=0, atol=0)
+        self.assert_logits_equal(b, a)
+        for name in self.loss_names:
+            torch.testing.assert_close(getattr(b, name), getattr(a, name), rtol=0, atol=0, msg=name)
         for name, tensor in model.state_dict().items():
             assert torch.equal(loaded.state_dict()[name], tensor), name
 
@@ -134,7 +143,7 @@ class ModelTesterMixin:
         loaded = AutoModel.from_pretrained(tmp_path).eval()
         assert type(loaded) is self.model_class
         inputs = self.get_inputs(model.config)
-        torch.testing.assert_close(self.forward(loaded, inputs).logits, self.forward(model, inputs).logits, rtol=0, atol=0)
+        self.assert_logits_equal(self.forward(loaded, inputs), self.forward(model, inputs))
 
     def test_remote_code_loads_without_the_package(self, tmp_path):
         model = self.make_model()
@@ -142,22 +151,46 @@ class ModelTesterMixin:
         model.save_pretrained(tmp_path / "model")
         torch.save(inputs, tmp_path / "inputs.pt")
         with torch.no_grad():
-            expected = self.forward(model, inputs).logits
+            expected = self.forward(model, inputs)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
         result = subprocess.run(
-            [sys.executable, "-c", _REMOTE_CODE_SCRIPT,
-             str(tmp_path / "model"), str(tmp_path / "inputs.pt"), str(tmp_path / "logits.pt")],
+            [sys.executable, "-c", _REMOTE_CODE_SCRIPT, str(tmp_path / "model"), str(tmp_path / "inputs.pt"),
+             str(tmp_path / "logits.pt"), ",".join(self.logit_names)],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
         )
         assert result.returncode == 0, result.stderr[-3000:]
-        torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected, rtol=0, atol=0)
+        self.assert_logits_equal(torch.load(tmp_path / "logits.pt"), {n: getattr(expected, n) for n in self.logit_names})
 
     def test_folders_saved_by_earlier_versions_still_load(self):
-        """Same model_type and weight names as the code before the layout change (issue 8), so their folders load."""
+        """Same model_type and weight names as earlier versions' code (for MTRec and the two-tower: before the
+        layout change of issue 8), so the folders they saved load."""
         model = self.make_model()
         assert model.config.model_type == self.legacy_model_type
         assert modeling_mtrec.MODELS.count((type(model.config), self.model_class)) == 1
         assert set(model.state_dict()) == set(self.legacy_state_dict_keys)
+
+
+class ScoringModelTesterMixin(ModelTesterMixin):
+    """The common tests of a model with the scoring interface: the model-agnostic ones and the interface's.
+
+    On top of `ModelTesterMixin`'s, a subclass defines `get_item_inputs` (`encode_items` inputs of `num_items`
+    items) and, for a user encoder with more inputs than the history, `get_user_inputs`. Its output has
+    `user_embeds` (B, vector_size) and `logits` (B, C).
+    """
+
+    num_items = 7
+
+    def get_item_inputs(self, config, num_items: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def get_user_inputs(self, batch_size: int) -> dict[str, torch.Tensor]:
+        return {}
+
+    def check_output_shapes(self, model, out) -> None:
+        super().check_output_shapes(model, out)
+        batch_size = out.user_embeds.shape[0]
+        assert out.user_embeds.shape == (batch_size, model.vector_size)
+        assert out.logits.ndim == 2 and out.logits.shape[0] == batch_size
 
     # --------------------------------------------------------------------------------- scoring interface
 

@@ -48,6 +48,7 @@ remote code (`trust_remote_code=True`) without the package.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -56,9 +57,11 @@ from torch import nn
 from transformers import BertModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.models.bert.modeling_bert import BertEmbeddings
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .configuration_foundation import ASPECTS, FREEZE_SPLITS, TASKS, FoundationConfig
+
+logger = logging.get_logger(__name__)
 
 IGNORE_LABEL = -100
 _FREEZE_ALIASES = {
@@ -174,14 +177,18 @@ def mmd_regularizer(x: torch.Tensor, domain_ids: torch.Tensor, bandwidths: list[
 
 
 def _mlp(in_dim: int, sizes: list[int], dropout: float, last_activation: bool = True) -> nn.Sequential:
-    """Linear -> ReLU -> Dropout per layer of `sizes` (the last without ReLU/Dropout when `last_activation` is off)."""
+    """Linear -> ReLU -> Dropout per layer of `sizes` (the last without ReLU/Dropout when `last_activation` is off).
+
+    ReLU and Dropout share one index of the Sequential, so the Linear layers' weight names (`0`, `2`, ...) do not
+    depend on `dropout`: with a separate Dropout entry, a folder saved with dropout 0 loaded with another dropout
+    (`from_pretrained(folder, dropout=0.1)` to fine-tune) silently re-initialised every Linear after the first
+    (the common model tests found it).
+    """
     layers: list[nn.Module] = []
     for i, width in enumerate(sizes):
         layers.append(nn.Linear(in_dim, width))
         if last_activation or i < len(sizes) - 1:
-            layers.append(nn.ReLU())
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+            layers.append(nn.Sequential(nn.ReLU(), nn.Dropout(dropout)) if dropout > 0 else nn.ReLU())
         in_dim = width
     return nn.Sequential(*layers)
 
@@ -484,6 +491,20 @@ class FoundationModel(FoundationPreTrainedModel):
         text_model = self.embeddings.text_model
         self._lm_modules = set(text_model.modules()) if text_model is not None else set()
         self.post_init()
+
+    # Copied from modeling_mtrec.models.mtrec.modeling_mtrec.MTRecModel.save_pretrained
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        super().save_pretrained(save_directory, *args, **kwargs)
+        # The Hub card travels with the weights (push_to_hub saves through here). Only written when the folder
+        # has none, so a card with evaluation results (e.g. MTRecTrainer.create_model_card) is kept.
+        if not kwargs.get("is_main_process", True) or os.path.exists(os.path.join(save_directory, "README.md")):
+            return
+        try:
+            from modeling_mtrec.model_card import write_model_card
+        except ImportError:  # loaded as Hub remote code without the package installed: no card template here
+            logger.info("modeling_mtrec is not installed; no model card written to %s", save_directory)
+        else:
+            write_model_card(save_directory, self.config)
 
     # ------------------------------------------------------------------------------------- cold-start API
 

@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModel, BertConfig, BertModel
 from modeling_mtrec import MTRecConfig, MTRecModel
 from modeling_mtrec.models.mtrec.modeling_mtrec import click_loss
 from tests.conftest import random_batch, tiny_config
-from tests.models.test_modeling_common import ModelTesterMixin
+from tests.models.test_modeling_common import ScoringModelTesterMixin
 
 
 def make_model(config=None, seed=0) -> MTRecModel:
@@ -189,7 +189,7 @@ torch.save(model(**torch.load({str(tmp_path / "batch.pt")!r})).logits, {str(tmp_
 # ------------------------------------------------------------------------------------------- common tests
 
 
-class TestMTRecModel(ModelTesterMixin):
+class TestMTRecModel(ScoringModelTesterMixin):
     model_class = MTRecModel
     loss_names = ("loss", "main_loss", "category_loss", "ner_loss")
     legacy_model_type = "mtrec"

@@ -29,7 +29,7 @@ from modeling_mtrec.models.two_tower.modeling_two_tower import (
 )
 from modeling_mtrec.serving.retrieval import build_index, export_item_vectors, retrieve_then_rank
 from tests.conftest import NUM_ITEMS, make_two_tower, tiny_batch, tiny_items, tiny_tt_config
-from tests.models.test_modeling_common import ModelTesterMixin
+from tests.models.test_modeling_common import ScoringModelTesterMixin
 
 
 def test_forward_shapes_duplicates_share_a_column_and_losses_are_finite():
@@ -247,7 +247,7 @@ def test_text_feature_is_a_sixth_maskable_feature(tmp_path):
 # ------------------------------------------------------------------------------------------- common tests
 
 
-class TestTwoTowerModel(ModelTesterMixin):
+class TestTwoTowerModel(ScoringModelTesterMixin):
     model_class = TwoTowerModel
     loss_names = ("loss", "main_loss", "ssl_loss")
     legacy_model_type = "two_tower_ssl"
