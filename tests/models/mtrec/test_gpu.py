@@ -26,6 +26,7 @@ from transformers import BertConfig
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
 from tests.conftest import REPO_ROOT, random_batch, tiny_config
+from tests.models.mtrec.exactness_run import ListDataset
 
 pytestmark = [
     pytest.mark.gpu,
@@ -159,17 +160,6 @@ def test_cuda_fp16_overflowing_step_is_skipped_without_nan(tmp_path):
     assert scaler.get_scale() < float("inf")  # and backs off
 
 
-class _Batches(torch.utils.data.Dataset):
-    def __init__(self, batches):
-        self.batches = batches
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __getitem__(self, i):
-        return self.batches[i]
-
-
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 @pytest.mark.parametrize("mode", ["mtrec", "none"])
 def test_cuda_mixed_precision_training_changes_every_parameter(tmp_path, precision, mode):
@@ -181,7 +171,7 @@ def test_cuda_mixed_precision_training_changes_every_parameter(tmp_path, precisi
         dataloader_num_workers=0, **{precision: True},
     )
     batches = [random_batch(seed=200 + i) for i in range(6)]
-    trainer = MTRecTrainer(model=model, args=args, train_dataset=_Batches(batches), data_collator=lambda f: f[0])
+    trainer = MTRecTrainer(model=model, args=args, train_dataset=ListDataset(batches), data_collator=lambda f: f[0])
     trainer.train()
     assert next(trainer.model.parameters()).device.type == "cuda"
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
