@@ -61,6 +61,7 @@ OFF_CATEGORY_ENTITY_RATE = 0.1  # entities mostly come from the title's own cate
 CATEGORY_BOOST = 6.0
 ENTITY_BOOST = 4.0
 SUBCATEGORY_BOOST = 1.0  # 1.0: no favourite subcategories are drawn (the corpus as before this knob)
+HISTORY_LENGTH = (5, 20)  # clicks per history, inclusive range
 NUM_FAVOURITE_ENTITIES = 3
 EMPTY_HISTORY_EVERY = 25  # users 0, 25, 50, ... of each split have an empty history (cold start)
 
@@ -376,7 +377,7 @@ def generate_synthetic_mind(
     num_news: int = 1200, num_users: int = 600, num_categories: int = 6,  # train
     num_dev_news: int = 200, num_dev_users: int = 200,  # dev
     impressions_per_user: tuple[int, int] = (2, 4),
-    history_length: tuple[int, int] = (5, 20),
+    history_length: tuple[int, int] = HISTORY_LENGTH,
     candidates_per_impression: tuple[int, int] = (5, 15),
     category_boost: float = CATEGORY_BOOST,
     entity_boost: float = ENTITY_BOOST,
@@ -450,7 +451,7 @@ def simulate_mind_behaviors(
     num_users: int = 1000, num_dev_users: int = 300, num_dev_news: int = 300,
     min_category_news: int = 20,
     impressions_per_user: tuple[int, int] = (2, 4),
-    history_length: tuple[int, int] = (5, 20),
+    history_length: tuple[int, int] = HISTORY_LENGTH,
     candidates_per_impression: tuple[int, int] = (5, 15),
     category_boost: float = CATEGORY_BOOST,
     entity_boost: float = ENTITY_BOOST,
