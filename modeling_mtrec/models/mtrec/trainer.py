@@ -234,7 +234,7 @@ class MTRecTrainer(Trainer):
 
         Why: the user encoder and the category/NER heads start from random weights while the news encoder is a
         pretrained BERT. One learning rate must be small enough not to wreck BERT (MTRec fine-tunes it at 2e-5)
-        and is then far too small to move the new weights in a short run. Each of the two learning rates is split
+        and then barely moves the new weights in a short run (README, "Known limits"). Each of the two learning rates is split
         by weight decay as the Trainer does (four groups at most); the scheduler scales every group alike.
         """
         head_lr = getattr(self.args, "head_learning_rate", None)
@@ -247,8 +247,9 @@ class MTRecTrainer(Trainer):
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
         if is_optimizer_factory(optimizer_cls) or {"params", "model", "optimizer_dict"} & set(optimizer_kwargs):
             raise ValueError(
-                f"head_learning_rate needs an optimizer built over parameter groups, but optim={self.args.optim!r} "
-                "chooses its own parameters; leave head_learning_rate unset with it."
+                "head_learning_rate needs an optimizer built over parameter groups, but this one (optim="
+                f"{self.args.optim!r}, or optimizer_cls_and_kwargs) chooses its own parameters; leave "
+                "head_learning_rate unset with it."
             )
         encoder = {id(p) for p in self.accelerator.unwrap_model(opt_model).news_encoder.parameters()}
         decay = set(self.get_decay_parameter_names(opt_model))
