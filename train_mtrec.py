@@ -18,9 +18,10 @@ get no category label and are counted in the load report):
     python train_mtrec.py --init_from outputs/mtrec --train_dir new_train --dev_dir new_dev --output_dir outputs/mtrec-ft
 
 The output folder loads with `AutoModel.from_pretrained(output_dir)` once `modeling_mtrec` is imported, holds
-the tokenizer and a model card, `dev_metrics.json` (AUC, MRR, nDCG@5, nDCG@10 over dev impressions) and
-`load_report.json` (what the metrics were computed on: rows kept, and every problem counted while loading). The
-model is saved as soon as training ends, before evaluation.
+the tokenizer and a model card, `dev_metrics.json` (AUC, MRR, nDCG@5, nDCG@10 over dev impressions),
+`dev_comparison.json` (the same metrics on the same impressions for the category-share baseline, the model before
+training and the model after; also printed) and `load_report.json` (what the metrics were computed on: rows kept,
+and every problem counted while loading). The model is saved as soon as training ends, before evaluation.
 With `--do_predict [--test_dir MINDsmall_test]` it also writes the leaderboard's `prediction.txt` and
 `prediction.zip`, and with `--news_cache` the news vectors as `news_vectors.safetensors` (see
 `modeling_mtrec.serving.cache`).
@@ -39,6 +40,8 @@ from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingA
 from modeling_mtrec.data import MTRecCollator, load_mind
 from modeling_mtrec.data.mind import split_files
 from modeling_mtrec.data.stats import LoadStats
+from modeling_mtrec.data.synthetic import CATEGORY_BOOST, ENTITY_BOOST, HISTORY_LENGTH, SUBCATEGORY_BOOST
+from modeling_mtrec.evaluation.baselines import category_share_metrics
 from modeling_mtrec.evaluation.leaderboard import write_mind_predictions
 from modeling_mtrec.models.mtrec.processing_mtrec import check_tokenizer
 from modeling_mtrec.offline import default_encoder_path
@@ -47,6 +50,7 @@ from modeling_mtrec.training.recipes import (
     corpus_report,
     parse_recipe_arguments,
     recipe_data,
+    write_dev_comparison,
     write_load_report,
 )
 
@@ -89,6 +93,23 @@ class MTRecScriptArguments:
     lenient: bool = field(default=False, metadata={"help": "Skip and count malformed rows instead of failing."})
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic corpus."})
     synthetic_users: int = field(default=150, metadata={"help": "Training users of the synthetic corpus."})
+    # The synthetic corpus' click model (generate_synthetic_mind's arguments; defaults: the generator's).
+    synthetic_category_boost: float = field(
+        default=CATEGORY_BOOST, metadata={"help": "Click weight of a news of a user's favourite category."}
+    )
+    synthetic_entity_boost: float = field(
+        default=ENTITY_BOOST, metadata={"help": "Click weight of a news naming a user's favourite entity."}
+    )
+    synthetic_subcategory_boost: float = field(
+        default=SUBCATEGORY_BOOST, metadata={"help": "Click weight of a news of a user's favourite subcategory (on top "
+                                                     "of the category's; 1: no favourite subcategories)."}
+    )
+    synthetic_topic_words_per_title: int | None = field(
+        default=None, metadata={"help": "At most this many category topic words per title (None: no cap)."}
+    )
+    synthetic_history_length: list[int] = field(
+        default_factory=lambda: list(HISTORY_LENGTH), metadata={"help": "Clicks per user history: LOW HIGH."}
+    )
     test_dir: str | None = field(
         default=None, metadata={"help": "MIND folder to write prediction.txt/.zip for with --do_predict "
                                         "(the unlabelled test split or a dev split). Default: the dev folder."}
@@ -97,10 +118,19 @@ class MTRecScriptArguments:
         default=False, metadata={"help": "Save the news vectors as news_vectors.safetensors in output_dir (the "
                                          "--test_dir news with --do_predict, else the corpus news)."}
     )
-    report_untrained: bool = field(
-        default=False, metadata={"help": "Also evaluate the model before training (dev_metrics_untrained.json), "
-                                         "so the gain from training is measured on the same dev set."}
+    dev_comparison: bool = field(
+        default=True, metadata={"help": "Also evaluate the model before training, and the non-neural category-share "
+                                        "baseline, on the dev impressions: printed with the trained model and saved as "
+                                        "dev_comparison.json, so that the gain from training is measured on the same "
+                                        "impressions."}
     )
+
+
+COMPARISON_NAMES = {
+    "category_share_baseline": "category-share baseline (no text, no training)",
+    "untrained": "MTRec before training",
+    "trained": "MTRec after training",
+}
 
 
 def main() -> None:
@@ -113,7 +143,13 @@ def main() -> None:
     )
 
     # ---- data: one news table for both splits, so one collator serves training and evaluation
-    train_dir, dev_dir, dataset = recipe_data(script_args, training_args, num_users=script_args.synthetic_users)
+    train_dir, dev_dir, dataset = recipe_data(
+        script_args, training_args, num_users=script_args.synthetic_users,
+        category_boost=script_args.synthetic_category_boost, entity_boost=script_args.synthetic_entity_boost,
+        subcategory_boost=script_args.synthetic_subcategory_boost,
+        topic_words_per_title=script_args.synthetic_topic_words_per_title,
+        history_length=tuple(script_args.synthetic_history_length),
+    )
     if training_args.do_predict:  # checked before any training
         if not (script_args.test_dir or dev_dir):
             raise ValueError("--do_predict needs --test_dir (or --dev_dir) to know which behaviors.tsv to rank")
@@ -175,8 +211,11 @@ def main() -> None:
         model=model, args=training_args, train_dataset=data.train, eval_dataset=data.eval,
         data_collator=collator, processing_class=tokenizer,
     )
-    untrained = trainer.evaluate(metric_key_prefix="untrained") if script_args.report_untrained else {}
-    if training_args.do_train or not training_args.do_eval:
+    do_train = training_args.do_train or not training_args.do_eval
+    # Without training the "before" and "after" rows would be the same model: no comparison then.
+    compare = script_args.dev_comparison and do_train and data.eval is not None
+    untrained = trainer.evaluate(metric_key_prefix="untrained") if compare else {}
+    if do_train:
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         trainer.log_metrics("train", train_result.metrics)
     trainer.save_model(training_args.output_dir)
@@ -186,11 +225,18 @@ def main() -> None:
     if trainer.is_world_process_zero():
         with open(os.path.join(training_args.output_dir, "dev_metrics.json"), "w") as f:
             json.dump({k.removeprefix("eval_"): v for k, v in metrics.items()}, f, indent=2)
-        if untrained:
-            with open(os.path.join(training_args.output_dir, "dev_metrics_untrained.json"), "w") as f:
-                json.dump({k.removeprefix("untrained_"): v for k, v in untrained.items()}, f, indent=2)
+        if compare:
+            rows = {
+                # the model's history rule, so the baseline sees the clicks the model sees
+                "category_share_baseline": category_share_metrics(
+                    data.news, data.eval, max_history_length=trainer.model.config.max_history_length
+                ),
+                "untrained": {k.removeprefix("untrained_"): v for k, v in untrained.items()},
+                "trained": {k.removeprefix("eval_"): v for k, v in metrics.items()},
+            }
+            print(write_dev_comparison(training_args.output_dir, rows, COMPARISON_NAMES))
         trainer.create_model_card(dataset=dataset)
-        logger.info("Saved model, tokenizer, model card, dev_metrics.json and load_report.json to %s", training_args.output_dir)
+        logger.info("Saved model, tokenizer, model card, dev_metrics.json, dev_comparison.json and load_report.json to %s", training_args.output_dir)
         # Leaderboard predictions and the news vector cache, from news vectors encoded once.
         cache = None
         if training_args.do_predict:

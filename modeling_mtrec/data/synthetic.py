@@ -12,6 +12,11 @@ learns from is planted and recoverable from the titles alone:
 * clicks: every user has one or two favourite categories and a few favourite entities; histories and clicks
   are drawn with weights that favour them (with noise), so a history-based user encoder can learn them.
 
+How strong and how textual those signals are can be set (`generate_synthetic_mind`'s ``category_boost``,
+``entity_boost``, ``subcategory_boost``: favourite subcategories within the favourite categories, which only the
+titles' topic words tell apart; ``topic_words_per_title``: fewer topic words, so titles say less about their
+category). The defaults give the corpus the package has always generated, byte for byte.
+
 `simulate_mind_behaviors` runs the same click model over a REAL MIND news.tsv (simulated users only).
 
 Everything is drawn from one ``random.Random(seed)``: the same seed gives byte-identical files.
@@ -25,6 +30,7 @@ import bisect
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -32,6 +38,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .mind import EntityAnnotationError, read_news, title_entity_ids
 from .synthetic_vocab import (
@@ -53,6 +60,8 @@ OFF_CATEGORY_ENTITY_RATE = 0.1  # entities mostly come from the title's own cate
 # Click model: a candidate's weight is multiplied by these when it matches a user's preferences.
 CATEGORY_BOOST = 6.0
 ENTITY_BOOST = 4.0
+SUBCATEGORY_BOOST = 1.0  # 1.0: no favourite subcategories are drawn (the corpus as before this knob)
+HISTORY_LENGTH = (5, 20)  # clicks per history, inclusive range
 NUM_FAVOURITE_ENTITIES = 3
 EMPTY_HISTORY_EVERY = 25  # users 0, 25, 50, ... of each split have an empty history (cold start)
 
@@ -73,12 +82,14 @@ class _User:
     user_id: str
     favourite_categories: set[str]
     favourite_entities: set[int]
+    favourite_subcategories: set[tuple[str, str]] = field(default_factory=set)  # (category, subcategory)
     history: list[str] = field(default_factory=list)
 
 
-def _weighted_sample(
-    rng: random.Random, items: Sequence[_News], weights: Sequence[float], k: int
-) -> list[_News]:
+T = TypeVar("T")
+
+
+def _weighted_sample(rng: random.Random, items: Sequence[T], weights: Sequence[float], k: int) -> list[T]:
     """``k`` distinct items drawn one by one with probability proportional to their weight.
 
     Pure-Python arithmetic on ``rng.random()`` (no libm calls), so the draw is identical on every platform.
@@ -96,12 +107,31 @@ def _weighted_sample(
     return [items[i] for i in chosen]
 
 
+def _check_preferences(category_boost: float, entity_boost: float, subcategory_boost: float) -> None:
+    for name, boost in (
+        ("category_boost", category_boost), ("entity_boost", entity_boost), ("subcategory_boost", subcategory_boost)
+    ):
+        if isinstance(boost, bool) or not isinstance(boost, (int, float)) or not (math.isfinite(boost) and boost > 0):
+            raise ValueError(f"{name} must be a finite number > 0 (1: no preference), got {boost!r}")
+
+
 class _CorpusBuilder:
     """Draws news, users, histories and impressions from one `random.Random`, in a fixed order."""
 
-    def __init__(self, rng: random.Random, categories: list[str]) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        categories: list[str],
+        *,
+        category_boost: float = CATEGORY_BOOST,
+        entity_boost: float = ENTITY_BOOST,
+        subcategory_boost: float = SUBCATEGORY_BOOST,
+        topic_words_per_title: int | None = None,
+    ) -> None:
         self.rng = rng
         self.categories = categories
+        self.category_boost, self.entity_boost, self.subcategory_boost = category_boost, entity_boost, subcategory_boost
+        self.topic_words_per_title = topic_words_per_title
         self.entities: list[tuple[str, str, str]] = [  # (name, type, category)
             (name, kind, category) for category in categories for name, kind in CATEGORY_ENTITIES[category]
         ]
@@ -127,10 +157,16 @@ class _CorpusBuilder:
             if entity not in picked:
                 picked.append(entity)
 
+        parts = template.split("{")
+        topic_slots = [i for i, part in enumerate(parts) if part.startswith("T}")]
+        if self.topic_words_per_title is not None:  # drawn only then: the default corpus stays as it was
+            # The other topic slots get filler words: the title keeps its shape, with fewer words of its category.
+            topic_slots = rng.sample(topic_slots, min(self.topic_words_per_title, len(topic_slots)))
+
         # Fill the template left to right, recording each entity's character offset as it is written.
         title = ""
         occurrences: dict[int, list[int]] = {}
-        for i, part in enumerate(template.split("{")):
+        for i, part in enumerate(parts):
             if i == 0:
                 title += part
                 continue
@@ -139,9 +175,9 @@ class _CorpusBuilder:
                 entity = picked[0 if slot == "E" else 1]
                 occurrences.setdefault(entity, []).append(len(title))
                 title += self.entities[entity][0]
-            elif slot == "T":  # mostly the subcategory's own words, sometimes any word of the category
+            elif slot == "T" and i in topic_slots:  # mostly the subcategory's own words, sometimes any of the category
                 title += rng.choice(own_topics if rng.random() < 0.7 else all_topics)
-            elif slot == "F":
+            elif slot in ("F", "T"):
                 title += rng.choice(FILLER_WORDS)
             elif slot == "V":
                 title += rng.choice(VERBS)
@@ -183,11 +219,26 @@ class _CorpusBuilder:
         entities = set(rng.sample(pool, k=min(NUM_FAVOURITE_ENTITIES, len(pool))))
         return _User(f"U{number}", favourites, entities)
 
+    def favourite_subcategories(
+        self, user: _User, subcategory_news: dict[str, dict[str, int]]
+    ) -> set[tuple[str, str]]:
+        """One or two subcategories of each favourite category of ``user``, drawn in proportion to their number of
+        train news (``subcategory_news``: category -> subcategory -> count)."""
+        picked: set[tuple[str, str]] = set()
+        for category in sorted(user.favourite_categories):
+            counts = subcategory_news.get(category, {})
+            names = sorted(counts)
+            k = self.rng.choice((1, 2))
+            picked.update((category, s) for s in _weighted_sample(self.rng, names, [counts[s] for s in names], k))
+        return picked
+
     def weight(self, user: _User, news: _News) -> float:
         """How much more likely ``user`` is to click ``news`` than a news that matches none of their tastes."""
-        weight = CATEGORY_BOOST if news.category in user.favourite_categories else 1.0
+        weight = self.category_boost if news.category in user.favourite_categories else 1.0
+        if (news.category, news.subcategory) in user.favourite_subcategories:
+            weight *= self.subcategory_boost
         if user.favourite_entities.intersection(news.entities):
-            weight *= ENTITY_BOOST
+            weight *= self.entity_boost
         return weight
 
     def history(self, user: _User, pool: Sequence[_News], length: int) -> list[str]:
@@ -260,6 +311,10 @@ def _behaviours(
     `generate_synthetic_mind` after them; each keeps its order, so that a seed still gives the same files.
     """
     rng = builder.rng
+    subcategory_news: dict[str, dict[str, int]] = {}
+    for n in train_news:
+        counts = subcategory_news.setdefault(n.category, {})
+        counts[n.subcategory] = counts.get(n.subcategory, 0) + 1
 
     def row(user: _User, candidates: list[_News], first_day: int, num_days: int) -> Row:
         if time_first:
@@ -272,6 +327,8 @@ def _behaviours(
 
     def user_with_history(number: int, index: int) -> _User:
         user = make_user(number)
+        if builder.subcategory_boost != 1.0:  # drawn only then: a seed gives the corpus it gave before this knob
+            user.favourite_subcategories = builder.favourite_subcategories(user, subcategory_news)
         length = 0 if index % EMPTY_HISTORY_EVERY == 0 else rng.randint(*history_length)
         user.history = builder.history(user, train_news, length)
         return user
@@ -320,8 +377,12 @@ def generate_synthetic_mind(
     num_news: int = 1200, num_users: int = 600, num_categories: int = 6,  # train
     num_dev_news: int = 200, num_dev_users: int = 200,  # dev
     impressions_per_user: tuple[int, int] = (2, 4),
-    history_length: tuple[int, int] = (5, 20),
+    history_length: tuple[int, int] = HISTORY_LENGTH,
     candidates_per_impression: tuple[int, int] = (5, 15),
+    category_boost: float = CATEGORY_BOOST,
+    entity_boost: float = ENTITY_BOOST,
+    subcategory_boost: float = SUBCATEGORY_BOOST,
+    topic_words_per_title: int | None = None,
 ) -> dict[str, str]:
     """Write a synthetic MIND corpus: ``output_dir/{train,dev}/{news,behaviors}.tsv``.
 
@@ -337,6 +398,16 @@ def generate_synthetic_mind(
         output_dir: folder to write into (created if missing).
         seed: the only source of randomness; the same seed gives byte-identical files.
         num_categories: how many of the 8 built-in categories to use.
+        category_boost: weight multiplier, in histories and clicks, of a news of one of the user's favourite
+            categories (finite, > 0; 1: no category preference).
+        entity_boost: weight multiplier of a news that names one of the user's favourite entities.
+        subcategory_boost: weight multiplier of a news of one of the user's favourite subcategories (one or two
+            within each favourite category; on top of ``category_boost``). Subcategories share their category's
+            entities and differ only in their topic words, so this is a preference that only the title's words
+            show. 1 (default): no favourite subcategories are drawn.
+        topic_words_per_title: at most this many topic words (the words that name the category and subcategory)
+            per title, the other topic slots of its template getting filler words; None (default): every topic
+            slot gets a topic word (1 to 4 per title, by template).
 
     Returns:
         ``{"train": <train folder>, "dev": <dev folder>}``, ready for `load_mind_split`.
@@ -344,13 +415,21 @@ def generate_synthetic_mind(
     if not 1 <= num_categories <= len(CATEGORY_TOPICS):
         raise ValueError(f"num_categories must be in [1, {len(CATEGORY_TOPICS)}], got {num_categories}")
     _check_shape(impressions_per_user, history_length, candidates_per_impression)
+    _check_preferences(category_boost, entity_boost, subcategory_boost)
+    if topic_words_per_title is not None and (
+        isinstance(topic_words_per_title, bool) or not isinstance(topic_words_per_title, int) or topic_words_per_title < 0
+    ):
+        raise ValueError(f"topic_words_per_title must be None or an integer >= 0, got {topic_words_per_title!r}")
     if num_news < candidates_per_impression[1] + history_length[1] or num_users < 1:
         raise ValueError(
             f"num_news={num_news} must exceed the longest history plus the largest impression, and num_users >= 1"
         )
 
     rng = random.Random(seed)
-    builder = _CorpusBuilder(rng, list(CATEGORY_TOPICS)[:num_categories])
+    builder = _CorpusBuilder(
+        rng, list(CATEGORY_TOPICS)[:num_categories], category_boost=category_boost, entity_boost=entity_boost,
+        subcategory_boost=subcategory_boost, topic_words_per_title=topic_words_per_title,
+    )
     train_news = [builder.news(i + 1) for i in range(num_news)]
     dev_news = [builder.news(num_news + i + 1) for i in range(num_dev_news)]
     train_rows, dev_rows = _behaviours(
@@ -372,8 +451,11 @@ def simulate_mind_behaviors(
     num_users: int = 1000, num_dev_users: int = 300, num_dev_news: int = 300,
     min_category_news: int = 20,
     impressions_per_user: tuple[int, int] = (2, 4),
-    history_length: tuple[int, int] = (5, 20),
+    history_length: tuple[int, int] = HISTORY_LENGTH,
     candidates_per_impression: tuple[int, int] = (5, 15),
+    category_boost: float = CATEGORY_BOOST,
+    entity_boost: float = ENTITY_BOOST,
+    subcategory_boost: float = SUBCATEGORY_BOOST,
     lenient: bool = False,
 ) -> dict[str, str]:
     """Simulate MIND users over a REAL MIND ``news.tsv``: ``output_dir/{train,dev}/{news,behaviors}.tsv``.
@@ -384,8 +466,10 @@ def simulate_mind_behaviors(
     ``min_category_news`` news, in proportion to their number of news: big categories have more fans) and up
     to ``NUM_FAVOURITE_ENTITIES`` favourite entities (WikidataIds of the title entities found in news of those
     categories, preferring ids that occur in at least two news);
-    histories and clicks are drawn with weights ``CATEGORY_BOOST`` / ``ENTITY_BOOST`` on matching news, so the
-    preferences show in the clicks, with noise.
+    histories and clicks are drawn with weights ``category_boost`` / ``entity_boost`` on matching news, so the
+    preferences show in the clicks, with noise. With ``subcategory_boost`` != 1 each user also has one or two
+    favourite subcategories in each favourite category (drawn in proportion to their number of news), whose news
+    weigh ``subcategory_boost`` times more.
 
     Split: ``num_dev_news`` news drawn at random are held out of every train behaviour (histories and
     candidates); train users see the other news. Dev users are *other* users, one impression each, whose
@@ -399,12 +483,15 @@ def simulate_mind_behaviors(
         news_tsv: a MIND ``news.tsv`` (8 columns), read with `read_news`.
         output_dir: folder to write into (created if missing).
         seed: the only source of randomness; the same seed and file give byte-identical behaviours.
+        category_boost, entity_boost, subcategory_boost: the click model's weights, as in
+            `generate_synthetic_mind` (the same defaults).
         lenient: passed to `read_news` (skip malformed rows; skipped news are never used by the users).
 
     Returns:
         ``{"train": <train folder>, "dev": <dev folder>}``, ready for `load_mind`.
     """
     _check_shape(impressions_per_user, history_length, candidates_per_impression)
+    _check_preferences(category_boost, entity_boost, subcategory_boost)
     if num_users < 1 or num_dev_users < 0 or num_dev_news < 0:
         raise ValueError("num_users must be >= 1, num_dev_users and num_dev_news >= 0")
 
@@ -426,7 +513,9 @@ def simulate_mind_behaviors(
         news.append(_News(news_id, category, subcategory, title, "", indices, entities_json))
 
     rng = random.Random(seed)
-    builder = _CorpusBuilder(rng, [])  # no built-in vocabulary: only its click model is used
+    builder = _CorpusBuilder(  # no built-in vocabulary: only its click model is used
+        rng, [], category_boost=category_boost, entity_boost=entity_boost, subcategory_boost=subcategory_boost
+    )
     held_out = set(rng.sample(range(len(news)), min(num_dev_news, len(news))))
     train_news = [n for i, n in enumerate(news) if i not in held_out]
     dev_news = [n for i, n in enumerate(news) if i in held_out]

@@ -1,6 +1,7 @@
 """Evaluation: MIND's impression metrics (plain functions and an `evaluate` module), fast evaluation from news
-vectors encoded once, and the MIND leaderboard's prediction file."""
+vectors encoded once, the MIND leaderboard's prediction file, and a non-neural baseline to compare models with."""
 
+from .baselines import category_share_metrics, category_share_scores
 from .fast import fast_evaluate, impression_scores
 from .leaderboard import (
     ImpressionPrediction,
@@ -23,6 +24,8 @@ from .metrics import (
 __all__ = [
     "ImpressionPrediction",
     "auc_score",
+    "category_share_metrics",
+    "category_share_scores",
     "dcg_score",
     "fast_evaluate",
     "impression_metrics",

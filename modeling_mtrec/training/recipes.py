@@ -1,5 +1,5 @@
-"""What the training recipes (`train_<model>.py`) share: argument parsing, the default (synthetic) data, and the
-load report written beside the metrics."""
+"""What the training recipes (`train_<model>.py`) share: argument parsing, the default (synthetic) data, the
+load report written beside the metrics, and the comparison of models on the same dev impressions."""
 
 from __future__ import annotations
 
@@ -14,9 +14,19 @@ from transformers import HfArgumentParser, set_seed
 
 from ..data.synthetic import synthetic_fallback
 
-__all__ = ["LOAD_REPORT", "corpus_report", "parse_recipe_arguments", "recipe_data", "write_load_report"]
+__all__ = [
+    "DEV_COMPARISON",
+    "LOAD_REPORT",
+    "corpus_report",
+    "parse_recipe_arguments",
+    "recipe_data",
+    "write_dev_comparison",
+    "write_load_report",
+]
 
 LOAD_REPORT = "load_report.json"
+DEV_COMPARISON = "dev_comparison.json"
+COMPARED_METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 
 
 def parse_recipe_arguments(dataclass_types: tuple[type, ...], **defaults: Any) -> tuple:
@@ -67,3 +77,33 @@ def write_load_report(output_dir: str | os.PathLike, *, extend: bool = False, **
     report.update(sections)
     path.write_text(json.dumps(report, indent=2) + "\n")
     return path
+
+
+def write_dev_comparison(output_dir: str | os.PathLike, rows: dict[str, dict[str, float]],
+                         names: dict[str, str] | None = None) -> str:
+    """Writes ``output_dir/dev_comparison.json`` (`rows`: name -> metrics of one model on the same dev impressions,
+    the model trained last) and returns it as a small table: one line per row, then the last row's AUC gain over
+    each other row.
+
+    Every row must have been computed on as many impressions (``num_impressions``): a comparison over different
+    impressions would say nothing, so it is refused. `names` gives the table's label of a row (default: its key).
+    """
+    counts = {key: row.get("num_impressions") for key, row in rows.items()}
+    if len(set(counts.values())) != 1:
+        raise ValueError(f"the compared rows were scored on different numbers of impressions: {counts}")
+    kept = ("num_impressions", "num_skipped_impressions")
+    rows = {key: {k: v for k, v in row.items() if k in COMPARED_METRICS + kept} for key, row in rows.items()}
+    path = Path(output_dir) / DEV_COMPARISON
+    path.write_text(json.dumps(rows, indent=2) + "\n")
+
+    names = {key: (names or {}).get(key, key) for key in rows}
+    width = max(len(name) for name in names.values())
+    lines = [f"Dev impressions: {next(iter(counts.values()))}, the same for every row ({path})",
+             f"{'':{width}}  " + "  ".join(f"{m.upper().replace('NDCG', 'nDCG'):>7}" for m in COMPARED_METRICS)]
+    lines += [f"{names[key]:{width}}  " + "  ".join(f"{row[m]:7.4f}" for m in COMPARED_METRICS)
+              for key, row in rows.items()]
+    *others, last = rows
+    lines.append(f"AUC gain of {names[last]}: " + ", ".join(
+        f"{rows[last]['auc'] - rows[key]['auc']:+.4f} over {names[key]}" for key in others
+    ))
+    return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import os
 import re
@@ -117,11 +118,12 @@ def test_categories_are_predictable_from_topic_words():
     assert len(topic_words) == len(set(topic_words))  # no topic word is shared by two categories
 
 
-def test_clicks_follow_the_planted_preferences(corpus):
-    news = {row[0]: row for row in read_tsv(os.path.join(corpus["train"], "news.tsv"))}
+def favourite_click_ratio(folder: str) -> float:
+    """Click rate of candidates in the user's most clicked category of the history over that of the others."""
+    news = {row[0]: row for row in read_tsv(os.path.join(folder, "news.tsv"))}
     shown = collections.Counter()
     clicked = collections.Counter()
-    for _, _, _, history, impressions in read_tsv(os.path.join(corpus["train"], "behaviors.tsv")):
+    for _, _, _, history, impressions in read_tsv(os.path.join(folder, "behaviors.tsv")):
         if not history:
             continue
         # the user's most clicked category in the history stands in for their (hidden) favourite
@@ -131,9 +133,25 @@ def test_clicks_follow_the_planted_preferences(corpus):
             group = "favourite" if news[news_id][1] == favourite else "other"
             shown[group] += 1
             clicked[group] += int(label)
-    favourite_rate = clicked["favourite"] / shown["favourite"]
-    other_rate = clicked["other"] / shown["other"]
-    assert favourite_rate > 2.5 * other_rate, (favourite_rate, other_rate)
+    return (clicked["favourite"] / shown["favourite"]) / (clicked["other"] / shown["other"])
+
+
+def top_subcategory_share(folder: str, news_tsv: str | None = None) -> float:
+    """Mean over users (histories of 5+ clicks) of the share of their most clicked category's clicks that fall in
+    its most clicked subcategory: about 1/2 when subcategories are clicked alike (3 per category, a few clicks)."""
+    news = {row[0]: row for row in read_tsv(news_tsv or os.path.join(folder, "news.tsv"))}
+    shares = []
+    for _, _, _, history, _ in read_tsv(os.path.join(folder, "behaviors.tsv")):
+        if len(history.split()) < 5:
+            continue
+        category = collections.Counter(news[n][1] for n in history.split()).most_common(1)[0][0]
+        subcategories = collections.Counter(news[n][2] for n in history.split() if news[n][1] == category)
+        shares.append(subcategories.most_common(1)[0][1] / subcategories.total())
+    return sum(shares) / len(shares)
+
+
+def test_clicks_follow_the_planted_preferences(corpus):
+    assert favourite_click_ratio(corpus["train"]) > 2.5
 
 
 def test_tokenizer_covers_the_corpus_and_splits_entities(corpus, tokenizer):
@@ -169,6 +187,69 @@ def test_rejects_bad_arguments(tmp_path):
         generate_synthetic_mind(str(tmp_path), num_categories=9)
     with pytest.raises(ValueError, match="candidates_per_impression"):
         generate_synthetic_mind(str(tmp_path), candidates_per_impression=(2, 4))
+    for name in ("category_boost", "entity_boost", "subcategory_boost"):
+        for value in (0.0, -2.0, float("inf"), float("nan"), True, "6"):
+            with pytest.raises(ValueError, match=f"{name} must be a finite number > 0"):
+                generate_synthetic_mind(str(tmp_path), **{name: value})
+    for value in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="topic_words_per_title must be None or an integer >= 0"):
+            generate_synthetic_mind(str(tmp_path), topic_words_per_title=value)
+    assert not os.listdir(tmp_path)  # refused before writing anything
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The click model's knobs: defaults give the corpus of before the knobs, byte for byte; each knob does what it says
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def sha256_of(folders: dict[str, str], names: tuple[str, ...] = ("news.tsv", "behaviors.tsv")) -> str:
+    digest = hashlib.sha256()
+    for split in ("train", "dev"):
+        for name in names:
+            with open(os.path.join(folders[split], name), "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+# Digests of the corpora of the module's fixtures (`corpus`, `simulated`) as generated at commit 956f117, before the
+# knobs existed: with their defaults the generators must draw exactly the same random numbers.
+CORPUS_SHA256 = "6426861c169031e90409558b81df532a127f31744337627a4ddc7a8e49fa4fd9"
+SIMULATED_SHA256 = "647f6c2a2028d666dbcf9da9b05ace89b4b817171390e580e70f3aec129bd8a9"
+KNOB_DEFAULTS = {"category_boost": 6.0, "entity_boost": 4.0, "subcategory_boost": 1.0}
+
+
+def test_default_knobs_give_the_corpus_of_before_the_knobs(corpus, tmp_path):
+    assert sha256_of(corpus) == CORPUS_SHA256
+    explicit = generate_synthetic_mind(str(tmp_path), seed=7, topic_words_per_title=None, **KNOB_DEFAULTS, **SMALL)
+    assert sha256_of(explicit) == CORPUS_SHA256
+
+
+def test_stronger_boosts_plant_stronger_preferences(tmp_path):
+    flat = generate_synthetic_mind(str(tmp_path / "flat"), seed=7, category_boost=1.0, entity_boost=1.0, **SMALL)
+    strong = generate_synthetic_mind(str(tmp_path / "strong"), seed=7, category_boost=20.0, **SMALL)
+    assert favourite_click_ratio(flat["train"]) < 1.5 < 2.5 < favourite_click_ratio(strong["train"]) / 2
+
+
+def test_subcategory_boost_plants_a_preference_within_the_category(corpus, tmp_path):
+    boosted = generate_synthetic_mind(str(tmp_path), seed=7, subcategory_boost=8.0, **SMALL)
+    # (users have 1 or 2 favourite subcategories of 3, so the top share stays well below 1 even when boosted)
+    assert top_subcategory_share(boosted["train"]) > top_subcategory_share(corpus["train"]) + 0.1
+    for split in ("train", "dev"):  # the news are the same: only the users' draws change
+        with open(os.path.join(corpus[split], "news.tsv"), "rb") as a, open(os.path.join(boosted[split], "news.tsv"), "rb") as b:
+            assert a.read() == b.read()
+
+
+@pytest.mark.parametrize("cap", [0, 1, 2])
+def test_topic_words_per_title_caps_the_category_words_of_each_title(corpus, tmp_path, cap):
+    topic_words = {word for topics in CATEGORY_TOPICS.values() for words in topics.values() for word in words}
+
+    def topic_counts(folder: str) -> collections.Counter:
+        titles = [row[3] for row in read_tsv(os.path.join(folder, "news.tsv"))]
+        return collections.Counter(sum(w.strip(":,.").lower() in topic_words for w in t.split()) for t in titles)
+
+    capped = topic_counts(generate_synthetic_mind(str(tmp_path), seed=7, topic_words_per_title=cap, **SMALL)["dev"])
+    assert max(capped) == cap
+    assert max(topic_counts(corpus["dev"])) > 2
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -273,3 +354,16 @@ def test_simulate_rejects_bad_arguments(tmp_path, source_news):
         simulate_mind_behaviors(source_news, str(tmp_path), candidates_per_impression=(2, 4))
     with pytest.raises(ValueError, match="num_users"):
         simulate_mind_behaviors(source_news, str(tmp_path), num_users=0)
+    with pytest.raises(ValueError, match="subcategory_boost must be a finite number > 0"):
+        simulate_mind_behaviors(source_news, str(tmp_path), subcategory_boost=float("nan"))
+
+
+def test_simulated_defaults_give_the_behaviors_of_before_the_knobs(simulated):
+    assert sha256_of(simulated) == SIMULATED_SHA256
+
+
+def test_simulated_subcategory_boost_plants_a_preference_within_the_category(tmp_path, source_news, simulated):
+    from modeling_mtrec.data.synthetic import simulate_mind_behaviors
+
+    boosted = simulate_mind_behaviors(source_news, str(tmp_path), seed=5, subcategory_boost=8.0, **SIMULATED)
+    assert top_subcategory_share(boosted["train"], source_news) > top_subcategory_share(simulated["train"], source_news) + 0.1

@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import Trainer, TrainingArguments
+from transformers.trainer_optimizer import is_optimizer_factory
 from transformers.trainer_utils import speed_metrics
 
 from ...evaluation.fast import fast_evaluate
@@ -68,6 +69,14 @@ class MTRecTrainingArguments(TrainingArguments):
             "choices": list(SURGERY_MODES),
         },
     )
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning rate of every parameter outside the pretrained news encoder (user encoder, category "
+            "and NER heads), which start from random weights; `learning_rate` stays the news encoder's. None: "
+            "`learning_rate` for all, as in the paper."
+        },
+    )
     # The batches carry index tensors and labels the model reads by name; the columns of the sample datasets
     # (history, positive, negatives) are consumed by the collator, so Trainer must not drop them.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collator."})
@@ -97,6 +106,9 @@ class MTRecTrainingArguments(TrainingArguments):
             raise ValueError(f"`gradient_surgery` must be one of {SURGERY_MODES}, got {self.gradient_surgery!r}")
         if not (self.aux_weight >= 0 and math.isfinite(self.aux_weight)):
             raise ValueError(f"`aux_weight` (λ) must be finite and >= 0, got {self.aux_weight}")
+        head_lr = self.head_learning_rate
+        if head_lr is not None and not (head_lr > 0 and math.isfinite(head_lr)):
+            raise ValueError(f"`head_learning_rate` must be finite and > 0, or None, got {self.head_learning_rate}")
         super().__post_init__()
 
 
@@ -135,6 +147,8 @@ class MTRecTrainer(Trainer):
       task losses are kept for logging.
     - `training_step`: the surgery modes need the two per-task gradients separately.
     - `log`: adds the task losses, the g_main/g_aux cosine and the share of conflicting steps to the training logs.
+    - `create_optimizer`: with `args.head_learning_rate`, the parameters outside the pretrained news encoder get
+      their own learning rate.
     - `create_model_card`: writes MTRec's model card instead of the generic Trainer card.
     - `evaluate`: scores MIND impressions from news vectors encoded once (`evaluation.fast_evaluate`) instead of
       re-encoding every news of every batch; falls back to `Trainer.evaluate` where that cannot apply.
@@ -154,6 +168,12 @@ class MTRecTrainer(Trainer):
         if hasattr(self.data_collator, "set_epoch"):
             self.add_callback(CollatorEpochCallback(self.data_collator))
         self._means = RunningMeans()
+        if getattr(self.args, "head_learning_rate", None) is not None and self.optimizer is not None:
+            raise ValueError(
+                "head_learning_rate is set but an optimizer was passed in `optimizers`: its parameter groups and "
+                "learning rates are used as given. Set the learning rates in that optimizer, or leave "
+                "head_learning_rate unset."
+            )
         for name, dataset in _named_datasets(self.eval_dataset):
             _check_labelled(dataset, name)
         self.history_cache = None
@@ -206,6 +226,46 @@ class MTRecTrainer(Trainer):
         main_loss, aux_loss = self._split_losses(outputs)
         loss = main_loss if aux_loss is None else main_loss + self.aux_weight * aux_loss
         return (loss, outputs) if return_outputs else loss
+
+    # ------------------------------------------------------------------------------------------ optimizer
+
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        """`Trainer.create_optimizer`, with `args.head_learning_rate` for the parameters outside the news encoder.
+
+        Why: the user encoder and the category/NER heads start from random weights while the news encoder is a
+        pretrained BERT. One learning rate must be small enough not to wreck BERT (MTRec fine-tunes it at 2e-5)
+        and then barely moves the new weights in a short run (README, "Known limits"). Each of the two learning rates is split
+        by weight decay as the Trainer does (four groups at most); the scheduler scales every group alike.
+        """
+        head_lr = getattr(self.args, "head_learning_rate", None)
+        if self.optimizer is not None or head_lr is None:
+            return super().create_optimizer(model)
+        opt_model = self.model if model is None else model
+        if self.optimizer_cls_and_kwargs is not None:
+            optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs
+        else:
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        if is_optimizer_factory(optimizer_cls) or {"params", "model", "optimizer_dict"} & set(optimizer_kwargs):
+            raise ValueError(
+                "head_learning_rate needs an optimizer built over parameter groups, but this one (optim="
+                f"{self.args.optim!r}, or optimizer_cls_and_kwargs) chooses its own parameters; leave "
+                "head_learning_rate unset with it."
+            )
+        encoder = {id(p) for p in self.accelerator.unwrap_model(opt_model).news_encoder.parameters()}
+        decay = set(self.get_decay_parameter_names(opt_model))
+        groups = []
+        # The encoder's groups take the optimizer's own lr (`learning_rate`, or the lr of `optimizer_cls_and_kwargs`).
+        for in_encoder, lr in ((True, {}), (False, {"lr": head_lr})):
+            for decays, weight_decay in ((True, self.args.weight_decay), (False, 0.0)):
+                params = [
+                    p for n, p in opt_model.named_parameters()
+                    if p.requires_grad and (id(p) in encoder) == in_encoder and (n in decay) == decays
+                ]
+                if params:
+                    groups.append({"params": params, "weight_decay": weight_decay, **lr})
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        # The optimizer now exists, so the Trainer's method only applies what it adds around it (SageMaker MP).
+        return super().create_optimizer(model)
 
     # ------------------------------------------------------------------------------------- gradient surgery
 

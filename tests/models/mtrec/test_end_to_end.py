@@ -19,6 +19,7 @@ from modeling_mtrec.data import (
     read_behaviors,
     synthetic_tokenizer,
 )
+from modeling_mtrec.evaluation.baselines import category_share_metrics
 from modeling_mtrec.serving.recommender import MTRecRecommender
 from tests.conftest import REPO_ROOT, TITLE_LENGTH
 
@@ -92,20 +93,28 @@ def test_short_training_run_lifts_dev_auc(tmp_path):
     assert logged[-1]["category_loss"] < logged[0]["category_loss"] - 0.2
     assert logged[-1]["ner_loss"] < 0.5 * logged[0]["ner_loss"]
 
-def test_recipe_trains_saves_and_reloads(tiny_encoder, tmp_path, monkeypatch):
-    """`python train_mtrec.py` with no data arguments, on a tiny encoder: folder + card + dev metrics."""
-    path, _ = tiny_encoder
+def run_recipe(monkeypatch, out: Path, encoder: str, *flags: str) -> None:
     sys.path.insert(0, str(REPO_ROOT))
     import train_mtrec
 
-    out = tmp_path / "run"
     monkeypatch.setattr(
         sys, "argv",
-        ["train_mtrec.py", "--output_dir", str(out), "--encoder", path, "--synthetic_users", "40",
+        ["train_mtrec.py", "--output_dir", str(out), "--encoder", encoder, "--synthetic_users", "40",
          "--max_steps", "3", "--per_device_train_batch_size", "8", "--max_title_length", "24",
-         "--use_cpu", "--disable_tqdm", "true"],
+         "--use_cpu", "--disable_tqdm", "true", *flags],
     )
     train_mtrec.main()
+
+
+SYNTHETIC_FLAGS = ("--synthetic_subcategory_boost", "3", "--synthetic_category_boost", "9",
+                   "--synthetic_topic_words_per_title", "2", "--synthetic_history_length", "3", "8")
+
+
+def test_recipe_trains_saves_and_reloads(tiny_encoder, tmp_path, monkeypatch, capsys):
+    """`python train_mtrec.py` with no data arguments, on a tiny encoder: folder + card + dev metrics + comparison."""
+    path, tokenizer = tiny_encoder
+    out = tmp_path / "run"
+    run_recipe(monkeypatch, out, path, "--head_learning_rate", "1e-2", *SYNTHETIC_FLAGS)
     metrics = json.loads((out / "dev_metrics.json").read_text())
     assert {"auc", "mrr", "ndcg@5", "ndcg@10", "num_impressions"} <= set(metrics)
     assert 0.0 <= metrics["auc"] <= 1.0
@@ -114,6 +123,35 @@ def test_recipe_trains_saves_and_reloads(tiny_encoder, tmp_path, monkeypatch):
     model = AutoModel.from_pretrained(out)
     assert isinstance(model, MTRecModel) and model.config.max_title_length == 24
     assert (out / "tokenizer.json").is_file()
+
+    # The corpus flags reach the generator.
+    expected = generate_synthetic_mind(
+        str(tmp_path / "expected"), seed=0, num_users=40, subcategory_boost=3.0, category_boost=9.0,
+        topic_words_per_title=2, history_length=(3, 8),
+    )
+    for split in ("train", "dev"):
+        for name in ("news.tsv", "behaviors.tsv"):
+            assert (out / "synthetic_mind" / split / name).read_bytes() == Path(expected[split], name).read_bytes()
+
+    # dev_comparison.json: the baseline, the model before and after training, on the same dev impressions.
+    comparison = json.loads((out / "dev_comparison.json").read_text())
+    assert list(comparison) == ["category_share_baseline", "untrained", "trained"]
+    assert {row["num_impressions"] for row in comparison.values()} == {metrics["num_impressions"]}
+    assert comparison["trained"] == {k: v for k, v in metrics.items() if k in comparison["trained"]}
+    corpus = load_mind(tokenizer, train_dir=expected["train"], eval_dir=expected["dev"], max_title_length=24)
+    assert comparison["category_share_baseline"] == category_share_metrics(
+        corpus.news, corpus.eval, max_history_length=model.config.max_history_length
+    )
+    assert comparison["untrained"]["auc"] != comparison["trained"]["auc"]  # evaluated before and after training
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in ("category-share baseline", "MTRec before training", "AUC gain of MTRec"))
+
+    # Evaluating before training changes nothing of the training.
+    run_recipe(monkeypatch, tmp_path / "plain", path, "--head_learning_rate", "1e-2", *SYNTHETIC_FLAGS,
+               "--dev_comparison", "false")
+    assert not (tmp_path / "plain" / "dev_comparison.json").exists()
+    assert json.loads((tmp_path / "plain" / "dev_metrics.json").read_text())["auc"] == metrics["auc"]
+
 
 def test_recipe_writes_predictions_and_cache(setup, tmp_path, monkeypatch):
     """`train_mtrec.py --do_predict --news_cache` on a saved tiny model, 1 training step."""

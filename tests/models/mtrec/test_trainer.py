@@ -147,3 +147,74 @@ def test_training_arguments_validate():
         MTRecTrainingArguments(output_dir="x", aux_weight=-1.0)
     args = MTRecTrainingArguments(output_dir="x")
     assert (args.aux_weight, args.gradient_surgery, args.remove_unused_columns) == (0.3, "mtrec", False)
+
+
+# ------------------------------------------------------------------------------------------ head_learning_rate
+
+
+def optimizer_groups(optimizer) -> dict[int, tuple[float, float]]:
+    """``{id(parameter): (lr, weight_decay)}``; fails if a parameter is in two groups."""
+    groups = [(id(p), (g["lr"], g["weight_decay"])) for g in optimizer.param_groups for p in g["params"]]
+    assert len(groups) == len(dict(groups))
+    return dict(groups)
+
+
+def test_head_learning_rate_gives_the_new_parameters_their_own_learning_rate(tmp_path):
+    model = MTRecModel(tiny_config())
+    trainer = make_trainer(
+        tmp_path, "mtrec", model=model, learning_rate=2e-5, head_learning_rate=1e-3, weight_decay=0.01, max_steps=2,
+        warmup_steps=0, lr_scheduler_type="linear",
+    )
+    optimizer = trainer.create_optimizer()
+    groups = optimizer_groups(optimizer)
+    assert len(groups) == sum(1 for _ in model.parameters())  # every parameter, once
+    encoder = {id(p) for p in model.news_encoder.parameters()}
+    decay = set(trainer.get_decay_parameter_names(model))
+    assert any(n not in decay for n, _ in model.news_encoder.named_parameters(prefix="news_encoder"))
+    for name, p in model.named_parameters():
+        assert groups[id(p)] == (2e-5 if id(p) in encoder else 1e-3, 0.01 if name in decay else 0.0), name
+    assert {n.split(".")[0] for n, p in model.named_parameters() if id(p) not in encoder} == {
+        "user_encoder", "category_head", "ner_head"
+    }
+    # The scheduler scales both learning rates alike: after step 1 of 2 (linear, no warm-up) both are halved.
+    trainer.create_scheduler(num_training_steps=2, optimizer=optimizer)
+    optimizer.step()  # no gradients: changes nothing, keeps torch's "scheduler before optimizer" check quiet
+    trainer.lr_scheduler.step()
+    assert sorted({g["lr"] for g in optimizer.param_groups}) == pytest.approx([1e-5, 5e-4])
+
+
+def test_head_learning_rate_keeps_a_given_optimizer_class_and_its_options(tmp_path):
+    model = MTRecModel(tiny_config())
+    args = MTRecTrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, head_learning_rate=1e-2)
+    trainer = MTRecTrainer(model=model, args=args, train_dataset=ListDataset([]), data_collator=first,
+                           optimizer_cls_and_kwargs=(torch.optim.SGD, {"lr": 0.1, "momentum": 0.9}))
+    optimizer = trainer.create_optimizer()
+    assert isinstance(optimizer, torch.optim.SGD) and {g["momentum"] for g in optimizer.param_groups} == {0.9}
+    assert {g["lr"] for g in optimizer.param_groups} == {0.1, 1e-2}  # the given lr stays the encoder's
+
+
+def test_without_head_learning_rate_the_trainer_builds_its_own_optimizer(tmp_path):
+    model = MTRecModel(tiny_config())
+    trainer = make_trainer(tmp_path, "mtrec", model=model, learning_rate=3e-4, weight_decay=0.01)
+    groups = trainer.create_optimizer().param_groups
+    assert [(g["lr"], g["weight_decay"]) for g in groups] == [(3e-4, 0.01), (3e-4, 0.0)]  # Trainer's two groups
+
+
+@pytest.mark.parametrize("value", [0.0, -1e-3, float("inf"), float("nan")])
+def test_head_learning_rate_must_be_finite_and_positive(value):
+    with pytest.raises(ValueError, match="head_learning_rate"):
+        MTRecTrainingArguments(output_dir="x", head_learning_rate=value)
+
+
+def test_head_learning_rate_refuses_what_would_ignore_it(tmp_path):
+    model = MTRecModel(tiny_config())
+    args = MTRecTrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, head_learning_rate=1e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    with pytest.raises(ValueError, match="head_learning_rate is set but an optimizer was passed"):
+        MTRecTrainer(model=model, args=args, train_dataset=ListDataset([]), data_collator=first,
+                     optimizers=(optimizer, None))
+    # An optimizer option that chooses its own parameters (as GaLore or LOMO do) cannot take the two groups.
+    trainer = MTRecTrainer(model=model, args=args, train_dataset=ListDataset([]), data_collator=first,
+                           optimizer_cls_and_kwargs=(torch.optim.SGD, {"lr": 0.1, "params": list(model.parameters())}))
+    with pytest.raises(ValueError, match="head_learning_rate needs an optimizer built over parameter groups"):
+        trainer.create_optimizer()
