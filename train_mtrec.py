@@ -40,7 +40,14 @@ from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingA
 from modeling_mtrec.data import MTRecCollator, load_mind
 from modeling_mtrec.data.mind import split_files
 from modeling_mtrec.data.stats import LoadStats
-from modeling_mtrec.data.synthetic import CATEGORY_BOOST, ENTITY_BOOST, HISTORY_LENGTH, SUBCATEGORY_BOOST
+from modeling_mtrec.data.synthetic import (
+    CANDIDATES_PER_IMPRESSION,
+    CATEGORY_BOOST,
+    ENTITY_BOOST,
+    HISTORY_LENGTH,
+    NUM_DEV_USERS,
+    SUBCATEGORY_BOOST,
+)
 from modeling_mtrec.evaluation.baselines import category_share_metrics
 from modeling_mtrec.evaluation.leaderboard import write_mind_predictions
 from modeling_mtrec.models.mtrec.processing_mtrec import check_tokenizer
@@ -110,6 +117,12 @@ class MTRecScriptArguments:
     synthetic_history_length: list[int] = field(
         default_factory=lambda: list(HISTORY_LENGTH), metadata={"help": "Clicks per user history: LOW HIGH."}
     )
+    synthetic_candidates: list[int] = field(
+        default_factory=lambda: list(CANDIDATES_PER_IMPRESSION), metadata={"help": "Candidates per impression: LOW HIGH."}
+    )
+    synthetic_dev_users: int = field(
+        default=NUM_DEV_USERS, metadata={"help": "Dev users (one impression each) of the synthetic corpus."}
+    )
     test_dir: str | None = field(
         default=None, metadata={"help": "MIND folder to write prediction.txt/.zip for with --do_predict "
                                         "(the unlabelled test split or a dev split). Default: the dev folder."}
@@ -149,6 +162,7 @@ def main() -> None:
         subcategory_boost=script_args.synthetic_subcategory_boost,
         topic_words_per_title=script_args.synthetic_topic_words_per_title,
         history_length=tuple(script_args.synthetic_history_length),
+        candidates_per_impression=tuple(script_args.synthetic_candidates), num_dev_users=script_args.synthetic_dev_users,
     )
     if training_args.do_predict:  # checked before any training
         if not (script_args.test_dir or dev_dir):

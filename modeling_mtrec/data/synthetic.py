@@ -62,6 +62,8 @@ CATEGORY_BOOST = 6.0
 ENTITY_BOOST = 4.0
 SUBCATEGORY_BOOST = 1.0  # 1.0: no favourite subcategories are drawn (the corpus as before this knob)
 HISTORY_LENGTH = (5, 20)  # clicks per history, inclusive range
+CANDIDATES_PER_IMPRESSION = (5, 15)  # inclusive range
+NUM_DEV_USERS = 200  # generate_synthetic_mind: one dev impression each
 NUM_FAVOURITE_ENTITIES = 3
 EMPTY_HISTORY_EVERY = 25  # users 0, 25, 50, ... of each split have an empty history (cold start)
 
@@ -222,14 +224,14 @@ class _CorpusBuilder:
     def favourite_subcategories(
         self, user: _User, subcategory_news: dict[str, dict[str, int]]
     ) -> set[tuple[str, str]]:
-        """One or two subcategories of each favourite category of ``user``, drawn in proportion to their number of
-        train news (``subcategory_news``: category -> subcategory -> count)."""
+        """One subcategory of each favourite category of ``user``, drawn in proportion to its number of train news
+        (``subcategory_news``: category -> subcategory -> count). One, not several: with three subcategories per
+        category, a second favourite would blur the preference the titles' topic words are there to show."""
         picked: set[tuple[str, str]] = set()
         for category in sorted(user.favourite_categories):
             counts = subcategory_news.get(category, {})
             names = sorted(counts)
-            k = self.rng.choice((1, 2))
-            picked.update((category, s) for s in _weighted_sample(self.rng, names, [counts[s] for s in names], k))
+            picked.update((category, s) for s in _weighted_sample(self.rng, names, [counts[s] for s in names], 1))
         return picked
 
     def weight(self, user: _User, news: _News) -> float:
@@ -375,10 +377,10 @@ def generate_synthetic_mind(
     *,
     seed: int = 0,
     num_news: int = 1200, num_users: int = 600, num_categories: int = 6,  # train
-    num_dev_news: int = 200, num_dev_users: int = 200,  # dev
+    num_dev_news: int = 200, num_dev_users: int = NUM_DEV_USERS,  # dev
     impressions_per_user: tuple[int, int] = (2, 4),
     history_length: tuple[int, int] = HISTORY_LENGTH,
-    candidates_per_impression: tuple[int, int] = (5, 15),
+    candidates_per_impression: tuple[int, int] = CANDIDATES_PER_IMPRESSION,
     category_boost: float = CATEGORY_BOOST,
     entity_boost: float = ENTITY_BOOST,
     subcategory_boost: float = SUBCATEGORY_BOOST,
@@ -401,7 +403,7 @@ def generate_synthetic_mind(
         category_boost: weight multiplier, in histories and clicks, of a news of one of the user's favourite
             categories (finite, > 0; 1: no category preference).
         entity_boost: weight multiplier of a news that names one of the user's favourite entities.
-        subcategory_boost: weight multiplier of a news of one of the user's favourite subcategories (one or two
+        subcategory_boost: weight multiplier of a news of one of the user's favourite subcategories (one
             within each favourite category; on top of ``category_boost``). Subcategories share their category's
             entities and differ only in their topic words, so this is a preference that only the title's words
             show. 1 (default): no favourite subcategories are drawn.
@@ -452,7 +454,7 @@ def simulate_mind_behaviors(
     min_category_news: int = 20,
     impressions_per_user: tuple[int, int] = (2, 4),
     history_length: tuple[int, int] = HISTORY_LENGTH,
-    candidates_per_impression: tuple[int, int] = (5, 15),
+    candidates_per_impression: tuple[int, int] = CANDIDATES_PER_IMPRESSION,
     category_boost: float = CATEGORY_BOOST,
     entity_boost: float = ENTITY_BOOST,
     subcategory_boost: float = SUBCATEGORY_BOOST,
@@ -467,8 +469,8 @@ def simulate_mind_behaviors(
     to ``NUM_FAVOURITE_ENTITIES`` favourite entities (WikidataIds of the title entities found in news of those
     categories, preferring ids that occur in at least two news);
     histories and clicks are drawn with weights ``category_boost`` / ``entity_boost`` on matching news, so the
-    preferences show in the clicks, with noise. With ``subcategory_boost`` != 1 each user also has one or two
-    favourite subcategories in each favourite category (drawn in proportion to their number of news), whose news
+    preferences show in the clicks, with noise. With ``subcategory_boost`` != 1 each user also has one
+    favourite subcategory in each favourite category (drawn in proportion to their number of news), whose news
     weigh ``subcategory_boost`` times more.
 
     Split: ``num_dev_news`` news drawn at random are held out of every train behaviour (histories and
