@@ -41,6 +41,7 @@ from modeling_mtrec.data import MTRecCollator, load_mind
 from modeling_mtrec.data.mind import split_files
 from modeling_mtrec.data.stats import LoadStats
 from modeling_mtrec.data.synthetic import (
+    APPEAL_BOOST,
     CANDIDATES_PER_IMPRESSION,
     CATEGORY_BOOST,
     ENTITY_BOOST,
@@ -111,6 +112,10 @@ class MTRecScriptArguments:
         default=SUBCATEGORY_BOOST, metadata={"help": "Click weight of a news of a user's favourite subcategory (on top "
                                                      "of the category's; 1: no favourite subcategories)."}
     )
+    synthetic_appeal_boost: float = field(
+        default=APPEAL_BOOST, metadata={"help": "Click weight, for every user, of a news whose title holds an appealing "
+                                                "word (synthetic_vocab.APPEAL_WORDS; 1: wording does not matter)."}
+    )
     synthetic_topic_words_per_title: int | None = field(
         default=None, metadata={"help": "At most this many category topic words per title (None: no cap)."}
     )
@@ -159,7 +164,7 @@ def main() -> None:
     train_dir, dev_dir, dataset = recipe_data(
         script_args, training_args, num_users=script_args.synthetic_users,
         category_boost=script_args.synthetic_category_boost, entity_boost=script_args.synthetic_entity_boost,
-        subcategory_boost=script_args.synthetic_subcategory_boost,
+        subcategory_boost=script_args.synthetic_subcategory_boost, appeal_boost=script_args.synthetic_appeal_boost,
         topic_words_per_title=script_args.synthetic_topic_words_per_title,
         history_length=tuple(script_args.synthetic_history_length),
         candidates_per_impression=tuple(script_args.synthetic_candidates), num_dev_users=script_args.synthetic_dev_users,

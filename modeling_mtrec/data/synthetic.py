@@ -14,7 +14,8 @@ learns from is planted and recoverable from the titles alone:
 
 How strong and how textual those signals are can be set (`generate_synthetic_mind`'s ``category_boost``,
 ``entity_boost``, ``subcategory_boost``: favourite subcategories within the favourite categories, which only the
-titles' topic words tell apart; ``topic_words_per_title``: fewer topic words, so titles say less about their
+titles' topic words tell apart; ``appeal_boost``: a clickbait-like cue in the wording that raises every user's
+clicks; ``topic_words_per_title``: fewer topic words, so titles say less about their
 category). The defaults give the corpus the package has always generated, byte for byte.
 
 `simulate_mind_behaviors` runs the same click model over a REAL MIND news.tsv (simulated users only).
@@ -42,6 +43,7 @@ from typing import TypeVar
 
 from .mind import EntityAnnotationError, read_news, title_entity_ids
 from .synthetic_vocab import (
+    APPEAL_WORDS,
     CATEGORY_ENTITIES,
     CATEGORY_TOPICS,
     FILLER_WORDS,
@@ -61,6 +63,7 @@ OFF_CATEGORY_ENTITY_RATE = 0.1  # entities mostly come from the title's own cate
 CATEGORY_BOOST = 6.0
 ENTITY_BOOST = 4.0
 SUBCATEGORY_BOOST = 1.0  # 1.0: no favourite subcategories are drawn (the corpus as before this knob)
+APPEAL_BOOST = 1.0  # 1.0: titles' wording does not matter to clicks (the corpus as before this knob)
 HISTORY_LENGTH = (5, 20)  # clicks per history, inclusive range
 CANDIDATES_PER_IMPRESSION = (5, 15)  # inclusive range
 NUM_DEV_USERS = 200  # generate_synthetic_mind: one dev impression each
@@ -109,10 +112,13 @@ def _weighted_sample(rng: random.Random, items: Sequence[T], weights: Sequence[f
     return [items[i] for i in chosen]
 
 
-def _check_preferences(category_boost: float, entity_boost: float, subcategory_boost: float) -> None:
-    for name, boost in (
-        ("category_boost", category_boost), ("entity_boost", entity_boost), ("subcategory_boost", subcategory_boost)
-    ):
+def _is_appealing(title: str) -> bool:
+    """Whether a title holds one of `APPEAL_WORDS` (``appeal_boost``)."""
+    return not APPEAL_WORDS.isdisjoint(word.strip(":,.").lower() for word in title.split())
+
+
+def _check_preferences(**boosts: float) -> None:
+    for name, boost in boosts.items():
         if isinstance(boost, bool) or not isinstance(boost, (int, float)) or not (math.isfinite(boost) and boost > 0):
             raise ValueError(f"{name} must be a finite number > 0 (1: no preference), got {boost!r}")
 
@@ -128,11 +134,13 @@ class _CorpusBuilder:
         category_boost: float = CATEGORY_BOOST,
         entity_boost: float = ENTITY_BOOST,
         subcategory_boost: float = SUBCATEGORY_BOOST,
+        appeal_boost: float = APPEAL_BOOST,
         topic_words_per_title: int | None = None,
     ) -> None:
         self.rng = rng
         self.categories = categories
         self.category_boost, self.entity_boost, self.subcategory_boost = category_boost, entity_boost, subcategory_boost
+        self.appeal_boost = appeal_boost
         self.topic_words_per_title = topic_words_per_title
         self.entities: list[tuple[str, str, str]] = [  # (name, type, category)
             (name, kind, category) for category in categories for name, kind in CATEGORY_ENTITIES[category]
@@ -241,6 +249,8 @@ class _CorpusBuilder:
             weight *= self.subcategory_boost
         if user.favourite_entities.intersection(news.entities):
             weight *= self.entity_boost
+        if self.appeal_boost != 1.0 and _is_appealing(news.title):
+            weight *= self.appeal_boost
         return weight
 
     def history(self, user: _User, pool: Sequence[_News], length: int) -> list[str]:
@@ -384,6 +394,7 @@ def generate_synthetic_mind(
     category_boost: float = CATEGORY_BOOST,
     entity_boost: float = ENTITY_BOOST,
     subcategory_boost: float = SUBCATEGORY_BOOST,
+    appeal_boost: float = APPEAL_BOOST,
     topic_words_per_title: int | None = None,
 ) -> dict[str, str]:
     """Write a synthetic MIND corpus: ``output_dir/{train,dev}/{news,behaviors}.tsv``.
@@ -407,6 +418,9 @@ def generate_synthetic_mind(
             within each favourite category; on top of ``category_boost``). Subcategories share their category's
             entities and differ only in their topic words, so this is a preference that only the title's words
             show. 1 (default): no favourite subcategories are drawn.
+        appeal_boost: weight multiplier, for every user, of a news whose title holds one of `APPEAL_WORDS` (a
+            clickbait-like cue: the title's wording alone makes it likelier to be clicked, which no category, and
+            for a fresh news no click count, shows). 1 (default): wording does not matter.
         topic_words_per_title: at most this many topic words (the words that name the category and subcategory)
             per title, the other topic slots of its template getting filler words; None (default): every topic
             slot gets a topic word (1 to 4 per title, by template).
@@ -417,7 +431,10 @@ def generate_synthetic_mind(
     if not 1 <= num_categories <= len(CATEGORY_TOPICS):
         raise ValueError(f"num_categories must be in [1, {len(CATEGORY_TOPICS)}], got {num_categories}")
     _check_shape(impressions_per_user, history_length, candidates_per_impression)
-    _check_preferences(category_boost, entity_boost, subcategory_boost)
+    _check_preferences(
+        category_boost=category_boost, entity_boost=entity_boost, subcategory_boost=subcategory_boost,
+        appeal_boost=appeal_boost,
+    )
     if topic_words_per_title is not None and (
         isinstance(topic_words_per_title, bool) or not isinstance(topic_words_per_title, int) or topic_words_per_title < 0
     ):
@@ -430,7 +447,7 @@ def generate_synthetic_mind(
     rng = random.Random(seed)
     builder = _CorpusBuilder(
         rng, list(CATEGORY_TOPICS)[:num_categories], category_boost=category_boost, entity_boost=entity_boost,
-        subcategory_boost=subcategory_boost, topic_words_per_title=topic_words_per_title,
+        subcategory_boost=subcategory_boost, appeal_boost=appeal_boost, topic_words_per_title=topic_words_per_title,
     )
     train_news = [builder.news(i + 1) for i in range(num_news)]
     dev_news = [builder.news(num_news + i + 1) for i in range(num_dev_news)]
@@ -493,7 +510,7 @@ def simulate_mind_behaviors(
         ``{"train": <train folder>, "dev": <dev folder>}``, ready for `load_mind`.
     """
     _check_shape(impressions_per_user, history_length, candidates_per_impression)
-    _check_preferences(category_boost, entity_boost, subcategory_boost)
+    _check_preferences(category_boost=category_boost, entity_boost=entity_boost, subcategory_boost=subcategory_boost)
     if num_users < 1 or num_dev_users < 0 or num_dev_news < 0:
         raise ValueError("num_users must be >= 1, num_dev_users and num_dev_news >= 0")
 

@@ -45,6 +45,10 @@ FILLER_WORDS: tuple[str, ...] = (
     "new", "big", "top", "latest", "surprising", "quiet", "major", "early", "final", "weekly",
     "local", "global", "bold", "strange", "record", "rare", "honest", "simple",
 )  # fmt: skip
+# Filler words that make any reader likelier to click (a clickbait-like cue), when `appeal_boost` is set: a signal of
+# the title's wording alone, the same for every user, that no category or click count shows for a fresh news.
+APPEAL_WORDS: frozenset[str] = frozenset({"big", "surprising", "bold", "strange", "record", "rare"})
+assert APPEAL_WORDS <= set(FILLER_WORDS)
 VERBS: tuple[str, ...] = (
     "announces", "faces", "wins", "reveals", "plans", "joins", "defends", "launches",
     "praises", "backs", "rethinks", "tests",

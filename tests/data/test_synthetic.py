@@ -14,7 +14,7 @@ from datasets import Dataset
 from modeling_mtrec.data.mind import NEWS_COLUMNS
 from modeling_mtrec.data.stats import LoadStats
 from modeling_mtrec.data.synthetic import generate_synthetic_mind
-from modeling_mtrec.data.synthetic_vocab import CATEGORY_TOPICS, SYNTHETIC_VOCAB_SIZE, synthetic_tokenizer
+from modeling_mtrec.data.synthetic_vocab import APPEAL_WORDS, CATEGORY_TOPICS, SYNTHETIC_VOCAB_SIZE, synthetic_tokenizer
 from modeling_mtrec.models.mtrec.processing_mtrec import title_entity_spans, tokenize_news
 
 SMALL = {"num_news": 200, "num_users": 60, "num_dev_news": 40, "num_dev_users": 30, "num_categories": 4}
@@ -187,7 +187,7 @@ def test_rejects_bad_arguments(tmp_path):
         generate_synthetic_mind(str(tmp_path), num_categories=9)
     with pytest.raises(ValueError, match="candidates_per_impression"):
         generate_synthetic_mind(str(tmp_path), candidates_per_impression=(2, 4))
-    for name in ("category_boost", "entity_boost", "subcategory_boost"):
+    for name in ("category_boost", "entity_boost", "subcategory_boost", "appeal_boost"):
         for value in (0.0, -2.0, float("inf"), float("nan"), True, "6"):
             with pytest.raises(ValueError, match=f"{name} must be a finite number > 0"):
                 generate_synthetic_mind(str(tmp_path), **{name: value})
@@ -215,7 +215,7 @@ def sha256_of(folders: dict[str, str], names: tuple[str, ...] = ("news.tsv", "be
 # knobs existed: with their defaults the generators must draw exactly the same random numbers.
 CORPUS_SHA256 = "6426861c169031e90409558b81df532a127f31744337627a4ddc7a8e49fa4fd9"
 SIMULATED_SHA256 = "647f6c2a2028d666dbcf9da9b05ace89b4b817171390e580e70f3aec129bd8a9"
-KNOB_DEFAULTS = {"category_boost": 6.0, "entity_boost": 4.0, "subcategory_boost": 1.0}
+KNOB_DEFAULTS = {"category_boost": 6.0, "entity_boost": 4.0, "subcategory_boost": 1.0, "appeal_boost": 1.0}
 
 
 def test_default_knobs_give_the_corpus_of_before_the_knobs(corpus, tmp_path):
@@ -237,6 +237,32 @@ def test_subcategory_boost_plants_a_preference_within_the_category(corpus, tmp_p
     for split in ("train", "dev"):  # the news are the same: only the users' draws change
         with open(os.path.join(corpus[split], "news.tsv"), "rb") as a, open(os.path.join(boosted[split], "news.tsv"), "rb") as b:
             assert a.read() == b.read()
+
+
+def test_appeal_boost_raises_every_users_clicks_on_appealing_titles(corpus, tmp_path):
+    def clicked_share_of_appealing(folder: str) -> tuple[float, float]:
+        titles = {row[0]: row[3] for row in read_tsv(os.path.join(folder, "news.tsv"))}
+
+        def appealing(news_id: str) -> bool:
+            return any(w.strip(":,.").lower() in APPEAL_WORDS for w in titles[news_id].split())
+
+        shown = clicked = shown_appealing = clicked_appealing = 0
+        for row in read_tsv(os.path.join(folder, "behaviors.tsv")):
+            for token in row[4].split():
+                news_id, label = token.rsplit("-", 1)
+                shown += 1
+                shown_appealing += appealing(news_id)
+                clicked += label == "1"
+                clicked_appealing += label == "1" and appealing(news_id)
+        return shown_appealing / shown, clicked_appealing / clicked
+
+    shown, clicked = clicked_share_of_appealing(corpus["train"])
+    assert 0.1 < shown < 0.8 and abs(clicked - shown) < 0.08  # default: wording does not matter
+    boosted = generate_synthetic_mind(str(tmp_path), seed=7, appeal_boost=5.0, **SMALL)
+    shown, clicked = clicked_share_of_appealing(boosted["train"])
+    assert clicked > 1.5 * shown
+    with open(os.path.join(corpus["dev"], "news.tsv"), "rb") as a, open(os.path.join(boosted["dev"], "news.tsv"), "rb") as b:
+        assert a.read() == b.read()  # the same news: only the clicks change
 
 
 @pytest.mark.parametrize("cap", [0, 1, 2])
