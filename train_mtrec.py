@@ -10,7 +10,10 @@ On MIND (https://msnews.github.io), with any BERT checkpoint, on several process
     accelerate launch train_mtrec.py \
         --train_dir MINDsmall_train --dev_dir MINDsmall_dev --encoder bert-base-uncased \
         --output_dir outputs/mtrec-mind-small --per_device_train_batch_size 32 --learning_rate 2e-5 \
-        --num_train_epochs 3 --bf16
+        --head_learning_rate 2e-5 --num_train_epochs 3 --bf16
+
+(`--head_learning_rate 2e-5`: one learning rate for all, as in the paper; the default 1e-2 for the user encoder and
+heads is the main job's choice for its one short epoch.)
 
 Fine-tune a trained MTRec on a new news corpus (its category vocabulary is kept; categories it has never seen
 get no category label and are counted in the load report):
