@@ -14,7 +14,12 @@ from datasets import Dataset
 from modeling_mtrec.data.mind import NEWS_COLUMNS
 from modeling_mtrec.data.stats import LoadStats
 from modeling_mtrec.data.synthetic import generate_synthetic_mind
-from modeling_mtrec.data.synthetic_vocab import APPEAL_WORDS, CATEGORY_TOPICS, SYNTHETIC_VOCAB_SIZE, synthetic_tokenizer
+from modeling_mtrec.data.synthetic_vocab import (
+    APPEAL_WORDS,
+    CATEGORY_TOPICS,
+    SYNTHETIC_VOCAB_SIZE,
+    synthetic_tokenizer,
+)
 from modeling_mtrec.models.mtrec.processing_mtrec import title_entity_spans, tokenize_news
 
 SMALL = {"num_news": 200, "num_users": 60, "num_dev_news": 40, "num_dev_users": 30, "num_categories": 4}
