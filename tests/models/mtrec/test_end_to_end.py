@@ -107,6 +107,7 @@ def run_recipe(monkeypatch, out: Path, encoder: str, *flags: str) -> None:
 
 
 SYNTHETIC_FLAGS = ("--synthetic_subcategory_boost", "3", "--synthetic_category_boost", "9",
+                   "--synthetic_entity_boost", "2", "--synthetic_appeal_boost", "4",
                    "--synthetic_topic_words_per_title", "2", "--synthetic_history_length", "3", "8",
                    "--synthetic_candidates", "6", "12", "--synthetic_dev_users", "30")
 
@@ -128,6 +129,7 @@ def test_recipe_trains_saves_and_reloads(tiny_encoder, tmp_path, monkeypatch, ca
     # The corpus flags reach the generator.
     expected = generate_synthetic_mind(
         str(tmp_path / "expected"), seed=0, num_users=40, subcategory_boost=3.0, category_boost=9.0,
+        entity_boost=2.0, appeal_boost=4.0,
         topic_words_per_title=2, history_length=(3, 8), candidates_per_impression=(6, 12), num_dev_users=30,
     )
     for split in ("train", "dev"):
