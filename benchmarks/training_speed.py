@@ -98,8 +98,9 @@ def run(corpus, tokenizer, variant: str, seed: int, steps: int, layers: int | No
     trainer = MTRecTrainer(
         model=model, args=training_args, train_dataset=corpus.train, eval_dataset=corpus.eval, data_collator=collator
     )
-    # Before training: how far training moved the dev metrics (the same initial weights for every variant of a seed).
-    before = trainer.evaluate(metric_key_prefix="before") if args.evaluate else {}
+    # Before training: how far training moved the dev metrics. Every variant of a seed starts from the same weights,
+    # so the default's run measures it for all.
+    before = trainer.evaluate(metric_key_prefix="before") if args.evaluate and variant == "default" else {}
     rows.clear()
     tokens.clear()
     train_metrics = trainer.train().metrics
@@ -114,7 +115,7 @@ def run(corpus, tokenizer, variant: str, seed: int, steps: int, layers: int | No
         rows.clear()
         metrics = trainer.evaluate()
         result.update({k: metrics[f"eval_{k}"] for k in METRICS})
-        result.update({f"before_{k}": before[f"before_{k}"] for k in METRICS})
+        result.update({f"before_{k}": before[f"before_{k}"] for k in METRICS if before})
     return result
 
 
