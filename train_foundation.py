@@ -1,9 +1,9 @@
 """Pretrain the multi-domain search-and-recommendation foundation model (Gong et al., CIKM 2023) on source domains,
 then fine-tune it on a cold-start target domain with a chosen freeze split, and report AUC per (domain, task).
 
-With no data arguments it builds the package's embedded corpus (real MIND-sample news text when
-``../shared/data/mind_sample/news.tsv`` is there, else the package's synthetic news; simulated users and labels)
-and runs offline, a few minutes on 2 CPU cores:
+With no data arguments it builds the package's embedded corpus (the package's synthetic news, or the news of a
+MIND-format file given with ``--news_tsv``, e.g. the MIND sample's news.tsv; simulated users and labels) and runs
+offline, a few minutes on 2 CPU cores:
 
     python train_foundation.py --output_dir outputs/foundation
 
@@ -66,7 +66,7 @@ class FoundationScriptArguments:
     target_test: str | None = field(default=None, metadata={"help": "Target domain test impressions."})
     corpus_size: str = field(default="default", metadata={"help": "Embedded corpus: default or tiny."})
     corpus_seed: int = field(default=0, metadata={"help": "Seed of the embedded corpus."})
-    news_tsv: str = field(default="auto", metadata={"help": "News of the embedded corpus: auto (MIND sample if present), a news.tsv, or synthetic."})
+    news_tsv: str = field(default="synthetic", metadata={"help": "News of the embedded corpus: synthetic (the package's own) or a MIND-format news.tsv (e.g. the MIND sample's)."})
     max_target_train_rows: int | None = field(default=None, metadata={"help": "Use only the first N target training rows."})
     text_encoder: str = field(default="default", metadata={"help": "LM for the text aspect: default (all-MiniLM-L6-v2), a folder, none, or random (randomly initialised, the default's shape)."})
     text_cache_dir: str | None = field(default=None, metadata={"help": "Text-feature cache folder (default: <output_dir>/text_cache)."})
@@ -155,7 +155,7 @@ def main() -> None:
     files = {name: _files(getattr(args, name)) for name in ("source_train", "source_test", "target_train", "target_test")}
     if not files["target_train"] or not files["target_test"]:
         with training_args.main_process_first(desc="embedded corpus"):
-            news = {"auto": "auto", "synthetic": None}.get(args.news_tsv, args.news_tsv)
+            news = None if args.news_tsv == "synthetic" else args.news_tsv
             sizes = {"default": DEFAULT, "tiny": TINY}[args.corpus_size]
             corpus = build_foundation_corpus(os.path.join(output_dir, "corpus"), news_tsv=news, seed=args.corpus_seed, sizes=sizes)
         files = {name: files[name] or [corpus[name]] for name in files}

@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from transformers import AutoConfig, AutoTokenizer
 
 from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingArguments
-from modeling_mtrec.data import MTRecCollator, load_mind
 from modeling_mtrec.data.mind import split_files
 from modeling_mtrec.data.stats import LoadStats
 from modeling_mtrec.data.synthetic import (
@@ -54,6 +53,8 @@ from modeling_mtrec.data.synthetic import (
 )
 from modeling_mtrec.evaluation.baselines import category_share_metrics
 from modeling_mtrec.evaluation.leaderboard import write_mind_predictions
+from modeling_mtrec.models.mtrec.collator import MTRecCollator
+from modeling_mtrec.models.mtrec.corpus import load_mind
 from modeling_mtrec.models.mtrec.processing_mtrec import check_tokenizer
 from modeling_mtrec.offline import default_encoder_path
 from modeling_mtrec.serving.cache import NewsVectorCache

@@ -34,11 +34,11 @@ from modeling_mtrec import (
     TwoTowerTrainer,
     TwoTowerTrainingArguments,
 )
-from modeling_mtrec.data.corpus import load_retrieval_corpus
 from modeling_mtrec.evaluation.retrieval import evaluate_retrieval
 from modeling_mtrec.model_card import write_model_card
 from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
 from modeling_mtrec.models.two_tower.configuration_two_tower import DEFAULT_SSL_AUGMENTATIONS
+from modeling_mtrec.models.two_tower.corpus import load_retrieval_corpus
 from modeling_mtrec.models.two_tower.features import (
     MAX_ENTITIES,
     MAX_TITLE_WORDS,

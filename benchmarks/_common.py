@@ -107,7 +107,8 @@ def mind_corpora(tokenizer, work_dir: str, mind_news: str | None, seed: int) -> 
     """``{"synthetic": MINDCorpus, "MIND-sample (semi-synthetic)": MINDCorpus}``: the package's synthetic corpus
     and, when `mind_news` exists, simulated users over its real news (written under `work_dir`, which the caller
     deletes: the news are licensed)."""
-    from modeling_mtrec.data import generate_synthetic_mind, load_mind, simulate_mind_behaviors
+    from modeling_mtrec.data import generate_synthetic_mind, simulate_mind_behaviors
+    from modeling_mtrec.models.mtrec.corpus import load_mind
 
     corpora = {}
     folders = generate_synthetic_mind(os.path.join(work_dir, "synthetic"), seed=seed)

@@ -44,7 +44,9 @@ import transformers
 from transformers import BertConfig, BertModel, set_seed
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
-from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind, simulate_mind_behaviors
+from modeling_mtrec.data import generate_synthetic_mind, simulate_mind_behaviors
+from modeling_mtrec.models.mtrec.collator import MTRecCollator
+from modeling_mtrec.models.mtrec.corpus import load_mind
 
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 # name -> (use_category_task, use_ner_task, gradient_surgery); None = untrained reference

@@ -33,7 +33,9 @@ def worker(args) -> None:
     from transformers import AutoTokenizer
 
     from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
-    from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind
+    from modeling_mtrec.data import generate_synthetic_mind
+    from modeling_mtrec.models.mtrec.collator import MTRecCollator
+    from modeling_mtrec.models.mtrec.corpus import load_mind
     from modeling_mtrec.offline import default_encoder_path
 
     _common.configure(args.threads)

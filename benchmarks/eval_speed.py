@@ -40,8 +40,10 @@ import numpy as np
 import torch
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
-from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind, simulate_mind_behaviors
+from modeling_mtrec.data import generate_synthetic_mind, simulate_mind_behaviors
 from modeling_mtrec.evaluation.fast import fast_evaluate, impression_scores
+from modeling_mtrec.models.mtrec.collator import MTRecCollator
+from modeling_mtrec.models.mtrec.corpus import load_mind
 from modeling_mtrec.serving.cache import NewsVectorCache
 
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")

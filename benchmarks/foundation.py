@@ -2,8 +2,9 @@
 
     PYTHONPATH=. python benchmarks/foundation.py --seeds 0 1 2 --threads 1
 
-For each seed s: the embedded corpus with corpus seed s (real MIND-sample news text when
-`../shared/data/mind_sample/news.tsv` is present, else the package's synthetic news; simulated users and labels),
+For each seed s: the embedded corpus with corpus seed s built from the news of `--mind-news` (by default the MIND
+sample beside the repository, `_common.MIND_SAMPLE`: real titles; the package's synthetic news when that file is
+absent; simulated users and labels),
 then, with training seed s, every variant below trained with `FoundationTrainer` (AdamW, constant lr, no weight
 decay) and evaluated on the test rows:
 
@@ -38,10 +39,10 @@ import transformers
 from transformers import BertConfig, BertModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_facts  # noqa: E402
+from _common import MIND_SAMPLE, machine_facts  # noqa: E402
 
 from modeling_mtrec import FoundationConfig, FoundationModel  # noqa: E402
-from modeling_mtrec.models.foundation.corpus import DEFAULT, build_foundation_corpus, default_news_path  # noqa: E402
+from modeling_mtrec.models.foundation.corpus import DEFAULT, build_foundation_corpus  # noqa: E402
 from modeling_mtrec.models.foundation.data import (  # noqa: E402
     FoundationCollator,
     build_features,
@@ -357,12 +358,12 @@ def main() -> None:
     parser.add_argument("--target-lr", type=float, default=2e-3)
     parser.add_argument("--target-sizes", type=int, nargs=2, default=[200, 1000])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--mind-news", default=None, help="a MIND news.tsv (default: the MIND sample if present)")
+    parser.add_argument("--mind-news", default=None, help=f"a MIND news.tsv (default: {MIND_SAMPLE} if present, else synthetic news)")
     parser.add_argument("--output", default="benchmarks/results/foundation.md")
     opts = parser.parse_args()
     torch.set_num_threads(opts.threads)
     transformers.utils.logging.set_verbosity_error()
-    opts.news_tsv = opts.mind_news or default_news_path()
+    opts.news_tsv = opts.mind_news or (str(MIND_SAMPLE) if MIND_SAMPLE.is_file() else None)
     opts.news_label = "MIND sample news.tsv (real titles, entities, categories)" if opts.news_tsv else "the package's synthetic news"
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="foundation-bench-") as folder:

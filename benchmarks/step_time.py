@@ -38,7 +38,7 @@ import _common  # before torch / transformers: offline set-up, the repository on
 import torch
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
-from modeling_mtrec.data import MTRecCollator
+from modeling_mtrec.models.mtrec.collator import MTRecCollator
 
 # variant -> gradient_surgery; "raw encoder" is the bare BERT forward + backward.
 VARIANTS = {"raw encoder": None, "none": "none", "mtrec": "mtrec", "pcgrad": "pcgrad"}

@@ -41,7 +41,9 @@ import _common  # before torch / transformers: offline set-up, the repository on
 from transformers import BertConfig, set_seed
 
 from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingArguments
-from modeling_mtrec.data import MTRecCollator, load_mind, simulate_mind_behaviors
+from modeling_mtrec.data import simulate_mind_behaviors
+from modeling_mtrec.models.mtrec.collator import MTRecCollator
+from modeling_mtrec.models.mtrec.corpus import load_mind
 
 BATCH, NEGATIVES, HISTORY, BUCKETS = 32, 4, 50, 4
 VARIANTS = ("default", "length buckets", "history cache", "both")

@@ -47,9 +47,10 @@ import numpy as np
 import torch
 
 from modeling_mtrec import TwoTowerConfig, TwoTowerModel, TwoTowerTrainer, TwoTowerTrainingArguments
-from modeling_mtrec.data import generate_synthetic_mind, load_retrieval_corpus, simulate_mind_behaviors
+from modeling_mtrec.data import generate_synthetic_mind, simulate_mind_behaviors
 from modeling_mtrec.evaluation.retrieval import approximate_recall, evaluate_retrieval
 from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
+from modeling_mtrec.models.two_tower.corpus import load_retrieval_corpus
 from modeling_mtrec.models.two_tower.features import feature_mutual_information, static_log_q
 from modeling_mtrec.serving.retrieval import build_index
 

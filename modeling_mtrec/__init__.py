@@ -15,8 +15,10 @@ from ._legacy import install as _install_legacy_module_paths
 from .evaluation.fast import fast_evaluate
 from .models.foundation import FoundationConfig, FoundationModel, FoundationOutput, FoundationPreTrainedModel
 from .models.mtrec import MTRecConfig, MTRecModel, MTRecOutput, MTRecPreTrainedModel
+from .models.mtrec.corpus import load_mind
 from .models.mtrec.trainer import MTRecTrainer, MTRecTrainingArguments
 from .models.two_tower import TwoTowerConfig, TwoTowerModel, TwoTowerOutput, TwoTowerPreTrainedModel
+from .models.two_tower.corpus import load_retrieval_corpus
 from .models.two_tower.trainer import TwoTowerTrainer, TwoTowerTrainingArguments
 from .scoring import ScoringModel
 from .serving import MTRecRecommender, NewsTitle, NewsVectorCache
@@ -59,4 +61,6 @@ __all__ = [
     "TwoTowerTrainer",
     "TwoTowerTrainingArguments",
     "fast_evaluate",
+    "load_mind",
+    "load_retrieval_corpus",
 ]

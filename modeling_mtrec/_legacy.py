@@ -28,7 +28,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "retrieval": ("serving.retrieval", "evaluation.retrieval"),
     "data.collator": ("models.mtrec.collator",),
     "data.tokenization": ("models.mtrec.processing_mtrec",),
-    "data.two_tower": ("models.two_tower.features", "models.two_tower.collator", "data.samples", "data.corpus"),
+    "data.two_tower": ("models.two_tower.features", "models.two_tower.collator", "data.samples", "models.two_tower.corpus"),
 }
 _PACKAGE = __name__.rpartition(".")[0]
 

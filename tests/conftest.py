@@ -19,7 +19,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from transformers import BertConfig, BertModel  # noqa: E402
 
 from modeling_mtrec import MTRecConfig, MTRecModel, TwoTowerConfig, TwoTowerModel  # noqa: E402
-from modeling_mtrec.data import generate_synthetic_mind, load_mind, synthetic_tokenizer  # noqa: E402
+from modeling_mtrec.data import generate_synthetic_mind, synthetic_tokenizer  # noqa: E402
+from modeling_mtrec.models.mtrec.corpus import load_mind  # noqa: E402
 from modeling_mtrec.models.two_tower.collator import TwoTowerCollator  # noqa: E402
 from modeling_mtrec.models.two_tower.features import ItemFeatures  # noqa: E402
 

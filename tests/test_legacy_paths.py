@@ -29,7 +29,7 @@ def test_old_paths_hold_the_new_objects():
     assert encode_titles is modeling_mtrec.serving.cache.encode_titles  # MTRec's, not the two-tower text encoder
     assert write_mind_predictions is modeling_mtrec.evaluation.write_mind_predictions
     assert load_mind_metric is modeling_mtrec.evaluation.load_mind_metric
-    assert load_retrieval_corpus is modeling_mtrec.data.load_retrieval_corpus and stable_key("U1") >= 0
+    assert load_retrieval_corpus is modeling_mtrec.load_retrieval_corpus and stable_key("U1") >= 0
     assert ItemFeatures.__module__ == "modeling_mtrec.models.two_tower.features"
     assert callable(build_index) and callable(evaluate_retrieval) and callable(retrieve_then_rank)
     assert callable(project_conflicting)

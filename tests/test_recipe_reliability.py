@@ -20,7 +20,8 @@ from datasets import Dataset
 from transformers import TrainingArguments
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments, TwoTowerTrainer
-from modeling_mtrec.data import MTRecCollator, build_eval_impressions, generate_synthetic_mind, read_behaviors
+from modeling_mtrec.data import build_eval_impressions, generate_synthetic_mind, read_behaviors
+from modeling_mtrec.models.mtrec.collator import MTRecCollator
 from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
 from tests.conftest import REPO_ROOT, make_two_tower, tiny_config, tiny_items, tiny_tt_config
 
@@ -120,7 +121,7 @@ def test_trainer_refuses_unlabelled_eval_rows_before_training(setup, tmp_path):
     """An API user who builds eval rows with the unlabelled ones kept learns it at construction, not after training."""
     dirs, tokenizer, corpus, model = setup
     behaviors = read_behaviors(unlabelled_copy(dirs["dev"], tmp_path / "dev", every=2)[0] / "behaviors.tsv")
-    impressions = build_eval_impressions(behaviors, corpus.news_index, keep_unlabelled=True)
+    impressions = build_eval_impressions(behaviors, corpus.news_index, max_history_length=50, keep_unlabelled=True)
     args = MTRecTrainingArguments(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True)
     with pytest.raises(ValueError, match="eval_dataset holds .* unlabelled"):
         MTRecTrainer(model=model, args=args, eval_dataset=impressions, data_collator=MTRecCollator(corpus.news))

@@ -1,40 +1,32 @@
-"""MIND-format data: readers (`mind`) -> sample builders (`samples`) -> corpus loading (`corpus`), imported in
-that one direction; load statistics, the one right-padding (`padding`), and a synthetic MIND-format corpus.
+"""Model-agnostic data: MIND-format readers (`mind`) -> neutral news and impression tables -> samples (`samples`),
+imported in that one direction; problem counting (`stats`), the one right-padding (`padding`), and a synthetic
+MIND-format corpus (`synthetic`).
 
-`MTRecCollator` and MTRec's title processing live with the model (`modeling_mtrec.models.mtrec`); they are
-re-exported here, where the README has always imported them from.
+This package knows no model: each model folder turns these tables into its own inputs (`models.mtrec.corpus.
+load_mind` tokenises titles, `models.two_tower.corpus.load_retrieval_corpus` hashes item features).
 """
 
-from ..models.mtrec.collator import MTRecCollator
-from ..models.mtrec.processing_mtrec import NER_LABELS, bio_tags, title_entity_spans, tokenize_news
-from .corpus import MINDCorpus, MINDSplit, RetrievalCorpus, load_mind, load_mind_split, load_retrieval_corpus
-from .mind import MINDFormatError, read_behaviors, read_news
+from .mind import MINDFormatError, read_behaviors, read_news, read_news_union
+from .padding import IGNORE_INDEX, pad_right
 from .samples import build_eval_impressions, build_retrieval_samples, build_train_samples, stable_key
-from .stats import LoadStats
+from .stats import BadRows, LoadStats
 from .synthetic import generate_synthetic_mind, simulate_mind_behaviors
 from .synthetic_vocab import synthetic_tokenizer
 
 __all__ = [
+    "IGNORE_INDEX",
+    "BadRows",
     "LoadStats",
-    "MINDCorpus",
     "MINDFormatError",
-    "MINDSplit",
-    "MTRecCollator",
-    "NER_LABELS",
-    "RetrievalCorpus",
-    "bio_tags",
     "build_eval_impressions",
     "build_retrieval_samples",
     "build_train_samples",
     "generate_synthetic_mind",
-    "load_mind",
-    "load_mind_split",
-    "load_retrieval_corpus",
+    "pad_right",
     "read_behaviors",
     "read_news",
+    "read_news_union",
     "simulate_mind_behaviors",
     "stable_key",
     "synthetic_tokenizer",
-    "title_entity_spans",
-    "tokenize_news",
 ]

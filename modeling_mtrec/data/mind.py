@@ -31,18 +31,18 @@ import logging
 import os
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasets import Dataset, Features, List, Value
+from datasets import Dataset, Features, List, Value, concatenate_datasets
 from datasets.fingerprint import Hasher, generate_random_fingerprint
 from datasets.table import InMemoryTable
 
-from .stats import LoadStats
+from .stats import BadRows, LoadStats
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +54,13 @@ __all__ = [
     "as_id",
     "id_problem",
     "parse_title_entities",
+    "load_split_samples",
     "read_behaviors",
     "read_news",
+    "read_news_union",
     "require_rows",
     "split_files",
+    "split_folders",
     "title_entity_ids",
 ]
 
@@ -85,7 +88,6 @@ _BEHAVIORS_FEATURES = Features(
 )
 
 _CHUNK_ROWS = 100_000  # behaviour lines held as python strings, or impressions per Arrow batch
-_MAX_ROW_WARNINGS = 10  # per file: enough to diagnose, few enough not to flood the log
 
 
 class MINDFormatError(ValueError):
@@ -187,27 +189,6 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-class _BadRows:
-    """Raises on a bad row, or with ``lenient=True`` counts it, warns (the first few) and lets the caller skip."""
-
-    def __init__(self, path: str, lenient: bool, stats: LoadStats) -> None:
-        self.path = path
-        self.lenient = lenient
-        self.stats = stats
-        self.skipped = 0
-
-    def __call__(self, lineno: int, problem: str, reason: str = "malformed_rows_skipped") -> None:
-        message = f"{self.path}:{lineno}: {problem}"
-        if not self.lenient:
-            raise MINDFormatError(message)
-        self.stats[reason] += 1
-        self.skipped += 1
-        if self.skipped <= _MAX_ROW_WARNINGS:
-            logger.warning("skipping malformed row: %s", message)
-        if self.skipped == _MAX_ROW_WARNINGS:
-            logger.warning("%s: further malformed rows are skipped and counted, but not logged", self.path)
-
-
 def _table(features: Features, columns: list[Any]) -> pa.Table:
     """An Arrow table with `features` (kept in the schema's metadata, so `Dataset` restores them)."""
     schema = features.arrow_schema
@@ -248,7 +229,7 @@ def _is_header(fields: list[str], file_kind: str) -> bool:
 
 
 def _iter_fields(
-    path: str, num_columns: int, file_kind: str, bad_row: _BadRows
+    path: str, num_columns: int, file_kind: str, bad_row: BadRows
 ) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(lineno, fields)`` for every row of a tab-separated file with `num_columns` columns.
 
@@ -304,7 +285,7 @@ def read_news(
     path = os.fspath(path)
     own_stats = stats is None
     stats = LoadStats() if stats is None else stats
-    bad_row = _BadRows(path, lenient, stats)
+    bad_row = BadRows(path, lenient, stats, error=MINDFormatError, logger=logger)
     rows: list[list[str]] = []
     seen: set[str] = set()
     with _gc_paused():
@@ -381,7 +362,7 @@ def _split_ids(strings: pa.Array) -> pa.ListArray:
 
 
 def _behaviors_table(
-    raw: list[tuple[int, str, str, str, str, str]], bad_row: _BadRows, seen_ids: dict[str, int]
+    raw: list[tuple[int, str, str, str, str, str]], bad_row: BadRows, seen_ids: dict[str, int]
 ) -> pa.Table:
     """Turn raw ``(lineno, impression_id, user_id, time, history, impressions)`` rows into behaviour columns.
 
@@ -477,7 +458,7 @@ def read_behaviors(
     path = os.fspath(path)
     own_stats = stats is None
     stats = LoadStats() if stats is None else stats
-    bad_row = _BadRows(path, lenient, stats)
+    bad_row = BadRows(path, lenient, stats, error=MINDFormatError, logger=logger)
     raw: list[tuple[int, str, str, str, str, str]] = []
     tables: list[pa.Table] = []
     seen_ids: dict[str, int] = {}  # impression id -> its line
@@ -516,3 +497,89 @@ def split_files(folder: str | os.PathLike[str]) -> tuple[Path, Path]:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found (a MIND split folder holds news.tsv and behaviors.tsv)")
     return news_path, behaviors_path
+
+
+def read_news_union(
+    news_paths: list[str | os.PathLike], *, lenient: bool = False, stats: LoadStats | None = None
+) -> tuple[Dataset, dict[str, int], list[str]]:
+    """Reads several ``news.tsv`` into one table: the first file's news first, then each later file's new ones.
+
+    MIND ships a news.tsv per split and most dev news also appear in train. One table lets a single collator serve
+    the training and evaluation loops (both index the same rows), and processes each news once even when several
+    splits mention it. A news id present in several files keeps its first row (MIND repeats the same news across
+    splits; this is expected, so it is logged as information, not counted as a problem). A file without any usable
+    row (empty, or every row skipped under `lenient`) raises `MINDFormatError` naming it.
+
+    Returns:
+        ``(news, news_index, categories)``: the raw news table (`read_news` columns), news id -> row, and the
+        sorted categories of the first file.
+    """
+    stats = LoadStats() if stats is None else stats
+    tables, news_index, categories = [], {}, None
+    for news_path in news_paths:
+        before = stats.copy()
+        table = read_news(news_path, lenient=lenient, stats=stats)
+        require_rows(table, news_path, "news", dict(sorted((stats - before).items())))
+        ids = table.data.column("news_id").to_pylist()  # Arrow directly: datasets' Column iterates slowly
+        fresh = [row for row, news_id in enumerate(ids) if news_id not in news_index]
+        if len(fresh) < len(ids):
+            logger.info(
+                "%s: %d of %d news already read from an earlier split",
+                news_path,
+                len(ids) - len(fresh),
+                len(ids),
+            )
+            table = table.select(fresh)
+        for row in fresh:
+            news_index[ids[row]] = len(news_index)
+        tables.append(table)
+        if categories is None:  # no category is no class: an empty one is counted by the news processing
+            categories = sorted(category for category in table.unique("category") if category.strip())
+    if not tables:
+        raise ValueError("read_news_union needs at least one news.tsv")
+    news = tables[0] if len(tables) == 1 else concatenate_datasets(tables)
+    return news, news_index, categories
+
+
+def split_folders(
+    train_dir: str | os.PathLike | None, eval_dir: str | os.PathLike | None, caller: str
+) -> dict[str, tuple[Path, Path]]:
+    """``{"train" | "eval": (news.tsv, behaviors.tsv)}`` of the given split folders (at least one; `caller` names
+    the function asking, for the error)."""
+    if train_dir is None and eval_dir is None:
+        raise ValueError(f"{caller} needs a train_dir, an eval_dir or both")
+    return {name: split_files(folder) for name, folder in (("train", train_dir), ("eval", eval_dir)) if folder}
+
+
+SampleBuilder = Callable[..., Dataset]
+
+
+def load_split_samples(
+    splits: dict[str, tuple[Path, Path]],
+    builders: dict[str, tuple[SampleBuilder, str]],
+    news_index: dict[str, int],
+    max_history_length: int,
+    lenient: bool,
+    stats: LoadStats,
+    *,
+    unlabelled_hint: str = ".",
+) -> dict[str, Dataset | None]:
+    """Each split's behaviours turned into samples by ``builders[split] = (builder, what its rows are)`` (a
+    `modeling_mtrec.data.samples` builder); a split left without any sample raises, naming its file and the problems
+    counted so far. `unlabelled_hint` ends the message of an eval split whose impressions are all unlabelled (MIND's
+    test format), e.g. ``": write their predictions with ..."``: where the caller's predictions come from."""
+    samples: dict[str, Dataset | None] = {"train": None, "eval": None}
+    for name, (_, behaviors_path) in splits.items():
+        behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)
+        build, what = builders[name]
+        samples[name] = build(behaviors, news_index, max_history_length=max_history_length, stats=stats)
+        if len(samples[name]) == 0:
+            unlabelled = name == "eval" and stats["unlabelled_impressions"] > 0
+            raise ValueError(
+                f"{behaviors_path}: no {what} left after loading ({len(behaviors)} impressions read; problems: "
+                f"{stats.as_dict()})"
+                + (". MIND's test split is unlabelled: pass it as an eval split." if name == "train" else "")
+                + (". Unlabelled impressions (MIND's test format) cannot be evaluated" + unlabelled_hint
+                   if unlabelled else "")
+            )
+    return samples

@@ -26,7 +26,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, Features, List, Value
 
-from ..models.mtrec.configuration_mtrec import MTRecConfig
 from .mind import _CHUNK_ROWS, _dataset, _list_array, _table, as_id
 from .stats import LoadStats
 
@@ -213,7 +212,7 @@ def _build(
 
 
 def build_train_samples(
-    behaviors: Dataset, news_index: dict[str, int], max_history_length: int = MTRecConfig.max_history_length,
+    behaviors: Dataset, news_index: dict[str, int], max_history_length: int,
     stats: LoadStats | None = None,
 ) -> Dataset:
     """Turn impressions into training rows: one row per clicked candidate.
@@ -233,7 +232,7 @@ def build_train_samples(
     Args:
         behaviors: the output of `read_behaviors` (``history``, ``candidates`` and ``clicks`` are used).
         news_index: news id -> row of the news table.
-        max_history_length: most recent clicks kept per user (MTRec follows NRMS: 50).
+        max_history_length: most recent clicks kept per user (the model's own, e.g. MTRec follows NRMS: 50).
         stats: where to count problems; when ``None`` a local `LoadStats` is used and logged at the end.
     """
 
@@ -256,7 +255,7 @@ def build_train_samples(
 
 
 def build_eval_impressions(
-    behaviors: Dataset, news_index: dict[str, int], max_history_length: int = MTRecConfig.max_history_length,
+    behaviors: Dataset, news_index: dict[str, int], max_history_length: int,
     stats: LoadStats | None = None, *, keep_unlabelled: bool = True,
 ) -> Dataset:
     """Turn impressions into evaluation rows: one row per impression, scored as a ranking of its candidates.
@@ -277,7 +276,7 @@ def build_eval_impressions(
         behaviors: the output of `read_behaviors` (``impression_id``, ``history``, ``candidates`` and
             ``clicks`` are used).
         news_index: news id -> row of the news table.
-        max_history_length: most recent clicks kept per user (MTRec follows NRMS: 50).
+        max_history_length: most recent clicks kept per user (the model's own, e.g. MTRec follows NRMS: 50).
         stats: where to count problems; when ``None`` a local `LoadStats` is used and logged at the end.
     """
 
@@ -306,7 +305,7 @@ def build_eval_impressions(
 
 
 def build_retrieval_samples(
-    behaviors: Dataset, news_index: dict[str, int], max_history_length: int = MTRecConfig.max_history_length,
+    behaviors: Dataset, news_index: dict[str, int], max_history_length: int,
     stats: LoadStats | None = None,
 ) -> Dataset:
     """One row per click: ``user_key`` (int64, `stable_key` of the user id), ``history`` (list[int]: news rows,

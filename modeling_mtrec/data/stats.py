@@ -1,4 +1,5 @@
-"""Counts of the problems met while loading MIND, so that nothing is dropped silently.
+"""Counts of the problems met while loading data, so that nothing is dropped silently, and `BadRows`, the one rule
+for a bad row of any reader: an error naming ``file:line``, or (lenient) a counted, logged skip.
 
 Real MIND files are mostly clean, but behaviours reference news that are missing from the split's news file,
 impressions lose their only click when that news is unknown, and entity offsets sometimes do not match the
@@ -11,6 +12,11 @@ from __future__ import annotations
 
 import collections
 import logging
+
+__all__ = ["KNOWN_REASONS", "MAX_ROW_WARNINGS", "BadRows", "LoadStats"]
+
+_logger = logging.getLogger(__name__)
+MAX_ROW_WARNINGS = 10  # skipped rows logged per file: enough to diagnose, few enough not to flood the log
 
 # The exact keys the data pipeline counts under (one place, so a typo in a reader shows up in review).
 KNOWN_REASONS: tuple[str, ...] = (
@@ -65,3 +71,50 @@ class LoadStats(collections.Counter):
             return
         listing = ", ".join(f"{count} {reason}" for reason, count in counts.items())
         logger.warning("%s: %s", what, listing)
+
+
+class BadRows:
+    """The rule of every reader for a bad row: raise `error` naming the file and the row, or with ``lenient=True``
+    count it in `stats`, warn (the first `MAX_ROW_WARNINGS` of the file) and let the caller skip it.
+
+    Args:
+        path: the file, as the messages name it.
+        lenient: count and skip instead of raising.
+        stats: where skipped rows are counted.
+        error: the reader's error class (e.g. `MINDFormatError`); its message starts with ``f"{path}:{where}: "``.
+        logger: where the warnings go (the reader's logger).
+
+    Example:
+        >>> bad_row = BadRows("news.tsv", lenient=True, stats=LoadStats(), error=ValueError)
+        >>> bad_row(3, "empty news id")  # logs "skipping malformed row: news.tsv:3: empty news id"
+        >>> bad_row.stats.as_dict(), bad_row.skipped
+        ({'malformed_rows_skipped': 1}, 1)
+    """
+
+    def __init__(
+        self,
+        path: str,
+        lenient: bool,
+        stats: LoadStats,
+        *,
+        error: type[Exception],
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.path = path
+        self.lenient = lenient
+        self.stats = stats
+        self.error = error
+        self.logger = _logger if logger is None else logger
+        self.skipped = 0
+
+    def __call__(self, where: int | str, problem: str, reason: str = "malformed_rows_skipped") -> None:
+        """A bad row at `where` (a 1-based line, or e.g. ``"row 3"``); counted under `reason` when lenient."""
+        message = f"{self.path}:{where}: {problem}"
+        if not self.lenient:
+            raise self.error(message)
+        self.stats[reason] += 1
+        self.skipped += 1
+        if self.skipped <= MAX_ROW_WARNINGS:
+            self.logger.warning("skipping malformed row: %s", message)
+        if self.skipped == MAX_ROW_WARNINGS:
+            self.logger.warning("%s: further malformed rows are skipped and counted, but not logged", self.path)

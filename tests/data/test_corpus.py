@@ -7,11 +7,9 @@ from pathlib import Path
 import pytest
 
 import modeling_mtrec  # noqa: F401  (registers AutoModel)
-from modeling_mtrec.data import (
-    load_mind,
-)
-from modeling_mtrec.data.corpus import MINDSplit, load_mind_split, load_retrieval_corpus
 from modeling_mtrec.data.samples import stable_key
+from modeling_mtrec.models.mtrec.corpus import MINDSplit, load_mind, load_mind_split
+from modeling_mtrec.models.two_tower.corpus import load_retrieval_corpus
 from tests.conftest import behavior_line, news_line, write
 
 

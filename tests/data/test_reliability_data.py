@@ -13,18 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modeling_mtrec.data import (
-    LoadStats,
-    load_mind,
-    read_behaviors,
-    read_news,
-    synthetic_tokenizer,
-    tokenize_news,
-)
-from modeling_mtrec.data.corpus import load_retrieval_corpus
+from modeling_mtrec.data import LoadStats, read_behaviors, read_news, synthetic_tokenizer
 from modeling_mtrec.data.mind import MINDFormatError
 from modeling_mtrec.data.samples import build_eval_impressions, build_retrieval_samples
 from modeling_mtrec.evaluation.leaderboard import write_mind_predictions
+from modeling_mtrec.models.mtrec.corpus import load_mind
+from modeling_mtrec.models.mtrec.processing_mtrec import tokenize_news
+from modeling_mtrec.models.two_tower.corpus import load_retrieval_corpus
 from modeling_mtrec.models.two_tower.features import build_item_features
 from tests.conftest import behavior_line, news_line, write
 
@@ -232,7 +227,7 @@ def test_retrieval_samples_count_the_impressions_that_give_no_row(tmp_path: Path
         [behavior_line("1", "N1", "N2-1 N3-0"), behavior_line("2", "N1", "N2 N3"), behavior_line("3", "N1", "N2-0")],
     )
     stats = LoadStats()
-    samples = build_retrieval_samples(read_behaviors(path), {"N1": 0, "N2": 1, "N3": 2}, stats=stats)
+    samples = build_retrieval_samples(read_behaviors(path), {"N1": 0, "N2": 1, "N3": 2}, max_history_length=50, stats=stats)
     assert len(samples) == 1
     assert stats == {"unlabelled_impressions": 1, "impressions_without_click": 1}
 
@@ -240,6 +235,6 @@ def test_retrieval_samples_count_the_impressions_that_give_no_row(tmp_path: Path
 def test_a_news_listed_twice_in_one_impression_is_counted(tmp_path: Path) -> None:
     path = write(tmp_path / "behaviors.tsv", [behavior_line("1", "N1", "N2-1 N2-0 N3-0"), behavior_line("2", "", "N3-1 N2-0")])
     stats = LoadStats()
-    impressions = build_eval_impressions(read_behaviors(path), {"N1": 0, "N2": 1, "N3": 2}, stats=stats)
+    impressions = build_eval_impressions(read_behaviors(path), {"N1": 0, "N2": 1, "N3": 2}, max_history_length=50, stats=stats)
     assert impressions["candidates"] == [[1, 1, 2], [2, 1]]  # kept, as MIND's scorer keeps them
     assert stats == {"duplicate_candidates": 1, "empty_history": 1}

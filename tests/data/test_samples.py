@@ -26,7 +26,7 @@ def behaviors_from(tmp_path: Path, lines: list[str]):
 
 def test_build_train_samples_one_row_per_click(tmp_path: Path) -> None:
     behaviors = behaviors_from(tmp_path, [behavior_line("1", "N1 N2", "N3-1 N4-0 N5-1 N6-0")])
-    samples = build_train_samples(behaviors, NEWS_INDEX)
+    samples = build_train_samples(behaviors, NEWS_INDEX, max_history_length=50)
     assert samples.column_names == ["history", "positive", "negatives"]
     assert samples[:] == {"history": [[0, 1], [0, 1]], "positive": [2, 4], "negatives": [[3, 5], [3, 5]]}
 
@@ -42,7 +42,7 @@ def test_build_train_samples_drops_and_counts_unknown_ids(tmp_path: Path) -> Non
         ],
     )
     stats = LoadStats()
-    samples = build_train_samples(behaviors, NEWS_INDEX, stats=stats)
+    samples = build_train_samples(behaviors, NEWS_INDEX, max_history_length=50, stats=stats)
     assert samples[:] == {"history": [[0, 1], []], "positive": [2, 2], "negatives": [[3], [3]]}
     assert stats == {
         "unknown_history_ids": 3,
@@ -69,7 +69,7 @@ def test_build_eval_impressions(tmp_path: Path) -> None:
         ],
     )
     stats = LoadStats()
-    impressions = build_eval_impressions(behaviors, NEWS_INDEX, stats=stats)
+    impressions = build_eval_impressions(behaviors, NEWS_INDEX, max_history_length=50, stats=stats)
     assert impressions.column_names == ["impression_id", "history", "candidates", "labels"]
     assert impressions[:] == {
         "impression_id": ["1"],
@@ -87,7 +87,7 @@ def test_build_eval_impressions(tmp_path: Path) -> None:
 def test_build_eval_impressions_keeps_unlabelled_test_split(tmp_path: Path) -> None:
     behaviors = behaviors_from(tmp_path, [behavior_line("7", "", "N2 X1 N3"), behavior_line("8", "N1", "X2")])
     stats = LoadStats()
-    impressions = build_eval_impressions(behaviors, NEWS_INDEX, stats=stats)
+    impressions = build_eval_impressions(behaviors, NEWS_INDEX, max_history_length=50, stats=stats)
     assert impressions[:] == {
         "impression_id": ["7"],
         "history": [[]],
@@ -100,7 +100,7 @@ def test_build_eval_impressions_keeps_unlabelled_test_split(tmp_path: Path) -> N
         "empty_history": 1,
     }
     # No click to learn from: the training builder skips all of them.
-    assert len(build_train_samples(behaviors, NEWS_INDEX, stats=LoadStats())) == 0
+    assert len(build_train_samples(behaviors, NEWS_INDEX, max_history_length=50, stats=LoadStats())) == 0
 
 def reference_build(behaviors, news_index: dict[str, int], max_history_length: int):
     """The builders' documented rules as a plain loop: (train rows, eval rows, train stats, eval stats)."""

@@ -320,7 +320,7 @@ def test_simulated_behaviors_are_deterministic(tmp_path, source_news, simulated)
 
 
 def test_simulated_corpus_is_mind_format_with_the_news_copied_through(source_news, simulated, tokenizer):
-    from modeling_mtrec.data import load_mind
+    from modeling_mtrec.models.mtrec.corpus import load_mind
 
     with open(source_news, "rb") as f:
         source = f.read()

@@ -7,8 +7,8 @@ import pytest
 from datasets import Dataset
 
 from modeling_mtrec import MTRecTrainer, MTRecTrainingArguments
-from modeling_mtrec.data import MTRecCollator
 from modeling_mtrec.evaluation import category_share_metrics, category_share_scores
+from modeling_mtrec.models.mtrec.collator import MTRecCollator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import pytest
 
 from modeling_mtrec import MTRecTrainer, MTRecTrainingArguments
-from modeling_mtrec.data import (
-    MTRecCollator,
-)
 from modeling_mtrec.evaluation.fast import fast_evaluate
+from modeling_mtrec.models.mtrec.collator import MTRecCollator
 from tests.conftest import synthetic_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from modeling_mtrec import MTRecModel, MTRecRecommender, NewsTitle, NewsVectorCache, TwoTowerModel
-from modeling_mtrec.data import MTRecCollator
+from modeling_mtrec.models.mtrec.collator import MTRecCollator
 from tests.conftest import make_two_tower
 
 

@@ -1,11 +1,10 @@
 """The embedded multi-domain corpus: real news text (or the package's synthetic news), simulated users and labels.
 
-`build_foundation_corpus` writes impression files in the format of `data.py` from a MIND-format ``news.tsv``:
-the 2,000-news MIND sample at ``<repo>/../shared/data/mind_sample/news.tsv`` when it is there (override with the
-``news_tsv`` argument or the ``MTREC_MIND_SAMPLE`` environment variable, a folder or a file), else the package's
-synthetic news (`generate_synthetic_mind`). The news text is real; users, queries and labels are simulated, so
-every signal below is planted and known. Nothing of the news file is copied anywhere but ``output_dir`` (MIND's
-license: write it outside any repository).
+`build_foundation_corpus` writes impression files in the format of `data.py` from the news of a MIND-format
+``news.tsv`` given as its ``news_tsv`` argument (e.g. MIND's 2,000-news sample: real titles, entities and categories),
+or, without one, from the package's synthetic news (`generate_synthetic_mind`), so that the same call builds the same
+corpus on every machine. Users, queries and labels are simulated, so every signal below is planted and known. Nothing
+of the news file is copied anywhere but ``output_dir`` (MIND's license: write it outside any repository).
 
 Domains are groups of news categories (greedy, balanced by news count): three source domains and one held-out
 cold-start target domain, each with search and recommendation rows. What is planted, and what it should make
@@ -84,14 +83,6 @@ TINY = CorpusSizes(
 )
 
 
-def default_news_path() -> Path | None:
-    """The MIND sample's news.tsv: ``$MTREC_MIND_SAMPLE`` (folder or file) or ``<repo>/../shared/data/mind_sample``."""
-    override = os.environ.get("MTREC_MIND_SAMPLE")
-    base = Path(override) if override else Path(__file__).resolve().parents[3].parent / "shared" / "data" / "mind_sample"
-    path = base / "news.tsv" if base.is_dir() else base
-    return path if path.is_file() else None
-
-
 def _load_news(news_tsv: str | os.PathLike | None, seed: int) -> tuple[list[dict], str]:
     from modeling_mtrec.data import generate_synthetic_mind, read_news
 
@@ -144,9 +135,17 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    from modeling_mtrec.evaluation.metrics import auc_score
-
-    return auc_score(labels, scores) if 0 < labels.sum() < labels.size else math.nan
+    """ROC AUC as the Mann-Whitney U statistic, equal scores ranked in input order (the rule of
+    `modeling_mtrec.evaluation.metrics.auc_score`, which a model folder may not import); NaN without both labels."""
+    labels, scores = np.asarray(labels, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+    positive = labels == 1
+    num_positive = int(positive.sum())
+    num_negative = labels.size - num_positive
+    if num_positive == 0 or num_negative == 0:
+        return math.nan
+    ranks = np.empty(labels.size, dtype=np.float64)  # ascending ranks: the best score gets n, ties in input order
+    ranks[np.argsort(-scores, kind="stable")] = np.arange(labels.size, 0, -1, dtype=np.float64)
+    return (float(ranks[positive].sum()) - num_positive * (num_positive + 1) / 2.0) / (num_positive * num_negative)
 
 
 def _sigmoid(x: float) -> float:
@@ -245,23 +244,21 @@ class _Simulator:
 def build_foundation_corpus(
     output_dir: str | os.PathLike,
     *,
-    news_tsv: str | os.PathLike | None = "auto",
+    news_tsv: str | os.PathLike | None = None,
     seed: int = 0,
     sizes: CorpusSizes = DEFAULT,
 ) -> dict[str, str]:
     """Write ``source_{train,test}.jsonl``, ``target_{train,test}.jsonl`` and ``corpus.json`` into `output_dir`.
 
     Args:
-        news_tsv: a MIND-format news.tsv, ``"auto"`` (`default_news_path()`, else synthetic news) or None
-            (synthetic news).
+        news_tsv: a MIND-format news.tsv whose news the corpus is built from (read leniently: malformed rows are
+            skipped and counted), or None for the package's synthetic news.
         seed: the only source of randomness (with the news file): the same seed gives identical files.
         sizes: `DEFAULT` (the benchmark's corpus) or `TINY` (tests).
 
     Returns:
         ``{"source_train", "source_test", "target_train", "target_test", "info"}`` -> paths.
     """
-    if news_tsv == "auto":
-        news_tsv = default_news_path()
     news, source = _load_news(news_tsv, seed)
     sim = _Simulator(news, sizes, seed)
     output_dir = Path(output_dir)
@@ -306,4 +303,4 @@ def build_foundation_corpus(
     return paths
 
 
-__all__ = ["DEFAULT", "TINY", "CorpusSizes", "build_foundation_corpus", "default_news_path"]
+__all__ = ["DEFAULT", "TINY", "CorpusSizes", "build_foundation_corpus"]

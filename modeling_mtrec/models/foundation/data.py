@@ -52,8 +52,9 @@ from typing import Any
 import torch
 from datasets import Dataset, Features, List, Value
 
+from modeling_mtrec.data.padding import pad_right
 from modeling_mtrec.data.samples import stable_key
-from modeling_mtrec.data.stats import LoadStats
+from modeling_mtrec.data.stats import BadRows, LoadStats
 
 from .configuration_foundation import FoundationConfig
 
@@ -73,29 +74,10 @@ IMPRESSION_FEATURES = Features(
         **{name: Value("int32") for name in LABEL_COLUMNS},
     }
 )
-_MAX_ROW_WARNINGS = 10
 
 
 class FoundationFormatError(ValueError):
     """A row that breaks the impression format; the message starts with ``f"{path}:{line or row}: "``."""
-
-
-class _BadRows:
-    """Raises on a bad row or, with ``lenient=True``, counts it, warns (the first few) and lets the caller skip."""
-
-    def __init__(self, path: str, lenient: bool, stats: LoadStats) -> None:
-        self.path, self.lenient, self.stats, self.skipped = path, lenient, stats, 0
-
-    def __call__(self, where: str, problem: str) -> None:
-        message = f"{self.path}:{where}: {problem}"
-        if not self.lenient:
-            raise FoundationFormatError(message)
-        self.stats["malformed_rows_skipped"] += 1
-        self.skipped += 1
-        if self.skipped <= _MAX_ROW_WARNINGS:
-            logger.warning("skipping malformed row: %s", message)
-        if self.skipped == _MAX_ROW_WARNINGS:
-            logger.warning("%s: further malformed rows are skipped and counted, but not logged", self.path)
 
 
 def check_row(row: Any) -> tuple[dict[str, Any] | None, str | None]:
@@ -147,7 +129,7 @@ def check_row(row: Any) -> tuple[dict[str, Any] | None, str | None]:
     return out, None
 
 
-def _jsonl_rows(path: str, bad_row: _BadRows, stats: LoadStats) -> Iterator[dict[str, Any]]:
+def _jsonl_rows(path: str, bad_row: BadRows, stats: LoadStats) -> Iterator[dict[str, Any]]:
     ignored: set[str] = set()
     with open(path, encoding="utf-8", errors="strict") as f:
         lineno = 0
@@ -175,7 +157,7 @@ def _jsonl_rows(path: str, bad_row: _BadRows, stats: LoadStats) -> Iterator[dict
     _count_ignored(path, ignored, stats)
 
 
-def _parquet_rows(path: str, bad_row: _BadRows, stats: LoadStats) -> Iterator[dict[str, Any]]:
+def _parquet_rows(path: str, bad_row: BadRows, stats: LoadStats) -> Iterator[dict[str, Any]]:
     table = Dataset.from_parquet(path, keep_in_memory=True)
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
@@ -208,7 +190,7 @@ def read_impressions(
     stats = LoadStats() if stats is None else stats
     columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
     for path in map(str, paths):
-        bad_row = _BadRows(path, lenient, stats)
+        bad_row = BadRows(path, lenient, stats, error=FoundationFormatError, logger=logger)
         suffix = Path(path).suffix.lower()
         if suffix in (".jsonl", ".json", ".ndjson"):
             rows = _jsonl_rows(path, bad_row, stats)
@@ -321,14 +303,6 @@ class FoundationFeatures:
         )
 
 
-def _padded(rows: list[list[int]], width: int, value: int) -> torch.Tensor:
-    out = torch.full((len(rows), max(width, 1)), value, dtype=torch.long)
-    for i, row in enumerate(rows):
-        if row:
-            out[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
-    return out
-
-
 def build_features(
     rows: Dataset,
     config: FoundationConfig,
@@ -393,22 +367,20 @@ def build_features(
         query_text_index.append(text_row(data["query_text"][i]))
         item_text_index.append(text_row(data["item_text"][i]))
 
-    def width(lists: list[list[int]]) -> int:
-        return max((len(x) for x in lists), default=0)
-
-    history_item_ids = _padded(history_ids, width(history_ids), 0)  # (N, H), H = the longest kept history
+    # Each list column is padded to its longest list, at least one column (an all-empty column still indexes).
+    history_item_ids = pad_right(history_ids, 0, min_width=1)[0]  # (N, H), H = the longest kept history
     columns = {
         "domain_ids": torch.as_tensor([domain2id[d] for d in data["domain"]], dtype=torch.long),
         "user_ids": torch.as_tensor([bucket(u, config.user_id_buckets) for u in data["user_id"]], dtype=torch.long),
-        "user_sparse_ids": _padded(user_sparse, width(user_sparse), 0),
+        "user_sparse_ids": pad_right(user_sparse, 0, min_width=1)[0],  # (N, Su)
         "history_item_ids": history_item_ids,
-        "history_text_index": _padded(history_text, history_item_ids.shape[1], -1),
+        "history_text_index": pad_right(history_text, -1, width=history_item_ids.shape[1])[0],  # (N, H)
         "history_mask": history_item_ids != 0,
         "query_ids": torch.as_tensor([bucket(q, config.query_id_buckets) for q in data["query_id"]], dtype=torch.long),
-        "query_sparse_ids": _padded(query_sparse, width(query_sparse), 0),
+        "query_sparse_ids": pad_right(query_sparse, 0, min_width=1)[0],  # (N, Sq)
         "query_text_index": torch.as_tensor(query_text_index, dtype=torch.long),
         "item_ids": torch.as_tensor([bucket(v, config.item_id_buckets) for v in data["item_id"]], dtype=torch.long),
-        "item_sparse_ids": _padded(item_sparse, width(item_sparse), 0),
+        "item_sparse_ids": pad_right(item_sparse, 0, min_width=1)[0],  # (N, Si)
         "item_text_index": torch.as_tensor(item_text_index, dtype=torch.long),
         "click_labels": torch.as_tensor(data["click"], dtype=torch.long),
         "relevance_labels": torch.as_tensor(data["relevance"], dtype=torch.long),
@@ -467,13 +439,8 @@ class FoundationCollator:
             batch["text_embeds"] = self.features.text_embeds[used]
         elif self.features.text_input_ids is not None:
             token_lists = [self.features.text_input_ids[i] for i in used.tolist()]
-            longest = max(len(t) for t in token_lists)
-            ids = torch.full((len(token_lists), longest), self.pad_token_id, dtype=torch.long)  # (T_b, L)
-            mask = torch.zeros((len(token_lists), longest), dtype=torch.long)
-            for j, tokens in enumerate(token_lists):
-                ids[j, : len(tokens)] = torch.as_tensor(tokens, dtype=torch.long)
-                mask[j, : len(tokens)] = 1
-            batch["text_input_ids"], batch["text_attention_mask"] = ids, mask
+            ids, mask = pad_right(token_lists, self.pad_token_id)  # (T_b, L)
+            batch["text_input_ids"], batch["text_attention_mask"] = ids, mask.long()
         return batch
 
 

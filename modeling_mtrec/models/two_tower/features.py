@@ -5,7 +5,7 @@ becomes a stable non-negative 62-bit key (`stable_key`); the model hashes keys i
 features do not depend on the model's sizes and unseen (cold) news get features like any other. Multi-valued
 features are padded with -1.
 
-`modeling_mtrec.data.corpus.load_retrieval_corpus` reads a MIND-format corpus into these features and the
+`modeling_mtrec.models.two_tower.corpus.load_retrieval_corpus` reads a MIND-format corpus into these features and the
 retrieval samples (`modeling_mtrec.data.samples.build_retrieval_samples`).
 """
 
@@ -56,11 +56,6 @@ def _entity_ids(title_entities: str, stats: LoadStats) -> list[str]:
     except EntityAnnotationError as error:
         stats[error.reason] += 1
         return []
-
-
-def _padded(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:
-    """(num_items, width) keys, longer lists cut, -1 = padding."""
-    return pad_right([row[:width] for row in rows], -1, width=width)[0]
 
 
 @dataclass
@@ -151,8 +146,9 @@ def build_item_features(
         item_key=keys(columns["news_id"]),
         category_key=keys(columns["category"]),
         subcategory_key=keys(columns["subcategory"]),
-        entity_keys=_padded(entity_rows, max_entities),
-        word_keys=_padded(word_rows, max_title_words),
+        # (num_items, width) keys, longer lists cut, -1 = padding
+        entity_keys=pad_right([row[:max_entities] for row in entity_rows], -1, width=max_entities)[0],
+        word_keys=pad_right([row[:max_title_words] for row in word_rows], -1, width=max_title_words)[0],
         text_embeds=text_embeds,
     )
 

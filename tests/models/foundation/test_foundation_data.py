@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 
@@ -241,7 +242,7 @@ def build_foundation_corpus_tiny():
 
 def test_tiny_corpus_is_deterministic_and_plants_its_signals(tmp_path):
     paths = build_foundation_corpus_tiny()
-    again = build_foundation_corpus(tmp_path, news_tsv=None, sizes=TINY)
+    again = build_foundation_corpus(tmp_path, sizes=TINY)  # no news file: the package's synthetic news
     for name in ("source_train", "target_test"):
         assert open(paths[name]).read() == open(again[name]).read()
     info = json.load(open(paths["info"]))
@@ -268,13 +269,17 @@ def test_tiny_corpus_is_deterministic_and_plants_its_signals(tmp_path):
     assert 0.5 < info["oracle_test_ctr_auc"]["target"] <= 1.0
 
 
-def test_default_news_path_override(tmp_path, monkeypatch):
-    from modeling_mtrec.models.foundation.corpus import default_news_path
+def test_the_news_file_is_an_argument_and_nothing_else_is_read(tmp_path):
+    """The corpus reads the news file it is given, and no path outside the package otherwise (synthetic news)."""
+    from modeling_mtrec.models.foundation.corpus import _load_news
 
-    monkeypatch.setenv("MTREC_MIND_SAMPLE", str(tmp_path))
-    assert default_news_path() is None
-    (tmp_path / "news.tsv").write_text("N1\tnews\tnewsus\tTitle\t\t\t[]\t[]\n")
-    assert default_news_path() == tmp_path / "news.tsv"
+    (tmp_path / "news.tsv").write_text(
+        "N1\tnews\tnewsus\tFirst title\t\t\t[]\t[]\nN2\tsports\tsportsnfl\t\t\t\t[]\t[]\n"
+    )
+    news, source = _load_news(tmp_path / "news.tsv", seed=0)
+    assert source == "mind_sample" and [n["news_id"] for n in news] == ["N1"]  # a news without a title is left out
+    assert _load_news(None, seed=0)[1] == "synthetic"
+    assert inspect.signature(build_foundation_corpus).parameters["news_tsv"].default is None
 
 
 # ------------------------------------------------------------------------------------------ short training

@@ -12,14 +12,10 @@ from transformers import AutoModel, BertConfig, BertModel
 
 import modeling_mtrec  # noqa: F401  (registers AutoModel)
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
-from modeling_mtrec.data import (
-    MTRecCollator,
-    generate_synthetic_mind,
-    load_mind,
-    read_behaviors,
-    synthetic_tokenizer,
-)
+from modeling_mtrec.data import generate_synthetic_mind, read_behaviors, synthetic_tokenizer
 from modeling_mtrec.evaluation.baselines import category_share_metrics
+from modeling_mtrec.models.mtrec.collator import MTRecCollator
+from modeling_mtrec.models.mtrec.corpus import load_mind
 from modeling_mtrec.serving.recommender import MTRecRecommender
 from tests.conftest import REPO_ROOT, TITLE_LENGTH
 

@@ -14,7 +14,9 @@ from safetensors.torch import load_file
 from transformers import BertConfig
 
 from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingArguments
-from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind, synthetic_tokenizer
+from modeling_mtrec.data import generate_synthetic_mind, synthetic_tokenizer
+from modeling_mtrec.models.mtrec.collator import MTRecCollator
+from modeling_mtrec.models.mtrec.corpus import load_mind
 from modeling_mtrec.training.surgery import (
     GradientSurgery,
     accumulate,

@@ -12,9 +12,9 @@ import torch
 
 from modeling_mtrec import TwoTowerConfig, TwoTowerModel, TwoTowerTrainer, TwoTowerTrainingArguments
 from modeling_mtrec.data import generate_synthetic_mind
-from modeling_mtrec.data.corpus import load_retrieval_corpus
 from modeling_mtrec.evaluation.retrieval import evaluate_retrieval
 from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
+from modeling_mtrec.models.two_tower.corpus import load_retrieval_corpus
 from modeling_mtrec.models.two_tower.features import feature_mutual_information
 from tests.conftest import REPO_ROOT
 
