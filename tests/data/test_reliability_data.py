@@ -238,3 +238,86 @@ def test_a_news_listed_twice_in_one_impression_is_counted(tmp_path: Path) -> Non
     impressions = build_eval_impressions(read_behaviors(path), {"N1": 0, "N2": 1, "N3": 2}, max_history_length=50, stats=stats)
     assert impressions["candidates"] == [[1, 1, 2], [2, 1]]  # kept, as MIND's scorer keeps them
     assert stats == {"duplicate_candidates": 1, "empty_history": 1}
+
+
+# ------------------------------------------------------------------------------------------ ids, encodings, line endings
+
+
+@pytest.mark.parametrize(
+    ("news_id", "problem"),
+    [
+        ("N\x009", "news id 'N\\x009' contains U+0000 (a control character)"),
+        ("N9\x01", "news id 'N9\\x01' contains U+0001 (a control character)"),
+        ("N\x7f9", "news id 'N\\x7f9' contains U+007F (a control character)"),
+        ("N\u200b9", "news id 'N\\u200b9' contains U+200B ZERO WIDTH SPACE (an invisible format character)"),
+        ("N-9", "news id 'N-9' contains '-'"),
+    ],
+)
+def test_news_ids_with_control_characters_or_a_hyphen_are_refused(tmp_path: Path, news_id: str, problem: str) -> None:
+    """Such an id could never be reached: behaviors.tsv labels a candidate NEWSID-1, and nobody types a NUL."""
+    path = write(tmp_path / "news.tsv", [NEWS[0], news_line(news_id), NEWS[1]])
+    with pytest.raises(MINDFormatError, match=re.escape(f"{path}:2: {problem}")):
+        read_news(path)
+    stats = LoadStats()
+    assert read_news(path, lenient=True, stats=stats)["news_id"] == ["N1", "N2"]
+    assert stats == {"malformed_rows_skipped": 1}
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (behavior_line("7\x00", "N1", "N2-1 N3-0"), "impression id '7\\x00' contains U+0000 (a control character)"),
+        (behavior_line("7", "N1", "N2-1 N3-0", user="U\x01"), "user id 'U\\x01' contains U+0001 (a control character)"),
+        (behavior_line("7", "N1\x00 N2", "N2-1 N3-0"), "history id 'N1\\x00' contains U+0000 (a control character)"),
+        (behavior_line("7", "N1 N-2", "N2-1 N3-0"), "history id 'N-2' contains '-'"),
+        (behavior_line("7", "N1", "N2\x00-1 N3-0"), "candidate news id 'N2\\x00' contains U+0000 (a control character)"),
+        (behavior_line("7", "N1\x1cN2", "N2-1 N3-0"), "history column contains U+001C control character"),
+    ],
+)
+def test_impression_ids_with_control_characters_are_refused(tmp_path: Path, line: str, problem: str) -> None:
+    path = write(tmp_path / "behaviors.tsv", [BEHAVIORS[0], line, BEHAVIORS[1]])
+    with pytest.raises(MINDFormatError, match=re.escape(f"{path}:2: {problem}")):
+        read_behaviors(path)
+    stats = LoadStats()
+    assert read_behaviors(path, lenient=True, stats=stats)["impression_id"] == ["1", "2"]
+    assert stats == {"malformed_rows_skipped": 1}
+
+
+@pytest.mark.parametrize("file_name", ["news.tsv", "behaviors.tsv"])
+@pytest.mark.parametrize("compression", ["gzip", "zip", "bzip2"])
+def test_a_compressed_file_says_so(tmp_path: Path, file_name: str, compression: str) -> None:
+    import bz2
+    import gzip
+    import io
+    import zipfile
+
+    text = "\n".join(NEWS if file_name == "news.tsv" else BEHAVIORS).encode()
+    if compression == "zip":
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr(file_name, text)
+        data = buffer.getvalue()
+    else:
+        data = gzip.compress(text) if compression == "gzip" else bz2.compress(text)
+    path = tmp_path / file_name
+    path.write_bytes(data)
+    reader = read_news if file_name == "news.tsv" else read_behaviors
+    for lenient in (False, True):  # a compressed file is no file of rows: lenient does not skip it line by line
+        with pytest.raises(MINDFormatError, match=re.escape(f"{path}: the file is {compression}-compressed")):
+            reader(path, lenient=lenient)
+
+
+@pytest.mark.parametrize("file_name", ["news.tsv", "behaviors.tsv"])
+def test_cr_only_line_endings_are_reported_not_merged_silently(
+    tmp_path: Path, file_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = NEWS if file_name == "news.tsv" else BEHAVIORS
+    path = write(tmp_path / file_name, rows, ending="\r")
+    reader = read_news if file_name == "news.tsv" else read_behaviors
+    hint = f"the line holds {len(rows)} records separated by carriage returns (CR-only line endings)"
+    with pytest.raises(MINDFormatError, match=re.escape(f"{path}:1: ") + ".*" + re.escape(hint)):
+        reader(path)
+    stats = LoadStats()
+    with caplog.at_level("WARNING"):
+        assert len(reader(path, lenient=True, stats=stats)) == 0
+    assert stats == {"malformed_rows_skipped": 1} and hint in caplog.text

@@ -104,6 +104,67 @@ def test_parquet_bad_row_names_the_row_and_ignored_columns_are_counted(tmp_path)
         read_impressions(tmp_path / "no_domain.parquet")
 
 
+def test_invalid_utf8_is_reported_at_its_line_and_counted_when_lenient(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b"".join(json.dumps(row).encode() + b"\n" for row in (SEARCH, RECOMMENDATION, SEARCH))
+                     + b'{"domain": "\xff"}\n' + json.dumps(RECOMMENDATION).encode() + b"\n")
+    with pytest.raises(FoundationFormatError, match=rf"^{path}:4: not valid UTF-8"):
+        read_impressions(path)
+    stats = LoadStats()
+    assert len(read_impressions(path, lenient=True, stats=stats)) == 4
+    assert stats.as_dict() == {"malformed_rows_skipped": 1}
+
+
+def test_json_nested_too_deeply_is_a_bad_row_not_a_recursion_error(tmp_path):
+    path = _write_lines(tmp_path / "rows.jsonl", [json.dumps(SEARCH), "[" * 100_000 + "]" * 100_000])
+    with pytest.raises(FoundationFormatError, match=rf"^{path}:2: .*nested too deeply"):
+        read_impressions(path)
+    stats = LoadStats()
+    assert len(read_impressions(path, lenient=True, stats=stats)) == 1
+    assert stats.as_dict() == {"malformed_rows_skipped": 1}
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "  \n\t\n"])
+def test_a_jsonl_file_without_rows_is_an_error(tmp_path, text):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(text)
+    with pytest.raises(FoundationFormatError, match=rf"^{path}: no usable impression row \(the file holds no row\)"):
+        read_impressions(path, lenient=True)
+
+
+def test_a_file_whose_every_row_is_skipped_is_an_error(tmp_path):
+    path = _write_lines(tmp_path / "rows.jsonl", ["{not json", json.dumps({**SEARCH, "click": 7})])
+    with pytest.raises(FoundationFormatError, match=rf"^{path}: no usable impression row \(every row was skipped"):
+        read_impressions(path, lenient=True)
+    good = _write_lines(tmp_path / "good.jsonl", [json.dumps(SEARCH)])
+    with pytest.raises(FoundationFormatError, match=rf"^{path}: no usable"):  # one good file does not hide it
+        read_impressions([good, path], lenient=True)
+
+
+def test_an_empty_or_corrupt_parquet_file_is_named(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.Table.from_pylist([SEARCH]).slice(0, 0), empty)
+    with pytest.raises(FoundationFormatError, match=rf"^{empty}: no usable impression row \(the file holds no row\)"):
+        read_impressions(empty)
+    corrupt = tmp_path / "corrupt.parquet"
+    pq.write_table(pa.Table.from_pylist([SEARCH] * 50), corrupt)
+    corrupt.write_bytes(corrupt.read_bytes()[:200])
+    with pytest.raises(FoundationFormatError, match=rf"^{corrupt}: not a readable Parquet file"):
+        read_impressions(corrupt, lenient=True)
+
+
+def test_a_compressed_jsonl_file_says_so(tmp_path):
+    import gzip
+
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(gzip.compress((json.dumps(SEARCH) + "\n").encode()))
+    with pytest.raises(FoundationFormatError, match=rf"^{path}: the file is gzip-compressed"):
+        read_impressions(path, lenient=True)
+
+
 def test_unknown_file_type_is_refused(tmp_path):
     (tmp_path / "rows.csv").write_text("domain\n")
     with pytest.raises(ValueError, match="unknown file type '.csv'"):

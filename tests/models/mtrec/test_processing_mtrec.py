@@ -267,3 +267,16 @@ def test_minilm_truncation(minilm_tokenizer):
     # [CLS] z ##or ##va ##k united beats the ke [SEP]: "Kelvro Hawks" keeps its first piece
     assert table["ner_labels"][0] == [X, 1, 2, 2, 2, 2, 0, 0, 1, X]
     assert stats == {"title_truncated_entities": 1}
+
+
+def test_tokenize_news_counts_titles_without_text(tiny_tokenizer):
+    """Empty, blank and emoji-only titles are kept (the news keeps its category and id) but counted: the news
+    encoder gets no word from them."""
+    titles = ["", "   ", "\U0001F600\U0001F389", "\U0001F525 !!", "team wins", "2024"]
+    news = Dataset.from_dict(
+        {"title": titles, "title_entities": [""] * len(titles), "category": ["sports"] * len(titles)}
+    )
+    stats = LoadStats()
+    tokenized = tokenize_news(news, tiny_tokenizer, stats=stats)
+    assert len(tokenized) == len(titles)
+    assert stats.as_dict() == {"empty_title": 2, "title_without_words": 2}
