@@ -11,10 +11,12 @@ The files are parsed with plain ``str.split("\\t")``, not the `csv` module: MIND
 double quotes that a CSV reader would treat as quoting and silently merge rows.
 
 Bad input raises `MINDFormatError` naming the file and the 1-based line; with ``lenient=True`` the row is
-skipped instead, counted in the `LoadStats` and logged. Bad input is: a wrong column count, invalid UTF-8, an
-empty id, an id holding whitespace (ids are separated by whitespace in behaviors.tsv and prediction.txt), a
-malformed impression token, whitespace other than ASCII's inside the id lists, a repeated impression id (counted
-under ``"duplicate_impression_ids"`` when lenient). A header row (``news_id  category ...``, ``impression_id
+skipped instead, counted in the `LoadStats` and logged. Bad input is: a wrong column count (with a hint when the
+line is several records joined by CR-only line endings), invalid UTF-8, an empty id, an id holding whitespace (ids
+are separated by whitespace in behaviors.tsv and prediction.txt) or a control or invisible character, a news id
+holding ``-`` (it labels a candidate: ``N123-1``), a malformed impression token, whitespace other than ASCII's inside
+the id lists, a repeated impression id (counted under ``"duplicate_impression_ids"`` when lenient). A compressed
+file (e.g. gzip named ``news.tsv``) is refused as a whole, lenient or not. A header row (``news_id  category ...``, ``impression_id
 user_id ...``) is skipped and counted under ``"header_rows"``, an empty line or a byte-order mark carries no
 data; nothing else is dropped: every non-empty line is a row, an error, or a count. Problems that are part of
 real MIND (history ids missing from the split's news file, impressions that lose their only click) are never
@@ -42,6 +44,7 @@ from datasets import Dataset, Features, List, Value, concatenate_datasets
 from datasets.fingerprint import Hasher, generate_random_fingerprint
 from datasets.table import InMemoryTable
 
+from .lines import cr_only_hint, iter_lines
 from .stats import BadRows, LoadStats
 
 logger = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ __all__ = [
     "MINDFormatError",
     "NEWS_COLUMNS",
     "as_id",
+    "count_titles_without_text",
     "id_problem",
     "parse_title_entities",
     "load_split_samples",
@@ -113,9 +117,12 @@ def as_id(value: Any, what: str = "news id") -> str:
     raise TypeError(f"a {what} must be a string (or an integer), got {type(value).__name__}: {value!r}")
 
 
-def id_problem(value: str, what: str) -> str | None:
-    """Why an id cannot be used (it is empty or holds whitespace: ids are separated by whitespace in behaviors.tsv
-    and prediction.txt), or None. `what` names the id in the message, e.g. ``"impression id"``."""
+def id_problem(value: str, what: str, *, allow_hyphen: bool = True) -> str | None:
+    """Why an id cannot be used, or None: it is empty, holds whitespace (ids are separated by whitespace in
+    behaviors.tsv and prediction.txt), a control or invisible character (an id is printed, typed and compared: one
+    holding a NUL or a zero-width space could never be asked for), or, unless `allow_hyphen`, a ``-`` (news ids:
+    behaviors.tsv labels a candidate ``NEWSID-1``, so a news id holding one could never be a candidate). `what` names
+    the id in the message, e.g. ``"impression id"``."""
     if value.isalnum():  # MIND's ids (N123, 4567): settled without looking at each character
         return None
     if not value:
@@ -123,7 +130,27 @@ def id_problem(value: str, what: str) -> str | None:
     bad = next((char for char in value if char.isspace()), None)
     if bad is not None:
         return f"{what} {value!r} contains whitespace ({_describe(bad)}): ids are separated by whitespace"
-    return None
+    problem = _invisible_problem(value, what)
+    if problem is None and not allow_hyphen and "-" in value:
+        problem = (
+            f"{what} {value!r} contains '-': behaviors.tsv labels a candidate NEWSID-1 / NEWSID-0, so a news id "
+            "never holds one"
+        )
+    return problem
+
+
+def _invisible_problem(value: str, what: str) -> str | None:
+    """Why `value` cannot be an id because of a control character (Unicode Cc) or an invisible format character (Cf,
+    e.g. a zero-width space), or None."""
+    bad = next((char for char in value if unicodedata.category(char) in ("Cc", "Cf")), None)
+    if bad is None:
+        return None
+    name = unicodedata.name(bad, "")
+    kind = "a control character" if unicodedata.category(bad) == "Cc" else "an invisible format character"
+    return (
+        f"{what} {value!r} contains U+{ord(bad):04X}{' ' + name if name else ''} ({kind}): an id is printed, typed "
+        "and compared, so it holds none"
+    )
 
 
 def _describe(char: str) -> str:
@@ -163,6 +190,25 @@ def parse_title_entities(title_entities: str) -> list[Any]:
     if not isinstance(entities, list):
         raise EntityAnnotationError("broken_entity_json", "title_entities is not a JSON list")
     return entities
+
+
+_WORD_CHARACTER = re.compile(r"[^\W_]")  # a letter or a digit, in any script
+
+
+def count_titles_without_text(titles: list[str | None], stats: LoadStats) -> None:
+    """Counts the titles a text encoder gets no word from: ``"empty_title"`` (empty, blank or missing) and
+    ``"title_without_words"`` (no letter or digit in any script, e.g. emoji or punctuation only). Such news are kept
+    (they keep their id, category and entities); the count says how many rank on those alone."""
+    empty = without_words = 0
+    for title in titles:
+        if not title or title.isspace():
+            empty += 1
+        elif _WORD_CHARACTER.search(title) is None:
+            without_words += 1
+    if empty:
+        stats["empty_title"] += empty
+    if without_words:
+        stats["title_without_words"] += without_words
 
 
 def title_entity_ids(title_entities: str) -> list[str]:
@@ -233,38 +279,24 @@ def _iter_fields(
 ) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(lineno, fields)`` for every row of a tab-separated file with `num_columns` columns.
 
-    The file is read as bytes and split on ``\\n`` only (a stray ``\\r`` inside a title stays part of it;
-    text mode would split there), then only the line ending (``\\n`` or ``\\r\\n``) is removed. A byte-order
-    mark starting a line is removed (on any line: files concatenated with ``cat`` carry one per file). Fully empty
-    lines carry no data and are skipped; a header row is skipped and counted under ``"header_rows"``; anything else
-    that does not split into `num_columns` fields goes to `bad_row`.
+    The lines are read by `iter_lines` (bytes split on ``\\n``, decoded one by one; a compressed file is refused); a
+    header row is skipped and counted under ``"header_rows"``; anything else that does not split into `num_columns`
+    fields goes to `bad_row` (with a hint when it is several records joined by CR-only line endings).
     """
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                bad_row(lineno, f"not valid UTF-8 ({err.reason} at byte {err.start})")
-                continue
-            line = line.removeprefix("\ufeff")
-            if line.endswith("\n"):
-                line = line[:-1]
-            if line.endswith("\r"):
-                line = line[:-1]
-            if not line:
-                continue
-            fields = line.split("\t")
-            if not fields[0][-1:].isdigit() and len(fields) >= 2 and _is_header(fields, file_kind):
-                bad_row.stats["header_rows"] += 1
-                logger.info("%s:%d: skipping a header row", path, lineno)
-                continue
-            if len(fields) != num_columns:
-                bad_row(
-                    lineno,
-                    f"expected {num_columns} tab-separated columns (MIND {file_kind}), found {len(fields)}",
-                )
-                continue
-            yield lineno, fields
+    for lineno, line in iter_lines(path, bad_row):
+        fields = line.split("\t")
+        if not fields[0][-1:].isdigit() and len(fields) >= 2 and _is_header(fields, file_kind):
+            bad_row.stats["header_rows"] += 1
+            logger.info("%s:%d: skipping a header row", path, lineno)
+            continue
+        if len(fields) != num_columns:
+            hint = cr_only_hint(line, lambda piece: len(piece.split("\t")) == num_columns)
+            bad_row(
+                lineno,
+                f"expected {num_columns} tab-separated columns (MIND {file_kind}), found {len(fields)}{hint}",
+            )
+            continue
+        yield lineno, fields
 
 
 def read_news(
@@ -279,7 +311,8 @@ def read_news(
     Args:
         path: the ``news.tsv`` file.
         lenient: skip (and count under ``"malformed_rows_skipped"``) rows that do not have 8 columns, have an
-            empty news id or one holding whitespace, or are not UTF-8, instead of raising `MINDFormatError`.
+            empty news id or one holding whitespace, a control or invisible character or ``-``, or are not UTF-8,
+            instead of raising `MINDFormatError`.
         stats: where to count problems; when ``None`` a local `LoadStats` is used and logged at the end.
     """
     path = os.fspath(path)
@@ -291,7 +324,7 @@ def read_news(
     with _gc_paused():
         for lineno, fields in _iter_fields(path, len(NEWS_COLUMNS), "news.tsv", bad_row):
             news_id = fields[0]
-            problem = id_problem(news_id, "news id")
+            problem = id_problem(news_id, "news id", allow_hyphen=False)
             if problem:
                 bad_row(lineno, problem)
                 continue
@@ -308,9 +341,13 @@ def read_news(
 
 
 # Impression columns are validated with RE2 in Arrow, one call per chunk. Whitespace is ASCII whitespace, as in
-# `pyarrow.compute.ascii_split_whitespace`, which splits them.
+# `pyarrow.compute.ascii_split_whitespace`, which splits them; an id holds no '-' (it labels a candidate), no control
+# character (Unicode Cc, which includes ASCII whitespace) and no invisible format character (Cf).
 _WS = r"[\t\n\v\f\r ]"
-_ID = r"[^\t\n\v\f\r -]+"
+_ID = r"[^\p{Cc}\p{Cf} -]+"
+# What an ASCII history column may not hold besides its separators: control characters and '-' (non-ASCII columns are
+# checked in python, `_history_problem`).
+_ODD_ASCII_HISTORY = r"[\x00-\x08\x0e-\x1f\x7f-]"
 _LABELLED_IMPRESSIONS = rf"^{_WS}*{_ID}-[01](?:{_WS}+{_ID}-[01])*{_WS}*$"
 _UNLABELLED_IMPRESSIONS = rf"^{_WS}*{_ID}(?:{_WS}+{_ID})*{_WS}*$"
 
@@ -339,7 +376,22 @@ def _impressions_problem(field: str) -> str:
                 f"malformed impression token {token!r} (expected NEWSID-1, NEWSID-0, or a bare NEWSID in "
                 "MIND's unlabelled test split)"
             )
+        problem = _invisible_problem(news_id, "candidate news id")
+        if problem:
+            return problem
     return "impressions column mixes labelled (NEWSID-0/1) and unlabelled (NEWSID) candidates"
+
+
+def _history_problem(field: str) -> str | None:
+    """Why a history column cannot be read (other whitespace than ASCII's, or an id that no news can have), or None."""
+    other = _other_whitespace_problem(field, "history")
+    if other:
+        return other
+    for token in re.split(f"[{_ASCII_WHITESPACE}]+", field):
+        problem = token and id_problem(token, "history id", allow_hyphen=False)
+        if problem:
+            return problem
+    return None
 
 
 def _list_array(counts: np.ndarray, values: pa.Array | np.ndarray) -> pa.ListArray:
@@ -387,15 +439,20 @@ def _behaviors_table(
     problems: dict[int, tuple[str, str]] = {}
     for i in np.flatnonzero(~(labelled | unlabelled)):
         problems[i] = (_impressions_problem(impressions[i]), "malformed_rows_skipped")
-    non_ascii = pc.invert(pc.string_is_ascii(history_array)).to_numpy(zero_copy_only=False)
-    for i in np.flatnonzero(non_ascii):
-        problem = _other_whitespace_problem(histories[i], "history")
+    odd_history = pc.or_(
+        pc.invert(pc.string_is_ascii(history_array)), pc.match_substring_regex(history_array, _ODD_ASCII_HISTORY)
+    ).to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(odd_history):
+        problem = _history_problem(histories[i])
         if problem:
             problems.setdefault(i, (problem, "malformed_rows_skipped"))
     odd_ids = pc.invert(pc.utf8_is_alnum(id_array)).to_numpy(zero_copy_only=False)
-    no_user = pc.equal(user_array, "").to_numpy(zero_copy_only=False)
-    for i in np.flatnonzero(odd_ids | no_user):
-        problem = id_problem(impression_ids[i], "impression id") or ("empty user id" if no_user[i] else None)
+    odd_users = pc.invert(pc.utf8_is_alnum(user_array)).to_numpy(zero_copy_only=False)  # "" is not alphanumeric
+    for i in np.flatnonzero(odd_ids | odd_users):
+        user = user_ids[i]
+        problem = id_problem(impression_ids[i], "impression id") or (
+            "empty user id" if not user else _invisible_problem(user, "user id")
+        )
         if problem:
             problems.setdefault(i, (problem, "malformed_rows_skipped"))
     fresh = [i for i in range(len(raw)) if i not in problems] if problems else range(len(raw))
@@ -449,7 +506,8 @@ def read_behaviors(
     Args:
         path: the ``behaviors.tsv`` file.
         lenient: skip (and count under ``"malformed_rows_skipped"``) rows with the wrong column count, an
-            empty impression or user id, an impression id holding whitespace, a malformed impression token (e.g.
+            empty impression or user id, an impression id holding whitespace, an id holding a control or invisible
+            character, a history id holding ``-``, a malformed impression token (e.g.
             ``"N1-x"``), an empty impressions column, labelled and unlabelled candidates mixed, or whitespace other
             than ASCII's in the id lists; and (under ``"duplicate_impression_ids"``) a row repeating an earlier
             row's impression id; instead of raising `MINDFormatError`.

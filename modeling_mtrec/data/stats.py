@@ -35,6 +35,8 @@ KNOWN_REASONS: tuple[str, ...] = (
     "entity_offset_mismatch",  # an entity's surface form not found at its OccurrenceOffsets
     "unknown_category",  # a category missing from category2id (category_label = -100)
     "empty_category",  # a news without a category: no category label (-100), never a class of its own
+    "empty_title",  # a news whose title is empty or blank: kept, but a text encoder gets no word from it
+    "title_without_words",  # a title without a letter or digit (e.g. emoji only): kept, counted as above
     "overlapping_entity_spans",  # two entity mentions of a title overlap: merged into one span
     "title_truncated_entities",  # an entity cut off by max_title_length
     "impressions_without_known_candidate",  # prediction file: ranks 1..n in input order (inference.predict_ranks)

@@ -7,6 +7,7 @@ file and line, or (with ``lenient=True``) counts it; the property tests feed the
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modeling_mtrec.data import LoadStats, read_behaviors, read_news, synthetic_tokenizer
+from modeling_mtrec.data.lines import compression
 from modeling_mtrec.data.mind import MINDFormatError
 from modeling_mtrec.data.samples import build_eval_impressions, build_retrieval_samples
 from modeling_mtrec.evaluation.leaderboard import write_mind_predictions
@@ -55,7 +57,13 @@ def check_error(error: MINDFormatError, path: Path, data: bytes) -> None:
     assert 1 <= int(match.group(1)) <= data.count(b"\n") + 1
 
 
-TOKENS = ["N1", "N2", "N10", "", " ", "N 1", "N1\u00a0N2", "\u3000", "x", "news", "id", "-", "N1-1", "N2-0", "N3-x"]
+def printable(value: str) -> bool:
+    """No whitespace, no control character, no invisible format character: an id that can be asked for."""
+    return not any(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in value)
+
+
+TOKENS = ["N1", "N2", "N10", "", " ", "N 1", "N1\u00a0N2", "\u3000", "x", "news", "id", "-", "N1-1", "N2-0", "N3-x", "N\x004",
+          "N\x1c5", "N\u200b6", "N-7"]
 field = st.one_of(st.sampled_from(TOKENS), st.text(max_size=6))
 endings = st.sampled_from([b"\n", b"\r\n", b"\r", b""])
 
@@ -88,11 +96,15 @@ PROPERTY = settings(
 def test_any_bytes_as_news_tsv_give_an_error_with_its_line_or_counted_rows(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "news.tsv"
     path.write_bytes(data)
+    if compression(str(path)):  # no file of rows: refused as a whole, lenient or not
+        with pytest.raises(MINDFormatError, match=re.escape(f"{path}: the file is")):
+            read_news(path, lenient=True)
+        return
     stats = LoadStats()
     news = read_news(path, lenient=True, stats=stats)
     counted = stats["malformed_rows_skipped"] + stats["duplicate_news_ids"] + stats["header_rows"]
     assert len(news) + counted == data_rows(data), (stats, len(news))
-    assert all(news_id and not any(c.isspace() for c in news_id) for news_id in news["news_id"])
+    assert all(news_id and "-" not in news_id and printable(news_id) for news_id in news["news_id"])
     try:
         strict = read_news(path, stats=LoadStats())
     except MINDFormatError as error:
@@ -107,12 +119,17 @@ def test_any_bytes_as_news_tsv_give_an_error_with_its_line_or_counted_rows(tmp_p
 def test_any_bytes_as_behaviors_tsv_give_an_error_with_its_line_or_counted_rows(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "behaviors.tsv"
     path.write_bytes(data)
+    if compression(str(path)):  # no file of rows: refused as a whole, lenient or not
+        with pytest.raises(MINDFormatError, match=re.escape(f"{path}: the file is")):
+            read_behaviors(path, lenient=True)
+        return
     stats = LoadStats()
     behaviors = read_behaviors(path, lenient=True, stats=stats)
     counted = stats["malformed_rows_skipped"] + stats["duplicate_impression_ids"] + stats["header_rows"]
     assert len(behaviors) + counted == data_rows(data), (stats, len(behaviors))
     ids = behaviors["impression_id"]
-    assert len(set(ids)) == len(ids) and all(i and not any(c.isspace() for c in i) for i in ids)
+    assert len(set(ids)) == len(ids) and all(i and printable(i) for i in ids)
+    assert all(printable(i) and "-" not in i for ids in [*behaviors["history"], *behaviors["candidates"]] for i in ids)
     for candidates, clicks in zip(behaviors["candidates"], behaviors["clicks"], strict=True):
         assert candidates and len(candidates) == len(clicks) and len(set(clicks) - {0, 1}) == 0 or set(clicks) == {-1}
     try:
@@ -321,3 +338,11 @@ def test_cr_only_line_endings_are_reported_not_merged_silently(
     with caplog.at_level("WARNING"):
         assert len(reader(path, lenient=True, stats=stats)) == 0
     assert stats == {"malformed_rows_skipped": 1} and hint in caplog.text
+
+
+def test_the_retriever_counts_titles_without_text_too(tmp_path: Path) -> None:
+    path = write(tmp_path / "news.tsv", [NEWS[0], news_line("N2", title=""), news_line("N3", title="\U0001F600")])
+    stats = LoadStats()
+    items = build_item_features(read_news(path), stats=stats)
+    assert stats == {"empty_title": 1, "title_without_words": 1}
+    assert (items.word_keys[1:] == -1).all()

@@ -24,12 +24,15 @@ One row per impression: a user was shown one item in one domain, after a query (
 A row that breaks these rules (bad JSON, a wrong type, an unknown scenario, a label outside {0, 1, -100}, a
 search row without a query, a recommendation row with one or with a relevance label, no label at all, no item)
 raises `FoundationFormatError` naming ``file:line`` (JSONL) or ``file:row`` (Parquet, 1-based), or with
-``lenient=True`` is skipped and counted under ``malformed_rows_skipped``, as MIND rows are. Columns not in the
-table are ignored, logged, and counted under ``ignored_columns`` (one per column name and file); blank JSONL lines
-are not rows.
+``lenient=True`` is skipped and counted under ``malformed_rows_skipped``, as MIND rows are; so is a JSONL line that
+is not UTF-8 or holds JSON nested too deeply to parse. Columns not in the table are ignored, logged, and counted
+under ``ignored_columns`` (one per column name and file); blank JSONL lines are not rows. As for MIND files, a file
+without a usable row (empty, blank, 0 rows, or every row skipped), a compressed file and an unreadable Parquet file
+raise `FoundationFormatError` naming the file, lenient or not.
 
-NOTE: JSON Lines are parsed here line by line, not by `datasets`' JSON builder: that builder infers one schema for
-the whole file and fails on the first row that does not fit it without saying which line it was. Parquet files are
+NOTE: JSON Lines are parsed here line by line (`modeling_mtrec.data.lines.iter_lines`: bytes split on ``\\n``, each
+line decoded on its own), not by `datasets`' JSON builder: that builder infers one schema for the whole file and
+fails on the first row that does not fit it without saying which line it was. Parquet files are
 read with `datasets.Dataset.from_parquet`.
 
 `build_features` turns rows into model inputs once: ids and sparse values are hashed into the config's buckets
@@ -49,9 +52,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow
+import pyarrow.parquet
 import torch
 from datasets import Dataset, Features, List, Value
 
+from modeling_mtrec.data.lines import cr_only_hint, iter_lines
 from modeling_mtrec.data.padding import pad_right
 from modeling_mtrec.data.samples import stable_key
 from modeling_mtrec.data.stats import BadRows, LoadStats
@@ -131,34 +137,47 @@ def check_row(row: Any) -> tuple[dict[str, Any] | None, str | None]:
 
 def _jsonl_rows(path: str, bad_row: BadRows, stats: LoadStats) -> Iterator[dict[str, Any]]:
     ignored: set[str] = set()
-    with open(path, encoding="utf-8", errors="strict") as f:
-        lineno = 0
-        while True:
-            try:
-                line = f.readline()
-            except UnicodeDecodeError as error:
-                raise FoundationFormatError(f"{path}:{lineno + 1}: not UTF-8 ({error})") from None
-            if not line:
-                break
-            lineno += 1
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as error:
-                bad_row(f"{lineno}", f"not valid JSON ({error.msg} at column {error.colno})")
-                continue
-            row, problem = check_row(raw)
-            if problem is not None:
-                bad_row(f"{lineno}", problem)
-                continue
-            ignored.update(k for k in raw if k not in COLUMNS)
-            yield row
+    for lineno, line in iter_lines(path, bad_row):  # bytes decoded line by line: invalid UTF-8 names its line
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as error:
+            hint = cr_only_hint(line, _is_json)
+            bad_row(lineno, f"not valid JSON ({error.msg} at column {error.colno}){hint}")
+            continue
+        except RecursionError:  # e.g. "[[[[...]]]]" nested deeper than the interpreter's recursion limit
+            bad_row(lineno, "JSON nested too deeply (deeper than Python's recursion limit)")
+            continue
+        row, problem = check_row(raw)
+        if problem is not None:
+            bad_row(lineno, problem)
+            continue
+        ignored.update(k for k in raw if k not in COLUMNS)
+        yield row
     _count_ignored(path, ignored, stats)
 
 
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return False
+    return True
+
+
 def _parquet_rows(path: str, bad_row: BadRows, stats: LoadStats) -> Iterator[dict[str, Any]]:
-    table = Dataset.from_parquet(path, keep_in_memory=True)
+    try:  # the footer: a file that is no Parquet (or a truncated one) fails here, before `datasets` sees it
+        num_rows = pyarrow.parquet.read_metadata(path).num_rows
+    except (OSError, pyarrow.ArrowException) as error:
+        raise FoundationFormatError(f"{path}: not a readable Parquet file ({error})") from None
+    if num_rows == 0:  # `datasets` cannot build a table of 0 rows from Parquet
+        return
+    try:
+        table = Dataset.from_parquet(path, keep_in_memory=True)
+    except Exception as error:  # a corrupt page: `datasets` wraps Arrow's error without naming the file
+        cause = error.__cause__ or error
+        raise FoundationFormatError(f"{path}: not a readable Parquet file ({type(cause).__name__}: {cause})") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         raise FoundationFormatError(f"{path}: missing column(s) {missing}; it has {table.column_names}")
@@ -198,9 +217,16 @@ def read_impressions(
             rows = _parquet_rows(path, bad_row, stats)
         else:
             raise ValueError(f"{path}: unknown file type {suffix!r}; use .jsonl or .parquet")
+        kept = 0
         for row in rows:
+            kept += 1
             for name in COLUMNS:
                 columns[name].append(row[name])
+        if kept == 0:  # an empty file, or one whose every row was skipped, is no data: say so (MIND's rule)
+            raise FoundationFormatError(
+                f"{path}: no usable impression row"
+                + (f" (every row was skipped: {bad_row.skipped} malformed)" if bad_row.skipped else " (the file holds no row)")
+            )
     if own_stats:
         stats.log(logger, f"read_impressions({', '.join(map(str, paths))})")
     return Dataset.from_dict(columns, features=IMPRESSION_FEATURES)

@@ -28,7 +28,7 @@ from typing import Any
 from datasets import Dataset, Features, List, Value
 from transformers import PreTrainedTokenizerBase
 
-from ...data.mind import EntityAnnotationError, parse_title_entities
+from ...data.mind import EntityAnnotationError, count_titles_without_text, parse_title_entities
 from ...data.padding import IGNORE_INDEX, pad_right
 from ...data.stats import LoadStats
 from .configuration_mtrec import MTRecConfig
@@ -300,9 +300,10 @@ def tokenize_news(
 
     Counted in ``stats`` (logged here when ``stats`` is None): ``broken_entity_json`` and
     ``entity_offset_mismatch`` (that news gets all-O tags), ``overlapping_entity_spans`` (merged into one),
-    ``unknown_category`` and ``empty_category`` (``category_label=-100``; an empty category is never a class) and
-    ``title_truncated_entities`` (news whose entity runs past ``max_title_length`` tokens; the pieces that remain
-    keep their tags).
+    ``unknown_category`` and ``empty_category`` (``category_label=-100``; an empty category is never a class),
+    ``empty_title`` and ``title_without_words`` (e.g. emoji only: kept, but [CLS] [SEP] or [UNK]s is all the encoder
+    sees of them) and ``title_truncated_entities`` (news whose entity runs past ``max_title_length`` tokens; the
+    pieces that remain keep their tags).
 
     Args:
         news: the news table of `read_news` (needs ``title``, ``title_entities`` and ``category``).
@@ -353,6 +354,7 @@ def tokenize_news(
                        for category, no_category in zip(categories, empty, strict=True)]
     if any(empty):
         stats["empty_category"] += sum(empty)
+    count_titles_without_text(titles, stats)
     unknown = sum(label == IGNORE_INDEX for label in category_labels) - sum(empty)
     if unknown:
         stats["unknown_category"] += unknown

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from ...data.mind import EntityAnnotationError, title_entity_ids
+from ...data.mind import EntityAnnotationError, count_titles_without_text, title_entity_ids
 from ...data.padding import pad_right
 from ...data.samples import stable_key
 from ...data.stats import LoadStats
@@ -112,7 +112,8 @@ def build_item_features(
 ) -> ItemFeatures:
     """Hashed features of every row of a `read_news` table (``news_id``, ``category``, ``subcategory``,
     ``title``, ``title_entities``). Broken entity JSON is counted under ``broken_entity_json`` (no entities), news
-    without a category under ``empty_category`` (they share the key of the empty string).
+    without a category under ``empty_category`` (they share the key of the empty string), titles without a word
+    under ``empty_title`` / ``title_without_words`` (no word keys).
 
     Args:
         max_entities, max_title_words: widths of the padded multi-valued features (longer lists are cut).
@@ -131,6 +132,7 @@ def build_item_features(
     empty_categories = sum(not (c or "").strip() for c in columns["category"])
     if empty_categories:  # hashed like any value (one shared key), but counted: it is no real category
         stats["empty_category"] += empty_categories
+    count_titles_without_text(columns["title"], stats)  # such news get no word keys (nor a useful text vector)
     word_rows = [[stable_key(w) for w in title_words(t or "")] for t in columns["title"]]
     if text_embeds is not None:
         text_embeds = torch.as_tensor(text_embeds, dtype=torch.float32)

@@ -165,6 +165,13 @@ def test_a_compressed_jsonl_file_says_so(tmp_path):
         read_impressions(path, lenient=True)
 
 
+def test_cr_only_line_endings_are_named(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(SEARCH) + "\r" + json.dumps(RECOMMENDATION) + "\r", newline="")
+    with pytest.raises(FoundationFormatError, match=rf"^{path}:1: not valid JSON .*2 records separated by carriage"):
+        read_impressions(path)
+
+
 def test_unknown_file_type_is_refused(tmp_path):
     (tmp_path / "rows.csv").write_text("domain\n")
     with pytest.raises(ValueError, match="unknown file type '.csv'"):
