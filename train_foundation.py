@@ -39,7 +39,6 @@ from transformers import BertConfig, BertModel, HfArgumentParser, set_seed
 
 from modeling_mtrec import FoundationConfig, FoundationModel
 from modeling_mtrec.data.stats import LoadStats
-from modeling_mtrec.model_card import write_model_card
 from modeling_mtrec.models.foundation.corpus import DEFAULT, TINY, build_foundation_corpus
 from modeling_mtrec.models.foundation.data import (
     build_features,
@@ -48,12 +47,13 @@ from modeling_mtrec.models.foundation.data import (
     suggest_buckets,
 )
 from modeling_mtrec.models.foundation.text_features import TextFeatureCache
-from modeling_mtrec.models.foundation.trainer import (
+from modeling_mtrec.offline import default_encoder_path
+from modeling_mtrec.training.foundation import (
     FoundationDataset,
     FoundationTrainer,
     FoundationTrainingArguments,
 )
-from modeling_mtrec.offline import default_encoder_path
+from modeling_mtrec.training.model_card import write_model_card
 
 logger = logging.getLogger("train_foundation")
 

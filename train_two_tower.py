@@ -36,7 +36,6 @@ from modeling_mtrec import (
 )
 from modeling_mtrec.data.corpus import load_retrieval_corpus
 from modeling_mtrec.evaluation.retrieval import evaluate_retrieval
-from modeling_mtrec.model_card import write_model_card
 from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
 from modeling_mtrec.models.two_tower.configuration_two_tower import DEFAULT_SSL_AUGMENTATIONS
 from modeling_mtrec.models.two_tower.features import (
@@ -48,6 +47,7 @@ from modeling_mtrec.models.two_tower.features import (
 )
 from modeling_mtrec.offline import default_encoder_path
 from modeling_mtrec.serving.retrieval import build_index, export_item_vectors
+from modeling_mtrec.training.model_card import write_model_card
 from modeling_mtrec.training.recipes import (
     corpus_report,
     parse_recipe_arguments,

@@ -9,7 +9,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 import modeling_mtrec
-from modeling_mtrec.model_card import CARD_SECTIONS, CARDS, card_template_path, write_model_card
+from modeling_mtrec.training.model_card import CARD_SECTIONS, CARDS, card_template_path, write_model_card
 from tests.conftest import tiny_config, tiny_tt_config
 
 

@@ -235,19 +235,6 @@ class MTRecModel(MTRecPreTrainedModel):
         model.news_encoder.load_state_dict(encoder.state_dict())
         return model
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        super().save_pretrained(save_directory, *args, **kwargs)
-        # The Hub card travels with the weights (push_to_hub saves through here). Only written when the folder
-        # has none, so a card with evaluation results (e.g. MTRecTrainer.create_model_card) is kept.
-        if not kwargs.get("is_main_process", True) or os.path.exists(os.path.join(save_directory, "README.md")):
-            return
-        try:
-            from modeling_mtrec.model_card import write_model_card
-        except ImportError:  # loaded as Hub remote code without the package installed: no card template here
-            logger.info("modeling_mtrec is not installed; no model card written to %s", save_directory)
-        else:
-            write_model_card(save_directory, self.config)
-
     def get_input_embeddings(self) -> nn.Module:
         return self.news_encoder.get_input_embeddings()
 

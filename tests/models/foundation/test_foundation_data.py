@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from modeling_mtrec.data.stats import LoadStats
+from modeling_mtrec.evaluation.foundation import evaluate_foundation, grouped_auc
 from modeling_mtrec.models.foundation import text_features
 from modeling_mtrec.models.foundation.corpus import TINY, build_foundation_corpus
 from modeling_mtrec.models.foundation.data import (
@@ -18,7 +19,6 @@ from modeling_mtrec.models.foundation.data import (
     read_impressions,
     write_impressions,
 )
-from modeling_mtrec.models.foundation.evaluation import evaluate_foundation, grouped_auc
 from modeling_mtrec.models.foundation.text_features import StaleCacheError, TextFeatureCache
 from tests.models.foundation.foundation_helpers import save_tiny_lm, tiny_config
 
@@ -285,12 +285,12 @@ def test_short_pretrain_and_finetune_lifts_cold_domain_auc(tmp_path):
     """Pretrain on the tiny corpus's source domains with the offline all-MiniLM-L6-v2 text features, fine-tune on
     the target domain (L0+L1 frozen): on the target's cold items, CTR and relevance AUC end clearly above 0.5."""
     from modeling_mtrec import FoundationConfig, FoundationModel
-    from modeling_mtrec.models.foundation.trainer import (
+    from modeling_mtrec.offline import default_encoder_path
+    from modeling_mtrec.training.foundation import (
         FoundationDataset,
         FoundationTrainer,
         FoundationTrainingArguments,
     )
-    from modeling_mtrec.offline import default_encoder_path
 
     torch.set_num_threads(1)
     paths = build_foundation_corpus_tiny()

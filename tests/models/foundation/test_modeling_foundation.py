@@ -411,8 +411,8 @@ def test_model_without_text_or_id_aspects_runs():
 
 @pytest.mark.parametrize("mode", ["mtrec", "pcgrad"])
 def test_trainer_surgery_projects_ctr_against_relevance_and_adds_the_regulariser(tmp_path, mode):
-    from modeling_mtrec.models.foundation.trainer import FoundationTrainer, FoundationTrainingArguments
     from modeling_mtrec.training import project_conflicting
+    from modeling_mtrec.training.foundation import FoundationTrainer, FoundationTrainingArguments
 
     model = make_model(regularizer_weight=0.5, relevance_loss_weight=2.0)
     batch = random_batch(seed=3)
@@ -440,7 +440,7 @@ def test_trainer_surgery_projects_ctr_against_relevance_and_adds_the_regulariser
 
 
 def test_unknown_surgery_mode_is_refused(tmp_path):
-    from modeling_mtrec.models.foundation.trainer import FoundationTrainingArguments
+    from modeling_mtrec.training.foundation import FoundationTrainingArguments
 
     with pytest.raises(ValueError, match="gradient_surgery must be one of"):
         FoundationTrainingArguments(output_dir=str(tmp_path), gradient_surgery="cagrad")
