@@ -72,14 +72,15 @@ class BaseTrainer(Trainer):
             self._means.add(name, value)
 
     def check_finite_losses(self, values: dict[str, float]) -> None:
-        bad = {name: value for name, value in values.items() if not math.isfinite(value)}
+        """Raises `TrainingDivergedError` when one of the named loss values is NaN or infinite."""
+        bad = [name for name, value in values.items() if not math.isfinite(value)]
         if bad:
-            parts = ", ".join(f"{name}={value}" for name, value in values.items())
+            parts = ", ".join(f"{name}={value:.6g}" for name, value in values.items())
             raise TrainingDivergedError(
-                f"training stopped: the {' and '.join(bad)} is not finite at step {self.state.global_step + 1} "
-                f"(epoch {self.state.epoch or 0.0:.2f}; {parts}). The run diverged (try a lower learning rate, "
-                "gradient clipping or another seed) or a batch is broken; nothing of this step was applied, and the "
-                "model was not saved."
+                f"training stopped at step {self.state.global_step + 1} (epoch {self.state.epoch or 0.0:.2f}): the "
+                f"training loss {', '.join(bad)} is not finite ({parts}). The run diverged (try a lower learning "
+                "rate, gradient clipping or another seed) or the batch is broken; this step was not applied and "
+                "nothing was saved after it."
             )
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
