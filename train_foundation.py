@@ -207,6 +207,7 @@ def main() -> None:
         timings["text_encoding_seconds"] = round(time.perf_counter() - start, 2)
         trainer, timings["pretrain"] = _train(model, source_train, training_args, os.path.join(output_dir, "pretrained"))
         trainer.save_model(os.path.join(output_dir, "pretrained"))
+        trainer.create_model_card()  # save_model writes no card
         if rows["source_test"] is not None and trainer.is_world_process_zero():
             metrics["source_after_pretraining"] = trainer.evaluate(
                 FoundationDataset(build_features(rows["source_test"], model.config, **feature_kwargs)), metric_key_prefix="source")
