@@ -442,6 +442,13 @@ _MTL_MODULES = {"mmoe": MMoE, "ple": PLE, "shared_bottom": SharedBottom}
 # ------------------------------------------------------------------------------------------------------ model
 
 
+# Copied from modeling_mtrec.models.mtrec.modeling_mtrec._init_bert_buffers (this file stands alone as remote code)
+def _init_bert_buffers(module: BertEmbeddings) -> None:
+    """Sets the buffers `BertPreTrainedModel._init_weights` sets (our base class is not BERT's)."""
+    init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+    init.zeros_(module.token_type_ids)
+
+
 class FoundationPreTrainedModel(PreTrainedModel):
     config: FoundationConfig
     config_class = FoundationConfig
@@ -465,10 +472,7 @@ class FoundationPreTrainedModel(PreTrainedModel):
         elif isinstance(module, FoundationFusion):
             init.normal_(module.empty_query, mean=0.0, std=self.config.initializer_range)
         elif isinstance(module, BertEmbeddings):
-            # Copied from modeling_mtrec.models.mtrec.modeling_mtrec.MTRecPreTrainedModel._init_weights
-            # Same buffers BertPreTrainedModel._init_weights sets: our base class is not BERT's.
-            init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
-            init.zeros_(module.token_type_ids)
+            _init_bert_buffers(module)
 
 
 class FoundationModel(FoundationPreTrainedModel):

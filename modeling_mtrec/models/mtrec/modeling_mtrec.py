@@ -164,6 +164,12 @@ def _unreadable_weights(name_or_path) -> str:
     return os.fspath(name_or_path)
 
 
+def _init_bert_buffers(module: BertEmbeddings) -> None:
+    """Sets the buffers `BertPreTrainedModel._init_weights` sets (our base class is not BERT's)."""
+    init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+    init.zeros_(module.token_type_ids)
+
+
 class MTRecPreTrainedModel(PreTrainedModel):
     config: MTRecConfig
     config_class = MTRecConfig
@@ -192,9 +198,7 @@ class MTRecPreTrainedModel(PreTrainedModel):
         if isinstance(module, AdditiveAttention):
             init.normal_(module.query, mean=0.0, std=self.config.initializer_range)
         elif isinstance(module, BertEmbeddings):
-            # Same buffers BertPreTrainedModel._init_weights sets: our base class is not BERT's.
-            init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
-            init.zeros_(module.token_type_ids)
+            _init_bert_buffers(module)
 
 
 class MTRecModel(MTRecPreTrainedModel):
