@@ -109,3 +109,17 @@ def test_resume_without_rng_state_warns_naming_the_file(tmp_path, caplog):
         train(str(tmp_path / "resumed"), "mtrec", max_steps=2, resume_from_checkpoint=str(checkpoint))
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert any(str(checkpoint / "rng_state.pth") in message and "not exact" in message for message in warned), warned
+
+
+def test_every_trainer_upgrades_plain_training_arguments(tmp_path):
+    from transformers import TrainingArguments
+
+    plain = TrainingArguments(output_dir=str(tmp_path), report_to=[], learning_rate=3e-4)
+    for trainer_class, model, args_class in (
+        (MTRecTrainer, build_model(), MTRecTrainingArguments),
+        (TwoTowerTrainer, make_two_tower(), TwoTowerTrainingArguments),
+        (FoundationTrainer, foundation_helpers.make_model(), FoundationTrainingArguments),
+    ):
+        args = trainer_class(model=model, args=plain).args
+        assert type(args) is args_class and args.learning_rate == 3e-4  # what was given is kept
+        assert args.remove_unused_columns is False  # the collators' columns are kept
