@@ -9,6 +9,10 @@
 - Resuming from a checkpoint without its RNG file warns, naming the file: the run goes on, but is not exact.
 - `create_model_card` writes the package's card of the model (`training.model_card`), with the evaluation results
   of the logs.
+
+NOTE: the loss check is per process. Under DDP a loss that is non-finite on one process only stops that process;
+the others then wait for it in the next all-reduce until the launcher's timeout ends the run. Checking across
+processes would cost one more collective per micro-batch.
 """
 
 from __future__ import annotations
