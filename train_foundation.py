@@ -47,7 +47,7 @@ from modeling_mtrec.models.foundation.data import (
     read_impressions,
     suggest_buckets,
 )
-from modeling_mtrec.models.foundation.text_features import TextFeatureCache
+from modeling_mtrec.vectors import TextFeatureCache
 from modeling_mtrec.models.foundation.trainer import (
     FoundationDataset,
     FoundationTrainer,

@@ -50,7 +50,7 @@ from modeling_mtrec.models.foundation.data import (  # noqa: E402
     suggest_buckets,
 )
 from modeling_mtrec.models.foundation.evaluation import evaluate_foundation  # noqa: E402
-from modeling_mtrec.models.foundation.text_features import TextFeatureCache  # noqa: E402
+from modeling_mtrec.vectors import TextFeatureCache  # noqa: E402
 from modeling_mtrec.models.foundation.trainer import (  # noqa: E402
     FoundationDataset,
     FoundationTrainer,

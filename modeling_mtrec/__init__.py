@@ -12,15 +12,16 @@ Trainer), `training/` (what every Trainer shares), `data/` (MIND readers -> samp
 from transformers import AutoConfig, AutoModel
 
 from ._legacy import install as _install_legacy_module_paths
-from .evaluation.fast import fast_evaluate
+from .evaluation.impressions import fast_evaluate
 from .models.foundation import FoundationConfig, FoundationModel, FoundationOutput, FoundationPreTrainedModel
 from .models.mtrec import MTRecConfig, MTRecModel, MTRecOutput, MTRecPreTrainedModel
 from .models.mtrec.trainer import MTRecTrainer, MTRecTrainingArguments
 from .models.two_tower import TwoTowerConfig, TwoTowerModel, TwoTowerOutput, TwoTowerPreTrainedModel
 from .models.two_tower.trainer import TwoTowerTrainer, TwoTowerTrainingArguments
 from .scoring import ScoringModel
-from .serving import MTRecRecommender, NewsTitle, NewsVectorCache
+from .serving import MTRecRecommender, NewsTitle
 from .training import GradientSurgery
+from .vectors import NewsVectorCache
 
 # Every model of the package, as (configuration, model) pairs: a new model adds its pair here.
 MODELS = ((MTRecConfig, MTRecModel), (TwoTowerConfig, TwoTowerModel), (FoundationConfig, FoundationModel))

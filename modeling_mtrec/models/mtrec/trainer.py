@@ -34,12 +34,11 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_optimizer import is_optimizer_factory
 from transformers.trainer_utils import speed_metrics
 
-from ...evaluation.fast import fast_evaluate
+from ...evaluation.impressions import fast_evaluate
 from ...evaluation.metrics import compute_mind_metrics
 from ...model_card import write_model_card
 from ...training.arguments import upgrade_arguments
 from ...training.callbacks import CollatorEpochCallback
-from ...training.history_cache import HistoryVectorCache
 from ...training.logging import RunningMeans
 from ...training.surgery import (
     SURGERY_MODES,
@@ -49,6 +48,7 @@ from ...training.surgery import (
     check_surgery_supported,
     supports_whole_gradients,
 )
+from ...vectors import HistoryVectorCache
 
 TASK_LOSSES = ("main_loss", "category_loss", "ner_loss")
 
