@@ -126,9 +126,10 @@ class MTRecRecommender:
             raise ValueError(f"got {len(news_ids)} news ids but {len(titles)} titles")
         self.cache.add(news_ids, self.encode_titles(titles))
 
-    def encode_titles(self, titles: Sequence[str]) -> torch.Tensor:
+    def encode_titles(self, titles: Iterable[str]) -> torch.Tensor:
         """MTRec news vectors of raw titles, tokenised as in training. (n,) -> (n, D); a title that is not a string
         is a `TypeError` naming its position."""
+        titles = _as_list(titles, "titles", "strings")
         batches = raw_title_batches(self.tokenizer, titles, self.model.config, self.batch_size)
         return encode_item_batches(self.model, batches, len(titles), device=self.device)
 
