@@ -12,7 +12,7 @@ Trainer), `training/` (what every Trainer shares), `data/` (MIND readers -> samp
 from transformers import AutoConfig, AutoModel
 
 from ._legacy import install as _install_legacy_module_paths
-from .evaluation.impressions import fast_evaluate
+from .evaluation.impressions import fast_evaluate, news_vector_cache
 from .models.foundation import FoundationConfig, FoundationModel, FoundationOutput, FoundationPreTrainedModel
 from .models.mtrec import MTRecConfig, MTRecModel, MTRecOutput, MTRecPreTrainedModel
 from .models.mtrec.trainer import MTRecTrainer, MTRecTrainingArguments
@@ -21,7 +21,7 @@ from .models.two_tower.trainer import TwoTowerTrainer, TwoTowerTrainingArguments
 from .scoring import ScoringModel
 from .serving import MTRecRecommender, NewsTitle
 from .training import GradientSurgery
-from .vectors import NewsVectorCache
+from .vectors import NewsVectorCache, TextFeatureCache
 
 # Every model of the package, as (configuration, model) pairs: a new model adds its pair here.
 MODELS = ((MTRecConfig, MTRecModel), (TwoTowerConfig, TwoTowerModel), (FoundationConfig, FoundationModel))
@@ -53,6 +53,7 @@ __all__ = [
     "NewsTitle",
     "NewsVectorCache",
     "ScoringModel",
+    "TextFeatureCache",
     "TwoTowerConfig",
     "TwoTowerModel",
     "TwoTowerOutput",
@@ -60,4 +61,5 @@ __all__ = [
     "TwoTowerTrainer",
     "TwoTowerTrainingArguments",
     "fast_evaluate",
+    "news_vector_cache",
 ]

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "FORMAT",
     "INDEX_KINDS",
     "HistoryVectorCache",
     "NewsVectorCache",
