@@ -27,7 +27,7 @@ training and the model after; also printed) and `load_report.json` (what the met
 and every problem counted while loading). The model is saved as soon as training ends, before evaluation.
 With `--do_predict [--test_dir MINDsmall_test]` it also writes the leaderboard's `prediction.txt` and
 `prediction.zip`, and with `--news_cache` the news vectors as `news_vectors.safetensors` (see
-`modeling_mtrec.serving.cache`).
+`modeling_mtrec.vectors`).
 """
 
 from __future__ import annotations
@@ -53,10 +53,10 @@ from modeling_mtrec.data.synthetic import (
     SUBCATEGORY_BOOST,
 )
 from modeling_mtrec.evaluation.baselines import category_share_metrics
+from modeling_mtrec.evaluation.impressions import news_vector_cache
 from modeling_mtrec.evaluation.leaderboard import write_mind_predictions
 from modeling_mtrec.models.mtrec.processing_mtrec import check_tokenizer
 from modeling_mtrec.offline import default_encoder_path
-from modeling_mtrec.serving.cache import NewsVectorCache
 from modeling_mtrec.training.recipes import (
     corpus_report,
     parse_recipe_arguments,
@@ -285,7 +285,7 @@ def main() -> None:
             logger.info("Wrote MIND predictions to %s", path)
         if script_args.news_cache:
             if cache is None:
-                cache = NewsVectorCache.from_model(
+                cache = news_vector_cache(
                     trainer.model, data.news, batch_size=training_args.per_device_eval_batch_size
                 )
             cache.save(os.path.join(training_args.output_dir, "news_vectors.safetensors"))

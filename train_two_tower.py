@@ -41,12 +41,11 @@ from modeling_mtrec.models.two_tower.configuration_two_tower import DEFAULT_SSL_
 from modeling_mtrec.models.two_tower.features import (
     MAX_ENTITIES,
     MAX_TITLE_WORDS,
-    encode_titles,
     feature_mutual_information,
     static_log_q,
 )
 from modeling_mtrec.offline import default_encoder_path
-from modeling_mtrec.serving.retrieval import build_index, export_item_vectors
+from modeling_mtrec.serving.retrieval import export_item_vectors
 from modeling_mtrec.training.model_card import write_model_card
 from modeling_mtrec.training.recipes import (
     corpus_report,
@@ -54,6 +53,7 @@ from modeling_mtrec.training.recipes import (
     recipe_data,
     write_load_report,
 )
+from modeling_mtrec.vectors import build_index, mean_pooled_lm_vectors
 
 logger = logging.getLogger("train_two_tower")
 
@@ -110,7 +110,7 @@ def main() -> None:
         write_load_report(training_args.output_dir, corpus=corpus_report(corpus, train_dir=train_dir, dev_dir=dev_dir))
     if script_args.text_encoder:
         encoder = default_encoder_path() if script_args.text_encoder == "default" else script_args.text_encoder
-        corpus.items.text_embeds = encode_titles(corpus.news["title"], encoder)
+        corpus.items.text_embeds = mean_pooled_lm_vectors(corpus.news["title"], encoder)
 
     augmentations = [a for a in script_args.ssl_augmentations.split(",") if a]
     buckets = script_args.buckets or max(1009, 2 * len(corpus.items))

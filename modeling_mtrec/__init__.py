@@ -12,18 +12,19 @@ Where things live: `models/<name>/` (one folder per model: configuration, modeli
 from transformers import AutoConfig, AutoModel
 
 from ._legacy import install as _install_legacy_module_paths
-from .evaluation.fast import fast_evaluate
+from .evaluation.impressions import fast_evaluate, news_vector_cache
 from .models.foundation import FoundationConfig, FoundationModel, FoundationOutput, FoundationPreTrainedModel
 from .models.mtrec import MTRecConfig, MTRecModel, MTRecOutput, MTRecPreTrainedModel
 from .models.two_tower import TwoTowerConfig, TwoTowerModel, TwoTowerOutput, TwoTowerPreTrainedModel
 from .scoring import ScoringModel
-from .serving import MTRecRecommender, NewsTitle, NewsVectorCache
+from .serving import MTRecRecommender, NewsTitle
 from .training import GradientSurgery
 from .training.base import BaseTrainer, TrainingDivergedError
 from .training.foundation import FoundationDataset, FoundationTrainer, FoundationTrainingArguments
 from .training.mtrec import MTRecTrainer, MTRecTrainingArguments
 from .training.multitask import MultiTaskTrainer
 from .training.two_tower import TwoTowerTrainer, TwoTowerTrainingArguments
+from .vectors import NewsVectorCache, TextFeatureCache
 
 # Every model of the package, as (configuration, model) pairs: a new model adds its pair here.
 MODELS = ((MTRecConfig, MTRecModel), (TwoTowerConfig, TwoTowerModel), (FoundationConfig, FoundationModel))
@@ -61,6 +62,7 @@ __all__ = [
     "NewsVectorCache",
     "ScoringModel",
     "TrainingDivergedError",
+    "TextFeatureCache",
     "TwoTowerConfig",
     "TwoTowerModel",
     "TwoTowerOutput",
@@ -68,4 +70,5 @@ __all__ = [
     "TwoTowerTrainer",
     "TwoTowerTrainingArguments",
     "fast_evaluate",
+    "news_vector_cache",
 ]

@@ -20,12 +20,12 @@ from safetensors.torch import load_file, save_file
 from transformers import TrainingArguments
 from transformers.trainer_optimizer import is_optimizer_factory
 
-from ..evaluation.fast import fast_evaluate
+from ..evaluation.impressions import fast_evaluate
 from ..evaluation.metrics import compute_mind_metrics
 from .callbacks import CollatorEpochCallback
-from .history_cache import HistoryVectorCache
 from .multitask import MultiTaskTrainer, TaskLosses
 from .surgery import SURGERY_MODES, supports_whole_gradients
+from ..vectors import HistoryVectorCache
 
 TASK_LOSSES = ("main_loss", "category_loss", "ner_loss")
 

@@ -8,7 +8,7 @@ from modeling_mtrec import MTRecTrainer, MTRecTrainingArguments
 from modeling_mtrec.data import (
     MTRecCollator,
 )
-from modeling_mtrec.evaluation.fast import fast_evaluate
+from modeling_mtrec.evaluation.impressions import fast_evaluate
 from tests.conftest import synthetic_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -10,7 +10,8 @@ from modeling_mtrec import (
     MTRecModel,
 )
 from modeling_mtrec.evaluation.retrieval import approximate_recall
-from modeling_mtrec.serving.retrieval import build_index, export_item_vectors, retrieve_then_rank, search
+from modeling_mtrec.serving.retrieval import export_item_vectors, retrieve_then_rank
+from modeling_mtrec.vectors import build_index, search
 from tests.conftest import NUM_ITEMS, make_two_tower, tiny_config, tiny_items
 
 

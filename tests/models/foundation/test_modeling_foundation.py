@@ -338,11 +338,11 @@ torch.save(model(**torch.load({str(tmp_path / "batch.pt")!r})).ctr_logits, {str(
 
 
 def test_end_to_end_lm_gives_the_cached_vectors_and_trains(tmp_path):
-    from modeling_mtrec.models.two_tower.features import encode_titles
+    from modeling_mtrec.vectors import mean_pooled_lm_vectors
 
     lm_path = save_tiny_lm(tmp_path / "lm")
     texts = ["Zorvak United wins the league", "stocks rally", "vaccine"]
-    cached = encode_titles(texts, lm_path, max_length=16)  # the frozen-LM path of TextFeatureCache
+    cached = mean_pooled_lm_vectors(texts, lm_path, max_length=16)  # the frozen-LM path of TextFeatureCache
     lm_config = BertConfig.from_pretrained(lm_path)
     model = make_model(text_encoder_config=lm_config.to_dict()).eval()
     from transformers import AutoTokenizer, BertModel

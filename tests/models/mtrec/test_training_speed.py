@@ -19,7 +19,7 @@ from transformers import BertConfig
 from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingArguments
 from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind, synthetic_tokenizer
 from modeling_mtrec.models.mtrec.modeling_mtrec import length_groups
-from modeling_mtrec.training.history_cache import HistoryVectorCache
+from modeling_mtrec.vectors import HistoryVectorCache
 from tests.conftest import random_batch, tiny_config
 
 
