@@ -50,7 +50,9 @@ def test_fences_are_closed_and_named(page):
     fences = [line for line in page.read_text(encoding="utf-8").splitlines() if line.startswith("```")]
     assert len(fences) % 2 == 0, f"{page.name}: an unclosed ``` fence"
     for line, language, _ in fenced_blocks(page):
-        assert language in FENCE_LANGUAGES, f"{page.name}:{line}: fence language {language!r} (use one of {FENCE_LANGUAGES})"
+        assert language in FENCE_LANGUAGES, (
+            f"{page.name}:{line}: fence language {language!r} (use one of {FENCE_LANGUAGES})"
+        )
 
 
 def test_readme_is_a_landing_page():
@@ -60,16 +62,22 @@ def test_readme_is_a_landing_page():
 
 @pytest.mark.parametrize(("page", "line", "code"), PYTHON_BLOCKS)
 def test_python_block_runs(page, line, code, tmp_path):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1"
+    )
     # The package under test is this checkout's, whatever is installed.
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     where = f"{page.relative_to(REPO_ROOT)}:{line}"
-    script = tmp_path / "block.py"
-    script.write_text(code, encoding="utf-8")
+    # Blank lines up to the fence, so that the traceback's line numbers are the page's.
+    script = tmp_path / f"{page.stem}_md.py"
+    script.write_text("\n" * line + code, encoding="utf-8")
     work = tmp_path / "work"
     work.mkdir()
     result = subprocess.run(
         [sys.executable, str(script)], cwd=work, env=env, capture_output=True, text=True, timeout=900
     )
     if result.returncode != 0:
-        pytest.fail(f"the python block at {where} failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
+        pytest.fail(
+            f"the python block at {where} failed (exit {result.returncode}; traceback lines are the page's):\n"
+            f"{result.stderr[-4000:]}"
+        )
