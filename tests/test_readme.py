@@ -81,3 +81,13 @@ def test_python_block_runs(page, line, code, tmp_path):
             f"the python block at {where} failed (exit {result.returncode}; traceback lines are the page's):\n"
             f"{result.stderr[-4000:]}"
         )
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(REPO_ROOT)))
+def test_relative_links_resolve(page):
+    text = page.read_text(encoding="utf-8")
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if target.startswith(("http://", "https://", "#")):
+            continue
+        path = (page.parent / target.split("#")[0]).resolve()
+        assert path.exists(), f"{page.name}: the link {target} points to nothing"
