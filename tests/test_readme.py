@@ -3,7 +3,8 @@
 Each block runs in its own Python process, in a fresh empty temporary folder, with the Hugging Face Hub switched
 off (``HF_HUB_OFFLINE=1``): nothing is substituted, nothing is prepared for it, so a block must build what it uses
 (a synthetic corpus, a tiny model, the package's offline encoder). A block that fails is a failing test named by
-its page and the line of its opening fence. Shell commands go in ```bash blocks, which are not run.
+its page and the line of its opening fence. Shell commands go in ```bash blocks, which are not run. A block that
+trains a model (calls ``.train()``) is marked ``slow``, as the suite's other training runs are.
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ def fenced_blocks(page: Path) -> list[tuple[int, str, str]]:
 
 
 PYTHON_BLOCKS = [
-    pytest.param(page, line, code, id=f"{page.relative_to(REPO_ROOT)}:{line}")
+    pytest.param(
+        page,
+        line,
+        code,
+        id=f"{page.relative_to(REPO_ROOT)}:{line}",
+        marks=[pytest.mark.slow]
+        if ".train()" in code
+        else [],  # a block that trains runs with the slow tests
+    )
     for page in PAGES
     for line, language, code in fenced_blocks(page)
     if language == "python"
@@ -47,7 +56,14 @@ def test_pages_have_python_blocks():
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(REPO_ROOT)))
 def test_fences_are_closed_and_named(page):
-    fences = [line for line in page.read_text(encoding="utf-8").splitlines() if line.startswith("```")]
+    lines = page.read_text(encoding="utf-8").splitlines()
+    indented = [
+        number for number, line in enumerate(lines, 1) if line.lstrip().startswith("```") and line[0] != "`"
+    ]
+    assert not indented, (
+        f"{page.name}: indented fences at lines {indented} (the test reads fences at column 0)"
+    )
+    fences = [line for line in lines if line.startswith("```")]
     assert len(fences) % 2 == 0, f"{page.name}: an unclosed ``` fence"
     for line, language, _ in fenced_blocks(page):
         assert language in FENCE_LANGUAGES, (
