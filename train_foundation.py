@@ -53,7 +53,7 @@ from modeling_mtrec.models.foundation.trainer import (
     FoundationTrainer,
     FoundationTrainingArguments,
 )
-from modeling_mtrec.offline import default_encoder_path
+from modeling_mtrec.default_encoder import default_encoder_path
 
 logger = logging.getLogger("train_foundation")
 

@@ -55,7 +55,7 @@ from modeling_mtrec.data.synthetic import (
 from modeling_mtrec.evaluation.baselines import category_share_metrics
 from modeling_mtrec.evaluation.leaderboard import write_mind_predictions
 from modeling_mtrec.models.mtrec.processing_mtrec import check_tokenizer
-from modeling_mtrec.offline import default_encoder_path
+from modeling_mtrec.default_encoder import default_encoder_path
 from modeling_mtrec.serving.cache import NewsVectorCache
 from modeling_mtrec.training.recipes import (
     corpus_report,

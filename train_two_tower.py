@@ -46,7 +46,7 @@ from modeling_mtrec.models.two_tower.features import (
     feature_mutual_information,
     static_log_q,
 )
-from modeling_mtrec.offline import default_encoder_path
+from modeling_mtrec.default_encoder import default_encoder_path
 from modeling_mtrec.serving.retrieval import build_index, export_item_vectors
 from modeling_mtrec.training.recipes import (
     corpus_report,

@@ -56,7 +56,7 @@ from modeling_mtrec.models.foundation.trainer import (  # noqa: E402
     FoundationTrainer,
     FoundationTrainingArguments,
 )
-from modeling_mtrec.offline import default_encoder_path  # noqa: E402
+from modeling_mtrec.default_encoder import default_encoder_path  # noqa: E402
 
 REFERENCE = dict(mtl_module="mmoe", use_domain_adaptive=True, regularizer="js", gating="domain", interaction_features=True)
 SOURCE_VARIANTS = {  # name -> config overrides of the reference ("text" picks the text features)

@@ -11,7 +11,6 @@ Trainer), `training/` (what every Trainer shares), `data/` (MIND readers -> samp
 
 from transformers import AutoConfig, AutoModel
 
-from ._legacy import install as _install_legacy_module_paths
 from .evaluation.fast import fast_evaluate
 from .models.foundation import FoundationConfig, FoundationModel, FoundationOutput, FoundationPreTrainedModel
 from .models.mtrec import MTRecConfig, MTRecModel, MTRecOutput, MTRecPreTrainedModel
@@ -31,9 +30,6 @@ for _config_class, _model_class in MODELS:
     _config_class.register_for_auto_class()
     _model_class.register_for_auto_class("AutoModel")
 del _config_class, _model_class
-
-# Old module paths (e.g. `modeling_mtrec.inference`) keep importing, with a DeprecationWarning.
-_install_legacy_module_paths()
 
 __all__ = [
     "MODELS",

@@ -290,7 +290,7 @@ def test_short_pretrain_and_finetune_lifts_cold_domain_auc(tmp_path):
         FoundationTrainer,
         FoundationTrainingArguments,
     )
-    from modeling_mtrec.offline import default_encoder_path
+    from modeling_mtrec.default_encoder import default_encoder_path
 
     torch.set_num_threads(1)
     paths = build_foundation_corpus_tiny()
