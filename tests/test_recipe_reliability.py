@@ -245,7 +245,7 @@ def test_saved_folder_loads_as_remote_code_without_prompt_warning_or_local_path(
     import subprocess
 
     out = tmp_path / "run"
-    run_recipe(monkeypatch, out, tiny_encoder[0], "--synthetic_users", "20", "--max_steps", "1")
+    run_recipe(monkeypatch, out, tiny_encoder[0], "--synthetic_preset", "tiny", "--max_steps", "1")
     text = (out / "config.json").read_text()
     assert '"_name_or_path"' not in text and str(tmp_path) not in text and tiny_encoder[0] not in text
     assert json.loads(text)["encoder_name_or_path"] is None
