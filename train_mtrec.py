@@ -53,10 +53,10 @@ from modeling_mtrec.data import MTRecCollator, load_mind
 from modeling_mtrec.data.mind import split_files
 from modeling_mtrec.data.stats import LoadStats
 from modeling_mtrec.data.synthetic import PRESETS
+from modeling_mtrec.default_encoder import default_encoder_path
 from modeling_mtrec.evaluation.baselines import category_share_metrics
 from modeling_mtrec.evaluation.leaderboard import write_mind_predictions
 from modeling_mtrec.models.mtrec.processing_mtrec import check_tokenizer
-from modeling_mtrec.default_encoder import default_encoder_path
 from modeling_mtrec.serving.cache import NewsVectorCache
 from modeling_mtrec.training.recipes import (
     corpus_report,
