@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_facts  # noqa: E402
 
 from modeling_mtrec import FoundationConfig, FoundationModel  # noqa: E402
+from modeling_mtrec.default_encoder import default_encoder_path  # noqa: E402
 from modeling_mtrec.models.foundation.corpus import DEFAULT, build_foundation_corpus, default_news_path  # noqa: E402
 from modeling_mtrec.models.foundation.data import (  # noqa: E402
     FoundationCollator,
@@ -56,7 +57,6 @@ from modeling_mtrec.models.foundation.trainer import (  # noqa: E402
     FoundationTrainer,
     FoundationTrainingArguments,
 )
-from modeling_mtrec.default_encoder import default_encoder_path  # noqa: E402
 
 REFERENCE = dict(mtl_module="mmoe", use_domain_adaptive=True, regularizer="js", gating="domain", interaction_features=True)
 SOURCE_VARIANTS = {  # name -> config overrides of the reference ("text" picks the text features)

@@ -263,8 +263,8 @@ def test_saved_folder_loads_as_remote_code_without_prompt_warning_or_local_path(
 
 
 def test_encoder_hub_id_never_records_a_local_path(tmp_path):
-    from modeling_mtrec.models.mtrec.configuration_mtrec import encoder_hub_id
     from modeling_mtrec.default_encoder import DEFAULT_ENCODER_HUB_ID, default_encoder_path
+    from modeling_mtrec.models.mtrec.configuration_mtrec import encoder_hub_id
 
     assert encoder_hub_id(default_encoder_path()) == DEFAULT_ENCODER_HUB_ID  # the offline default's Hub id
     assert encoder_hub_id("google-bert/bert-base-uncased") == "google-bert/bert-base-uncased"
