@@ -1,4 +1,4 @@
-"""Pretrain the multi-domain search-and-recommendation foundation model (Gong et al., CIKM 2023) on source domains,
+r"""Pretrain the multi-domain search-and-recommendation foundation model (Gong et al., CIKM 2023) on source domains,
 then fine-tune it on a cold-start target domain with a chosen freeze split, and report AUC per (domain, task).
 
 With no data arguments it builds the package's embedded corpus (real MIND-sample news text when
@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 
 import torch
 import transformers
-from transformers import BertConfig, BertModel, HfArgumentParser, set_seed
+from transformers import BertConfig, BertModel
 
 from modeling_mtrec import FoundationConfig, FoundationModel
 from modeling_mtrec.data.stats import LoadStats
+from modeling_mtrec.default_encoder import default_encoder_path
 from modeling_mtrec.models.foundation.corpus import DEFAULT, TINY, build_foundation_corpus
 from modeling_mtrec.models.foundation.data import (
     build_features,
@@ -54,6 +55,7 @@ from modeling_mtrec.training.foundation import (
     FoundationTrainingArguments,
 )
 from modeling_mtrec.training.model_card import write_model_card
+from modeling_mtrec.training.recipes import parse_recipe_arguments, remove_stale_outputs, require_model_type
 
 logger = logging.getLogger("train_foundation")
 
@@ -134,8 +136,8 @@ def _train(model, features, args: FoundationTrainingArguments, output_dir: str, 
 
 
 def main() -> None:
-    parser = HfArgumentParser((FoundationScriptArguments, FoundationTrainingArguments))
-    parser.set_defaults(
+    args, training_args = parse_recipe_arguments(
+        (FoundationScriptArguments, FoundationTrainingArguments), description=__doc__,
         output_dir="outputs/foundation", per_device_train_batch_size=256, learning_rate=2e-3, num_train_epochs=5,
         weight_decay=0.0, warmup_steps=0, logging_steps=20, eval_strategy="no", save_strategy="no", report_to="none",
         seed=42, lr_scheduler_type="constant", dataloader_drop_last=False,
@@ -143,13 +145,13 @@ def main() -> None:
         # gloo process group (without it each process trains alone).
         use_cpu=not torch.cuda.is_available(),
     )
-    args, training_args = parser.parse_args_into_dataclasses()
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    transformers.utils.logging.set_verbosity_warning()
-    set_seed(training_args.seed)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     output_dir = training_args.output_dir
+    if args.init_from:  # a folder of another model: an error naming it, before any work
+        require_model_type(args.init_from, FoundationConfig.model_type, flag="--init_from")
+    if training_args.should_save:  # a reused folder holds this run's metrics only (a failed run leaves none)
+        remove_stale_outputs(output_dir, ("foundation_metrics.json",))
     timings: dict[str, object] = {}
 
     files = {name: _files(getattr(args, name)) for name in ("source_train", "source_test", "target_train", "target_test")}

@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_facts  # noqa: E402
 
 from modeling_mtrec import FoundationConfig, FoundationModel  # noqa: E402
+from modeling_mtrec.default_encoder import default_encoder_path  # noqa: E402
 from modeling_mtrec.evaluation.foundation import evaluate_foundation  # noqa: E402
 from modeling_mtrec.models.foundation.corpus import DEFAULT, build_foundation_corpus, default_news_path  # noqa: E402
 from modeling_mtrec.models.foundation.data import (  # noqa: E402

@@ -42,7 +42,7 @@ from transformers import AutoTokenizer, BertConfig
 from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingArguments, fast_evaluate
 from modeling_mtrec.data import MTRecCollator, load_mind
 from modeling_mtrec.data.synthetic import simulate_mind_behaviors
-from modeling_mtrec.offline import default_encoder_path
+from modeling_mtrec.default_encoder import default_encoder_path
 
 DEFAULT_MIND_NEWS = str(_common.MIND_SAMPLE)
 MIND_SMALL_TRAIN_CLICKS = 236_344

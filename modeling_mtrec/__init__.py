@@ -11,7 +11,6 @@ Where things live: `models/<name>/` (one folder per model: configuration, modeli
 
 from transformers import AutoConfig, AutoModel
 
-from ._legacy import install as _install_legacy_module_paths
 from .evaluation.impressions import fast_evaluate, news_vector_cache
 from .models.foundation import FoundationConfig, FoundationModel, FoundationOutput, FoundationPreTrainedModel
 from .models.mtrec import MTRecConfig, MTRecModel, MTRecOutput, MTRecPreTrainedModel
@@ -35,9 +34,6 @@ for _config_class, _model_class in MODELS:
     _config_class.register_for_auto_class()
     _model_class.register_for_auto_class("AutoModel")
 del _config_class, _model_class
-
-# Old module paths (e.g. `modeling_mtrec.inference`) keep importing, with a DeprecationWarning.
-_install_legacy_module_paths()
 
 __all__ = [
     "MODELS",

@@ -41,7 +41,7 @@ def hand_cache(model) -> NewsVectorCache:
 
 def expected_scores(model, cache, history: list[str], candidates: list[str]) -> np.ndarray:
     with torch.no_grad():
-        user = model.encode_user(cache.lookup(history)[None])  # (1, H, D) -> (1, D)
+        user = model.encode_users(cache.lookup(history)[None])  # (1, H, D) -> (1, D)
         return model.score(user, cache.lookup(candidates)[None])[0].numpy()  # (1, C, D).(1, D) -> (C,)
 
 BEHAVIORS = (

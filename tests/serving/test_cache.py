@@ -28,7 +28,7 @@ def test_cache_sorted_batches_match_one_by_one_encoding(setup):
         # this scale: other matrix shapes, other summation order).
         for row in (0, 7, len(corpus.news) - 1):  # unpadded, one title at a time
             ids = torch.tensor([corpus.news[row]["input_ids"]])
-            torch.testing.assert_close(cache.vectors[row], model.encode_news(ids)[0], atol=1e-5, rtol=0)
+            torch.testing.assert_close(cache.vectors[row], model.encode_items(ids)[0], atol=1e-5, rtol=0)
 
 def test_cache_round_trip_and_staleness(setup, tmp_path):
     _, _, corpus, model = setup

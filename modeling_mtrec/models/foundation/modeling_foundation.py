@@ -63,10 +63,6 @@ from .configuration_foundation import ASPECTS, FREEZE_SPLITS, TASKS, FoundationC
 logger = logging.get_logger(__name__)
 
 IGNORE_LABEL = -100
-_FREEZE_ALIASES = {
-    "none": "none", "nothing": "none", "L0": "L0", "embeddings": "L0", "L0+L1": "L0+L1",
-    "embeddings+encoders": "L0+L1",
-}
 
 
 # --------------------------------------------------------------------------------------------- small functions
@@ -500,14 +496,12 @@ class FoundationModel(FoundationPreTrainedModel):
     def freeze(self, split: str = "L0+L1") -> list[str]:
         """Freeze exactly one of the paper's splits and unfreeze the rest; returns the frozen parameter names.
 
-        `"L0"` (alias `"embeddings"`): the ID and sparse tables (and the LM when it is inside the model);
-        `"L0+L1"` (alias `"embeddings+encoders"`): those and W_lm, the ID maps, the sparse MLPs and the user
-        encoder; `"none"`: nothing. The paper reports L0 + L1 best for a cold-start domain (+0.0043 AUC).
-        Build the optimizer after calling it (the Trainer does: it keeps parameters that require grad).
+        `"L0"`: the ID and sparse tables (and the LM when it is inside the model); `"L0+L1"`: those and W_lm, the
+        ID maps, the sparse MLPs and the user encoder; `"none"`: nothing. The paper reports L0 + L1 best for a
+        cold-start domain (+0.0043 AUC). Build the optimizer after calling it (the Trainer does: it keeps parameters that require grad).
         """
-        if split not in _FREEZE_ALIASES:
-            raise ValueError(f"unknown freeze split {split!r}; choose one of {FREEZE_SPLITS} (or {sorted(_FREEZE_ALIASES)})")
-        split = _FREEZE_ALIASES[split]
+        if split not in FREEZE_SPLITS:
+            raise ValueError(f"unknown freeze split {split!r}; choose one of {FREEZE_SPLITS}")
         prefixes = {"none": (), "L0": ("embeddings.",), "L0+L1": ("embeddings.", "encoders.")}[split]
         frozen = []
         for name, param in self.named_parameters():

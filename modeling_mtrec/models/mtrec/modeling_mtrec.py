@@ -312,15 +312,6 @@ class MTRecModel(MTRecPreTrainedModel):
             return user_embeds @ item_embeds.T  # (B, D) @ (D, C) -> (B, C)
         return torch.einsum("bcd,bd->bc", item_embeds, user_embeds)  # (B, C, D) . (B, D) -> (B, C)
 
-    # The paper's names, kept for code written against them (README, saved notebooks).
-    def encode_news(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Alias of `encode_items`. (N, L) -> (N, D)."""
-        return self.encode_items(input_ids, attention_mask)
-
-    def encode_user(self, history_embeds: torch.Tensor, history_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Alias of `encode_users`. (B, H, D), (B, H) -> (B, D)."""
-        return self.encode_users(history_embeds, history_mask)
-
     def forward(
         self,
         news_input_ids: torch.LongTensor,

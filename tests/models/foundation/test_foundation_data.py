@@ -285,7 +285,7 @@ def test_short_pretrain_and_finetune_lifts_cold_domain_auc(tmp_path):
     """Pretrain on the tiny corpus's source domains with the offline all-MiniLM-L6-v2 text features, fine-tune on
     the target domain (L0+L1 frozen): on the target's cold items, CTR and relevance AUC end clearly above 0.5."""
     from modeling_mtrec import FoundationConfig, FoundationModel
-    from modeling_mtrec.offline import default_encoder_path
+    from modeling_mtrec.default_encoder import default_encoder_path
     from modeling_mtrec.training.foundation import (
         FoundationDataset,
         FoundationTrainer,
