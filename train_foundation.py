@@ -47,7 +47,7 @@ from modeling_mtrec.models.foundation.data import (
     read_impressions,
     suggest_buckets,
 )
-from modeling_mtrec.offline import default_encoder_path
+from modeling_mtrec.default_encoder import default_encoder_path
 from modeling_mtrec.vectors import TextFeatureCache
 from modeling_mtrec.training.foundation import (
     FoundationDataset,

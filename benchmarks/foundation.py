@@ -51,7 +51,7 @@ from modeling_mtrec.models.foundation.data import (  # noqa: E402
     read_impressions,
     suggest_buckets,
 )
-from modeling_mtrec.offline import default_encoder_path  # noqa: E402
+from modeling_mtrec.default_encoder import default_encoder_path  # noqa: E402
 from modeling_mtrec.vectors import TextFeatureCache  # noqa: E402
 from modeling_mtrec.training.foundation import (  # noqa: E402
     FoundationDataset,
