@@ -20,6 +20,7 @@ from .models.two_tower import TwoTowerConfig, TwoTowerModel, TwoTowerOutput, Two
 from .models.two_tower.trainer import TwoTowerTrainer, TwoTowerTrainingArguments
 from .scoring import ScoringModel
 from .serving import MTRecRecommender, NewsTitle, NewsVectorCache
+from .serving.pipeline import NewsRecommendationPipeline
 from .training import GradientSurgery
 
 # Every model of the package, as (configuration, model) pairs: a new model adds its pair here.
@@ -49,6 +50,7 @@ __all__ = [
     "MTRecRecommender",
     "MTRecTrainer",
     "MTRecTrainingArguments",
+    "NewsRecommendationPipeline",
     "NewsTitle",
     "NewsVectorCache",
     "ScoringModel",
