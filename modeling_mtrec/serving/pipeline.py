@@ -197,7 +197,11 @@ def _title_batches(
     token_lists: Sequence[Sequence[int]], pad_token_id: int, batch_size: int
 ) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
     """(rows, input_ids (b, L), attention_mask (b, L)) per batch of titles sorted by length, each padded to its
-    longest (the recommender's batching: `processing_mtrec.title_batches`)."""
+    longest (the recommender's batching: `processing_mtrec.title_batches`).
+
+    NOTE: written again here rather than imported, because this file runs as Hub remote code without the package;
+    `tests/serving/test_pipeline.py` checks that the pipeline's scores equal the recommender's bit for bit.
+    """
     order = sorted(range(len(token_lists)), key=lambda i: len(token_lists[i]))
     batches = []
     for start in range(0, len(order), batch_size):
