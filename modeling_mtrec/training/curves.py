@@ -49,6 +49,7 @@ def plot_training_curves(log_history: Sequence[Mapping], model_type: str | None 
 
     matplotlib.use("Agg")  # files only: no display needed (servers, CI)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     panels = []
     for title, keys in CURVES.get(model_type or "", _DEFAULT):
@@ -64,6 +65,7 @@ def plot_training_curves(log_history: Sequence[Mapping], model_type: str | None 
             axis.plot(steps, values, marker="o" if len(steps) < 20 else None, markersize=3, label=label)
         axis.set_title(title, fontsize=10)
         axis.set_xlabel("optimizer step")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         if len(lines) > 1:
             axis.legend(fontsize=8)
