@@ -56,6 +56,7 @@ from modeling_mtrec.training.foundation import (
 )
 from modeling_mtrec.training.model_card import write_model_card
 from modeling_mtrec.training.recipes import parse_recipe_arguments, remove_stale_outputs, require_model_type
+from modeling_mtrec.training.curves import save_training_curves
 
 logger = logging.getLogger("train_foundation")
 
@@ -245,6 +246,7 @@ def main() -> None:
         card_metrics = {k.removeprefix("target_"): v for k, v in metrics["target_after_finetuning"].items()}
         dataset = "foundation-embedded-corpus" if not args.target_train else os.path.basename(files["target_test"][0])
         write_model_card(output_dir, model.config, card_metrics, dataset_name=dataset)
+        save_training_curves(trainer.state.log_history, output_dir, model.config.model_type)
         with open(os.path.join(output_dir, "foundation_metrics.json"), "w") as f:
             json.dump(metrics, f, indent=2)
         logger.info("Target AUC (ctr / relevance): %.4f / %.4f; metrics in %s",

@@ -59,6 +59,8 @@ from modeling_mtrec.evaluation.impressions import news_vector_cache
 from modeling_mtrec.evaluation.leaderboard import write_mind_predictions
 from modeling_mtrec.models.mtrec.processing_mtrec import check_tokenizer
 from modeling_mtrec.default_encoder import default_encoder_path
+from modeling_mtrec.serving.pipeline import save_pipeline_code
+from modeling_mtrec.training.curves import save_training_curves
 from modeling_mtrec.training.recipes import (
     corpus_report,
     load_tokenizer,
@@ -258,6 +260,8 @@ def main() -> None:
             }
             print(write_dev_comparison(training_args.output_dir, rows, COMPARISON_NAMES))
         trainer.create_model_card(dataset=dataset)
+        save_training_curves(trainer.state.log_history, training_args.output_dir, model.config.model_type)
+        save_pipeline_code(training_args.output_dir)  # pipeline("news-recommendation", model=output_dir, ...)
         logger.info("Saved model, tokenizer, model card, dev_metrics.json, dev_comparison.json and load_report.json to %s", training_args.output_dir)
         # Leaderboard predictions and the news vector cache, from news vectors encoded once.
         cache = None

@@ -54,6 +54,7 @@ from modeling_mtrec.models.two_tower.features import (
 from modeling_mtrec.default_encoder import default_encoder_path
 from modeling_mtrec.serving.retrieval import export_item_vectors
 from modeling_mtrec.training.model_card import write_model_card
+from modeling_mtrec.training.curves import save_training_curves
 from modeling_mtrec.training.recipes import (
     corpus_report,
     load_tokenizer,
@@ -204,6 +205,7 @@ def main() -> None:
         with open(os.path.join(training_args.output_dir, "retrieval_metrics.json"), "w") as f:
             json.dump(metrics, f, indent=2)
         write_model_card(training_args.output_dir, config, metrics=metrics or None, dataset_name=dataset)
+        save_training_curves(trainer.state.log_history, training_args.output_dir, config.model_type)
         logger.info("Saved model, items.faiss, model card and retrieval_metrics.json to %s", training_args.output_dir)
 
 

@@ -17,6 +17,7 @@ from .models.mtrec import MTRecConfig, MTRecModel, MTRecOutput, MTRecPreTrainedM
 from .models.two_tower import TwoTowerConfig, TwoTowerModel, TwoTowerOutput, TwoTowerPreTrainedModel
 from .scoring import ScoringModel
 from .serving import MTRecRecommender, NewsTitle
+from .serving.pipeline import NewsRecommendationPipeline
 from .training import GradientSurgery
 from .training.base import BaseTrainer, TrainingDivergedError
 from .training.foundation import FoundationDataset, FoundationTrainer, FoundationTrainingArguments
@@ -54,6 +55,7 @@ __all__ = [
     "MTRecTrainer",
     "MTRecTrainingArguments",
     "MultiTaskTrainer",
+    "NewsRecommendationPipeline",
     "NewsTitle",
     "NewsVectorCache",
     "ScoringModel",

@@ -80,13 +80,17 @@ class AdditiveAttention(nn.Module):
         self.proj = nn.Linear(hidden_size, attention_dim)
         self.query = nn.Parameter(torch.empty(attention_dim))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # x: (B, H, D), mask: (B, H) bool
+    def attention_weights(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """a_i, float32. (B, H, D), (B, H) bool -> (B, H); 0 on masked entries (all 0 for a row without any)."""
         scores = torch.tanh(self.proj(x)) @ self.query.to(x.dtype)  # (B, H, A) @ (A,) -> (B, H)
         scores = scores.float().masked_fill(~mask, torch.finfo(torch.float32).min)
         # Masked entries get exactly zero weight, so padding never changes r_u. A row with no valid entry would
         # get a uniform softmax over padding; multiplying by the mask turns that into r_u = 0 (see module NOTE).
-        weights = torch.softmax(scores, dim=-1) * mask  # (B, H)
+        return torch.softmax(scores, dim=-1) * mask  # (B, H)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # x: (B, H, D), mask: (B, H) bool
+        weights = self.attention_weights(x, mask)  # (B, H)
         return torch.einsum("bh,bhd->bd", weights.to(x.dtype), x)  # (B, H) x (B, H, D) -> (B, D)
 
 
@@ -296,6 +300,21 @@ class MTRecModel(MTRecPreTrainedModel):
         the model holds the one history rule, so a loader that kept more clicks, training, evaluation, the
         prediction file and the recommender all see the same users.
         """
+        return self.user_encoder(history_embeds, self._recent_history_mask(history_embeds, history_mask))
+
+    def user_attention_weights(
+        self, history_embeds: torch.Tensor, history_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The user encoder's additive-attention weight a_i of each clicked news, i.e. how much each click counts in
+        r_u (which past clicks drove a ranking). (B, H, D), (B, H) -> (B, H) float32; 0 on padding and on clicks
+        older than the most recent `config.max_history_length`. Reads the weights `encode_users` uses; changes nothing.
+        """
+        return self.user_encoder.attention_weights(
+            history_embeds, self._recent_history_mask(history_embeds, history_mask)
+        )
+
+    def _recent_history_mask(self, history_embeds: torch.Tensor, history_mask: torch.Tensor | None) -> torch.Tensor:
+        """(B, H) bool: the real entries among each row's most recent `config.max_history_length`."""
         if history_mask is None:
             history_mask = torch.ones(history_embeds.shape[:2], dtype=torch.bool, device=history_embeds.device)
         history_mask = history_mask.bool()
@@ -303,7 +322,7 @@ class MTRecModel(MTRecPreTrainedModel):
             # Entries at or after each position; keep a click while at most max_history_length are that recent.
             from_end = history_mask.flip(-1).cumsum(-1).flip(-1)  # (B, H)
             history_mask = history_mask & (from_end <= self.config.max_history_length)
-        return self.user_encoder(history_embeds, history_mask)
+        return history_mask
 
     @staticmethod
     def score(user_embeds: torch.Tensor, item_embeds: torch.Tensor) -> torch.Tensor:
