@@ -171,7 +171,10 @@ class NewsRecommendationPipeline(Pipeline):
             with safe_open(path, framework="pt") as handle:
                 metadata = handle.metadata() or {}
                 vectors = handle.get_tensor("vectors").float()
-            self._news_vectors = (json.loads(metadata["news_ids"]), vectors)
+            # The package's vector format (modeling_mtrec.vectors.save_vectors), read here without the package.
+            if metadata.get("kind") != "news" or "keys" not in metadata:
+                raise ValueError(f"{path}: not a news vector file (metadata kind {metadata.get('kind')!r})")
+            self._news_vectors = (json.loads(metadata["keys"]), vectors)
         return self._news_vectors
 
 

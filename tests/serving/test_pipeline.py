@@ -14,7 +14,9 @@ import torch
 from transformers import pipeline
 
 from modeling_mtrec.data import synthetic_tokenizer
-from modeling_mtrec.serving.cache import NewsVectorCache
+from modeling_mtrec.models.mtrec.processing_mtrec import raw_title_batches
+from modeling_mtrec.scoring import encode_item_batches
+from modeling_mtrec.vectors import NewsVectorCache
 from modeling_mtrec.serving.pipeline import NewsRecommendationPipeline, save_pipeline_code
 from modeling_mtrec.serving.recommender import MTRecRecommender, NewsTitle
 from tests.conftest import synthetic_model
@@ -113,6 +115,12 @@ def test_pipeline_equals_the_recommender(model_and_tokenizer):
     assert len(pipe({"history": HISTORY, "candidates": CANDIDATES}, top_k=2)["ranking"]) == 2
 
 
+def _title_vectors(model, tokenizer, titles):
+    """MTRec news vectors of raw titles, tokenised as in training. (n,) -> (n, D)"""
+    batches = raw_title_batches(tokenizer, titles, model.config, batch_size=16)
+    return encode_item_batches(model, batches, len(titles))
+
+
 def test_history_weights_are_the_user_encoders_attention(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     pipe = _pipe(model, tokenizer)
@@ -123,7 +131,7 @@ def test_history_weights_are_the_user_encoders_attention(model_and_tokenizer):
     assert weights[:2].tolist() == [0.0, 0.0]
     assert weights[2:].min() > 0 and weights.sum().item() == pytest.approx(1.0, abs=1e-6)
     # r_u = sum_i a_i r_i: the weights rebuild the user vector the scores come from.
-    vectors = NewsVectorCache.from_titles(model, tokenizer, history, history).vectors  # (H, D)
+    vectors = _title_vectors(model, tokenizer, history)  # (H, D)
     user = model.encode_users(vectors[None])  # (1, D)
     torch.testing.assert_close((weights[:, None] * vectors).sum(0), user[0], atol=1e-5, rtol=1e-5)
     # An empty history: no evidence, every candidate scores 0, ranking in input order.
@@ -150,7 +158,9 @@ def test_news_ids_from_the_folders_vectors(model_and_tokenizer, tmp_path):
     ids = [f"N{i}" for i in range(len(TITLES))]
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
-    NewsVectorCache.from_titles(model, tokenizer, ids, TITLES).save(tmp_path / "news_vectors.safetensors")
+    NewsVectorCache.for_model(model, ids, _title_vectors(model, tokenizer, TITLES)).save(
+        tmp_path / "news_vectors.safetensors"
+    )
     recommender = MTRecRecommender.from_pretrained(tmp_path)
     pipe = NewsRecommendationPipeline(
         model=type(model).from_pretrained(tmp_path), tokenizer=tokenizer, device="cpu"
