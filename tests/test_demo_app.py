@@ -14,7 +14,8 @@ from modeling_mtrec import NewsRecommendationPipeline, TwoTowerModel
 from modeling_mtrec.data import generate_synthetic_mind, synthetic_tokenizer
 from modeling_mtrec.data.corpus import load_retrieval_corpus
 from modeling_mtrec.serving.pipeline import save_pipeline_code
-from modeling_mtrec.serving.retrieval import build_index, export_item_vectors
+from modeling_mtrec.serving.retrieval import export_item_vectors
+from modeling_mtrec.vectors import build_index
 from tests.conftest import REPO_ROOT, synthetic_model, tiny_tt_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
