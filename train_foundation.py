@@ -1,4 +1,4 @@
-"""Pretrain the multi-domain search-and-recommendation foundation model (Gong et al., CIKM 2023) on source domains,
+r"""Pretrain the multi-domain search-and-recommendation foundation model (Gong et al., CIKM 2023) on source domains,
 then fine-tune it on a cold-start target domain with a chosen freeze split, and report AUC per (domain, task).
 
 With no data arguments it builds the package's embedded corpus (the package's synthetic news, or the news of a
@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 
 import torch
 import transformers
-from transformers import BertConfig, BertModel, HfArgumentParser, set_seed
+from transformers import BertConfig, BertModel
 
 from modeling_mtrec import FoundationConfig, FoundationModel
 from modeling_mtrec.data.stats import LoadStats
-from modeling_mtrec.model_card import write_model_card
+from modeling_mtrec.default_encoder import default_encoder_path
 from modeling_mtrec.models.foundation.corpus import DEFAULT, TINY, build_foundation_corpus
 from modeling_mtrec.models.foundation.data import (
     build_features,
@@ -47,13 +47,15 @@ from modeling_mtrec.models.foundation.data import (
     read_impressions,
     suggest_buckets,
 )
-from modeling_mtrec.models.foundation.text_features import TextFeatureCache
-from modeling_mtrec.models.foundation.trainer import (
+from modeling_mtrec.training.curves import save_training_curves
+from modeling_mtrec.training.foundation import (
     FoundationDataset,
     FoundationTrainer,
     FoundationTrainingArguments,
 )
-from modeling_mtrec.offline import default_encoder_path
+from modeling_mtrec.training.model_card import write_model_card
+from modeling_mtrec.training.recipes import parse_recipe_arguments, remove_stale_outputs, require_model_type
+from modeling_mtrec.vectors import TextFeatureCache
 
 logger = logging.getLogger("train_foundation")
 
@@ -134,8 +136,8 @@ def _train(model, features, args: FoundationTrainingArguments, output_dir: str, 
 
 
 def main() -> None:
-    parser = HfArgumentParser((FoundationScriptArguments, FoundationTrainingArguments))
-    parser.set_defaults(
+    args, training_args = parse_recipe_arguments(
+        (FoundationScriptArguments, FoundationTrainingArguments), description=__doc__,
         output_dir="outputs/foundation", per_device_train_batch_size=256, learning_rate=2e-3, num_train_epochs=5,
         weight_decay=0.0, warmup_steps=0, logging_steps=20, eval_strategy="no", save_strategy="no", report_to="none",
         seed=42, lr_scheduler_type="constant", dataloader_drop_last=False,
@@ -143,13 +145,13 @@ def main() -> None:
         # gloo process group (without it each process trains alone).
         use_cpu=not torch.cuda.is_available(),
     )
-    args, training_args = parser.parse_args_into_dataclasses()
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    transformers.utils.logging.set_verbosity_warning()
-    set_seed(training_args.seed)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     output_dir = training_args.output_dir
+    if args.init_from:  # a folder of another model: an error naming it, before any work
+        require_model_type(args.init_from, FoundationConfig.model_type, flag="--init_from")
+    if training_args.should_save:  # a reused folder holds this run's metrics only (a failed run leaves none)
+        remove_stale_outputs(output_dir, ("foundation_metrics.json",))
     timings: dict[str, object] = {}
 
     files = {name: _files(getattr(args, name)) for name in ("source_train", "source_test", "target_train", "target_test")}
@@ -207,6 +209,7 @@ def main() -> None:
         timings["text_encoding_seconds"] = round(time.perf_counter() - start, 2)
         trainer, timings["pretrain"] = _train(model, source_train, training_args, os.path.join(output_dir, "pretrained"))
         trainer.save_model(os.path.join(output_dir, "pretrained"))
+        trainer.create_model_card()  # save_model writes no card
         if rows["source_test"] is not None and trainer.is_world_process_zero():
             metrics["source_after_pretraining"] = trainer.evaluate(
                 FoundationDataset(build_features(rows["source_test"], model.config, **feature_kwargs)), metric_key_prefix="source")
@@ -242,6 +245,7 @@ def main() -> None:
         card_metrics = {k.removeprefix("target_"): v for k, v in metrics["target_after_finetuning"].items()}
         dataset = "foundation-embedded-corpus" if not args.target_train else os.path.basename(files["target_test"][0])
         write_model_card(output_dir, model.config, card_metrics, dataset_name=dataset)
+        save_training_curves(trainer.state.log_history, output_dir, model.config.model_type)
         with open(os.path.join(output_dir, "foundation_metrics.json"), "w") as f:
             json.dump(metrics, f, indent=2)
         logger.info("Target AUC (ctr / relevance): %.4f / %.4f; metrics in %s",

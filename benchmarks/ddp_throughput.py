@@ -34,9 +34,9 @@ def worker(args) -> None:
 
     from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
     from modeling_mtrec.data import generate_synthetic_mind
+    from modeling_mtrec.default_encoder import default_encoder_path
     from modeling_mtrec.models.mtrec.collator import MTRecCollator
     from modeling_mtrec.models.mtrec.corpus import load_mind
-    from modeling_mtrec.offline import default_encoder_path
 
     _common.configure(args.threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))

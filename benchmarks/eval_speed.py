@@ -41,10 +41,9 @@ import torch
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
 from modeling_mtrec.data import generate_synthetic_mind, simulate_mind_behaviors
-from modeling_mtrec.evaluation.fast import fast_evaluate, impression_scores
+from modeling_mtrec.evaluation.impressions import fast_evaluate, impression_scores, news_vector_cache
 from modeling_mtrec.models.mtrec.collator import MTRecCollator
 from modeling_mtrec.models.mtrec.corpus import load_mind
-from modeling_mtrec.serving.cache import NewsVectorCache
 
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 
@@ -116,14 +115,14 @@ def main() -> None:
 
         fast = evaluate_with_trainer(model, corpus, tokenizer, True, args.eval_batch_size, work_dir, impressions)
         start = time.perf_counter()
-        cache = NewsVectorCache.from_model(model, corpus.news, batch_size=args.eval_batch_size)
+        cache = news_vector_cache(model, corpus.news, batch_size=args.eval_batch_size)
         cache_seconds = time.perf_counter() - start
         start = time.perf_counter()
         scored = fast_evaluate(model, corpus.news, impressions, batch_size=args.eval_batch_size, cache=cache)
         scoring_seconds = time.perf_counter() - start
         # Bit-exact variant: every title padded to the longest, as in the slow path's (large) batches.
         start = time.perf_counter()
-        exact_cache = NewsVectorCache.from_model(
+        exact_cache = news_vector_cache(
             model, corpus.news, batch_size=args.eval_batch_size, sort_by_length=False
         )
         exact = fast_evaluate(model, corpus.news, impressions, batch_size=args.eval_batch_size, cache=exact_cache)
@@ -171,11 +170,11 @@ def main() -> None:
         f"| {len(corpus.news):,} | {fast['seconds']:.1f} | {n / fast['seconds']:.1f} | **{speedup:.1f}x** |",
         f"| fast, cache already built (`fast_evaluate(..., cache=...)`) | nothing | 0 | {scoring_seconds:.2f} "
         f"| {n / scoring_seconds:.0f} | {slow['seconds'] / scoring_seconds:.0f}x |",
-        f"| fast, bit-exact cache (`from_model(..., sort_by_length=False)` + `fast_evaluate`) | every news once, "
+        f"| fast, bit-exact cache (`news_vector_cache(..., sort_by_length=False)` + `fast_evaluate`) | every news once, "
         f"padded to the longest | {len(corpus.news):,} | {exact_seconds:.1f} | {n / exact_seconds:.1f} "
         f"| {slow['seconds'] / exact_seconds:.1f}x |",
         "",
-        f"Building the cache alone (`NewsVectorCache.from_model`, {len(corpus.news):,} news, length-sorted batches "
+        f"Building the cache alone (`news_vector_cache`, {len(corpus.news):,} news, length-sorted batches "
         f"of {args.eval_batch_size}): {cache_seconds:.1f} s. The impressions mention {mentions:,} news "
         f"(histories + candidates); the slow path's in-batch de-duplication brings that to {encoded:,} BERT "
         f"passes, {encoded / len(corpus.news):.1f}x the table.",

@@ -42,6 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import MIND_SAMPLE, machine_facts  # noqa: E402
 
 from modeling_mtrec import FoundationConfig, FoundationModel  # noqa: E402
+from modeling_mtrec.default_encoder import default_encoder_path  # noqa: E402
+from modeling_mtrec.evaluation.foundation import evaluate_foundation  # noqa: E402
 from modeling_mtrec.models.foundation.corpus import DEFAULT, build_foundation_corpus  # noqa: E402
 from modeling_mtrec.models.foundation.data import (  # noqa: E402
     FoundationCollator,
@@ -50,14 +52,12 @@ from modeling_mtrec.models.foundation.data import (  # noqa: E402
     read_impressions,
     suggest_buckets,
 )
-from modeling_mtrec.models.foundation.evaluation import evaluate_foundation  # noqa: E402
-from modeling_mtrec.models.foundation.text_features import TextFeatureCache  # noqa: E402
-from modeling_mtrec.models.foundation.trainer import (  # noqa: E402
+from modeling_mtrec.training.foundation import (  # noqa: E402
     FoundationDataset,
     FoundationTrainer,
     FoundationTrainingArguments,
 )
-from modeling_mtrec.offline import default_encoder_path  # noqa: E402
+from modeling_mtrec.vectors import TextFeatureCache  # noqa: E402
 
 REFERENCE = dict(mtl_module="mmoe", use_domain_adaptive=True, regularizer="js", gating="domain", interaction_features=True)
 SOURCE_VARIANTS = {  # name -> config overrides of the reference ("text" picks the text features)

@@ -31,10 +31,10 @@ from transformers import AutoTokenizer, set_seed
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
 from modeling_mtrec.data.synthetic import simulate_mind_behaviors
+from modeling_mtrec.default_encoder import default_encoder_path
 from modeling_mtrec.evaluation.metrics import impression_metrics
 from modeling_mtrec.models.mtrec.collator import MTRecCollator
 from modeling_mtrec.models.mtrec.corpus import load_mind
-from modeling_mtrec.offline import default_encoder_path
 
 DEFAULT_MIND_NEWS = str(_common.MIND_SAMPLE)
 # variant -> (gradient_surgery, auxiliary tasks on)

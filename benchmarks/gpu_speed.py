@@ -41,9 +41,9 @@ from transformers import AutoTokenizer, BertConfig
 
 from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingArguments, fast_evaluate
 from modeling_mtrec.data.synthetic import simulate_mind_behaviors
+from modeling_mtrec.default_encoder import default_encoder_path
 from modeling_mtrec.models.mtrec.collator import MTRecCollator
 from modeling_mtrec.models.mtrec.corpus import load_mind
-from modeling_mtrec.offline import default_encoder_path
 
 DEFAULT_MIND_NEWS = str(_common.MIND_SAMPLE)
 MIND_SMALL_TRAIN_CLICKS = 236_344

@@ -8,7 +8,7 @@ Each run is the recipe with its defaults, in its own process, on a fresh output 
 
 so a seed changes both the synthetic corpus (users, news, clicks) and the training (head initialisation, data
 order, negatives); `--extra` appends recipe flags (last on the command line), e.g.
-``--extra --head_learning_rate 1e-3 --synthetic_subcategory_boost 4``. The recipe scores the same dev impressions
+``--extra --head_learning_rate 1e-3 --length_buckets 4``. The recipe scores the same dev impressions
 with the category-share baseline, the model before training and the model after, and writes them to
 ``dev_comparison.json``; this script collects them with the wall time of the whole run (process start to exit:
 imports, corpus, tokenisation, both evaluations, training, saving) and the 1-minute load average before and after

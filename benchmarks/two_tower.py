@@ -52,7 +52,7 @@ from modeling_mtrec.evaluation.retrieval import approximate_recall, evaluate_ret
 from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
 from modeling_mtrec.models.two_tower.corpus import load_retrieval_corpus
 from modeling_mtrec.models.two_tower.features import feature_mutual_information, static_log_q
-from modeling_mtrec.serving.retrieval import build_index
+from modeling_mtrec.vectors import build_index
 
 VARIANTS = {  # name -> (ssl_augmentations or None for no SSL, logq_mode)
     "no SSL, logQ off": (None, "off"),

@@ -1,4 +1,5 @@
-"""One model-card writer for every model, one card layout."""
+"""One model-card writer for every model, one card layout; cards are written by the trainers and recipes, never by
+`save_pretrained`."""
 
 from __future__ import annotations
 
@@ -7,10 +8,19 @@ from types import SimpleNamespace
 
 import pytest
 from huggingface_hub import ModelCard
+from transformers import TrainingArguments
 
 import modeling_mtrec
-from modeling_mtrec.model_card import CARD_SECTIONS, CARDS, card_template_path, write_model_card
+from modeling_mtrec import FoundationTrainer, MTRecModel, MTRecTrainer, TwoTowerModel, TwoTowerTrainer
+from modeling_mtrec.training.model_card import (
+    CARD_SECTIONS,
+    CARDS,
+    card_template_path,
+    render_model_card,
+    write_model_card,
+)
 from tests.conftest import tiny_config, tiny_tt_config
+from tests.models.foundation import foundation_helpers
 
 
 def test_every_model_has_a_card_and_every_card_the_shared_layout():
@@ -42,3 +52,23 @@ def test_card_holds_this_models_metrics_only(tmp_path, config, metrics, names):
 def test_unknown_model_type_has_no_card(tmp_path):
     with pytest.raises(ValueError, match="no model card for model_type 'foundation'"):
         write_model_card(tmp_path, SimpleNamespace(model_type="foundation"))
+
+
+@pytest.mark.parametrize(
+    "make, trainer_class, metrics, names",
+    [
+        (lambda: MTRecModel(tiny_config()), MTRecTrainer, {"eval_auc": 0.61234, "eval_mrr": 0.3}, ["AUC", "MRR"]),
+        (lambda: TwoTowerModel(tiny_tt_config()), TwoTowerTrainer, {"eval_recall@50": 0.2}, ["Recall@50"]),
+        (foundation_helpers.make_model, FoundationTrainer, {"eval_mean_auc": 0.7}, ["mean AUC"]),
+    ],
+)
+def test_every_trainer_writes_its_models_card_and_save_pretrained_none(tmp_path, make, trainer_class, metrics, names):
+    model = make()
+    model.save_pretrained(tmp_path / "saved")
+    assert not (tmp_path / "saved" / "README.md").exists()  # a model file has no side effect
+    trainer = trainer_class(model=model, args=TrainingArguments(output_dir=str(tmp_path / "run"), report_to=[]))
+    trainer.state.log_history.append({**metrics, "epoch": 1.0})
+    trainer.create_model_card(dataset="my-split")
+    card = ModelCard.load(tmp_path / "run" / "README.md")
+    assert card.content == render_model_card(model.config, {k[5:]: v for k, v in metrics.items()}, "my-split").content
+    assert [r.metric_name for r in card.data.eval_results] == names

@@ -246,7 +246,7 @@ def test_saved_folder_loads_as_remote_code_without_prompt_warning_or_local_path(
     import subprocess
 
     out = tmp_path / "run"
-    run_recipe(monkeypatch, out, tiny_encoder[0], "--synthetic_users", "20", "--max_steps", "1")
+    run_recipe(monkeypatch, out, tiny_encoder[0], "--synthetic_preset", "tiny", "--max_steps", "1")
     text = (out / "config.json").read_text()
     assert '"_name_or_path"' not in text and str(tmp_path) not in text and tiny_encoder[0] not in text
     assert json.loads(text)["encoder_name_or_path"] is None
@@ -264,8 +264,8 @@ def test_saved_folder_loads_as_remote_code_without_prompt_warning_or_local_path(
 
 
 def test_encoder_hub_id_never_records_a_local_path(tmp_path):
+    from modeling_mtrec.default_encoder import DEFAULT_ENCODER_HUB_ID, default_encoder_path
     from modeling_mtrec.models.mtrec.configuration_mtrec import encoder_hub_id
-    from modeling_mtrec.offline import DEFAULT_ENCODER_HUB_ID, default_encoder_path
 
     assert encoder_hub_id(default_encoder_path()) == DEFAULT_ENCODER_HUB_ID  # the offline default's Hub id
     assert encoder_hub_id("google-bert/bert-base-uncased") == "google-bert/bert-base-uncased"

@@ -2,7 +2,7 @@
 vectors encoded once, the MIND leaderboard's prediction file, and a non-neural baseline to compare models with."""
 
 from .baselines import category_share_metrics, category_share_scores
-from .fast import fast_evaluate, impression_scores
+from .impressions import encode_item_table, fast_evaluate, impression_scores, news_vector_cache
 from .leaderboard import (
     ImpressionPrediction,
     predict_ranks,
@@ -27,12 +27,14 @@ __all__ = [
     "category_share_metrics",
     "category_share_scores",
     "dcg_score",
+    "encode_item_table",
     "fast_evaluate",
     "impression_metrics",
     "impression_scores",
     "load_mind_metric",
     "mrr_score",
     "ndcg_score",
+    "news_vector_cache",
     "padded_impression_metrics",
     "predict_ranks",
     "ranks_from_scores",

@@ -17,8 +17,9 @@ import torch
 from ..data.mind import id_problem, read_behaviors, read_news, require_rows, split_files
 from ..data.samples import recent_history
 from ..data.stats import LoadStats
-from ..scoring import score_impressions
-from ..serving.cache import NewsVectorCache, encode_titles
+from ..models.mtrec.processing_mtrec import raw_title_batches
+from ..scoring import encode_item_batches, score_impressions
+from ..vectors import NewsVectorCache
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -185,13 +186,17 @@ def write_mind_predictions(
     before = stats.copy()
     news = require_rows(read_news(news_path, lenient=lenient, stats=stats), news_path, "news", dict(stats - before))
     table = news.select_columns(["news_id", "title"]).with_format(None)[:]
+
+    def title_vectors(titles: list[str]) -> torch.Tensor:  # (n,) -> (n, D); news.tsv's missing title is empty
+        titles = [title or "" for title in titles]
+        return encode_item_batches(model, raw_title_batches(tokenizer, titles, model.config, batch_size), len(titles))
+
     if cache is None:
-        cache = NewsVectorCache.from_titles(model, tokenizer, table["news_id"], table["title"], batch_size=batch_size)
+        cache = NewsVectorCache.for_model(model, table["news_id"], title_vectors(table["title"]))
     else:
         missing = [i for i, news_id in enumerate(table["news_id"]) if news_id not in cache]
         if missing:
-            titles = [table["title"][i] for i in missing]
-            cache.add([table["news_id"][i] for i in missing], encode_titles(model, tokenizer, titles, batch_size=batch_size))
+            cache.add([table["news_id"][i] for i in missing], title_vectors([table["title"][i] for i in missing]))
     before = stats.copy()
     behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)
     require_rows(behaviors, behaviors_path, "impression", dict(stats - before))

@@ -9,13 +9,18 @@ the rest; `cold` = items never clicked in training (e.g. news first seen in the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
+import torch
 
 from ..models.two_tower.features import ItemFeatures
-from ..serving.retrieval import build_index, encode_user_vectors, export_item_vectors, search
+from ..scoring import encode_item_batches, encode_users_from_vectors
+from ..vectors import build_index, search
 from .metrics import recall_at_k
+
+if TYPE_CHECKING:
+    import faiss
 
 __all__ = ["approximate_recall", "evaluate_retrieval", "item_slices"]
 
@@ -52,8 +57,9 @@ def evaluate_retrieval(
     results, as a retriever would not re-recommend read news). Returns ``recall@k``, ``{slice}_recall@k``,
     ``random_recall@k`` (expected recall of a uniformly random ranking), and ``num_queries`` / ``num_{slice}``.
     """
-    if item_vectors is None:
-        item_vectors = export_item_vectors(model, items)
+    if item_vectors is None:  # the item tower's L2-normalised vectors, every row once
+        item_vectors = encode_item_batches(model, items.batches(4096), len(items)).numpy()
+    table = torch.from_numpy(np.ascontiguousarray(item_vectors))
     if index is None:
         index = build_index(item_vectors, "flat")
     if hasattr(samples, "select_columns"):  # a Dataset: to_dict honours any select / shuffle indices
@@ -66,7 +72,10 @@ def evaluate_retrieval(
     ranked = []
     for start in range(0, len(positives), batch_size):
         stop = start + batch_size
-        users = encode_user_vectors(model, item_vectors, user_keys[start:stop], histories[start:stop])
+        users = encode_users_from_vectors(
+            model, table, histories[start:stop], user_inputs={"user_key": list(user_keys[start:stop])},
+            batch_size=max(1, len(histories[start:stop])),
+        ).numpy()
         ranked.append(search(index, users, top, exclude=histories[start:stop])[1])
     ranked = np.concatenate(ranked) if ranked else np.zeros((0, top), dtype=np.int64)
     slices = item_slices(train_counts, head_share)

@@ -4,7 +4,7 @@ raw titles (`NewsTitle`): ``from_pretrained(folder)``, ``add_news(ids, titles)``
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,9 +15,9 @@ import torch
 from ..data.mind import as_id
 from ..data.samples import recent_history
 from ..models.mtrec.modeling_mtrec import MTRecModel
-from ..models.mtrec.processing_mtrec import check_tokenizer
-from ..scoring import model_device, score_impressions
-from .cache import NewsVectorCache, encode_titles, news_encoder_fingerprint
+from ..models.mtrec.processing_mtrec import check_tokenizer, raw_title_batches
+from ..scoring import encode_item_batches, model_device, score_impressions
+from ..vectors import NewsVectorCache
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -36,6 +36,16 @@ class NewsTitle(str):
 
 
 NewsRef = str  # a news id, or a NewsTitle
+
+
+def _as_list(value: object, what: str, items: str = "news ids") -> list:
+    """`value` read once, as a list: a generator or iterator is consumed here and never again. A string (iterating
+    it would give one character after the other), None or anything not iterable is a `TypeError` naming `what`."""
+    if isinstance(value, str):
+        raise TypeError(f"{what} must be a list of {items}, got the string {value!r}")
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{what} must be a list of {items}, got {type(value).__name__}: {value!r}")
+    return list(value)
 
 
 @dataclass
@@ -59,7 +69,9 @@ class MTRecRecommender:
     History and candidates are news ids (looked up in the cache; an unknown id raises `KeyError` naming it) or
     `NewsTitle` strings (encoded on the fly, tokenised as in training, not added to the cache). An empty history
     gives the user vector 0 (see `MTRecModel`), so every candidate scores 0 and the ranking is the input order.
-    Ties are always broken by input order.
+    Ties are always broken by input order. Histories and candidate lists may be any iterable (read once); a
+    string where a list belongs, a title that is not a string, and a non-finite vector or score (a model whose
+    weights hold NaN or inf, e.g. a diverged run) are errors, never an answer.
     """
 
     def __init__(
@@ -77,10 +89,7 @@ class MTRecRecommender:
         self.batch_size = batch_size
         self.device = model_device(model, device)
         if cache is None:
-            cache = NewsVectorCache(
-                [], torch.zeros(0, model.vector_size), fingerprint=news_encoder_fingerprint(model),
-                max_title_length=model.config.max_title_length,
-            )
+            cache = NewsVectorCache.for_model(model, [], torch.zeros(0, model.vector_size))
         self.cache = cache
 
     @classmethod
@@ -107,16 +116,22 @@ class MTRecRecommender:
         cache = NewsVectorCache.load(cache_path, model) if cache_path is not None else None
         return cls(model, tokenizer, cache, device=device)
 
-    def add_news(self, news_ids: Sequence[str], titles: Sequence[str]) -> None:
+    def add_news(self, news_ids: Iterable[str], titles: Iterable[str]) -> None:
         """Encodes titles and stores them in the cache under the ids (an id already there is overwritten; integer ids
-        are stored as their string, as everywhere)."""
+        are stored as their string, as everywhere). Both are read once (any iterable); all or nothing: a bad id,
+        title or vector stores none."""
+        news_ids = _as_list(news_ids, "news ids")
+        titles = _as_list(titles, "titles", "strings")
         if len(news_ids) != len(titles):
             raise ValueError(f"got {len(news_ids)} news ids but {len(titles)} titles")
-        self.cache.add(list(news_ids), self.encode_titles(titles))
+        self.cache.add(news_ids, self.encode_titles(titles))
 
-    def encode_titles(self, titles: Sequence[str]) -> torch.Tensor:
-        """News vectors of raw titles. (n,) -> (n, D)."""
-        return encode_titles(self.model, self.tokenizer, titles, batch_size=self.batch_size, device=self.device)
+    def encode_titles(self, titles: Iterable[str]) -> torch.Tensor:
+        """MTRec news vectors of raw titles, tokenised as in training. (n,) -> (n, D); a title that is not a string
+        is a `TypeError` naming its position."""
+        titles = _as_list(titles, "titles", "strings")
+        batches = raw_title_batches(self.tokenizer, titles, self.model.config, self.batch_size)
+        return encode_item_batches(self.model, batches, len(titles), device=self.device)
 
     def _vectors(self, refs: Sequence[NewsRef]) -> torch.Tensor:
         """Vectors of ids and/or `NewsTitle`s, in input order. (n,) -> (n, D)."""
@@ -126,20 +141,26 @@ class MTRecRecommender:
         if ids:
             out[ids] = self.cache.lookup(str(refs[i]) for i in ids)
         if titles:
-            out[titles] = self.encode_titles([str(refs[i]) for i in titles])
+            vectors = self.encode_titles([str(refs[i]) for i in titles])  # (t, D)
+            finite = torch.isfinite(vectors).all(dim=1)
+            if not bool(finite.all()):
+                title = refs[titles[int((~finite).nonzero()[0])]]
+                raise ValueError(
+                    f"the vector of the title {str(title)!r} holds NaN or inf: the model's news encoder is broken "
+                    "(weights holding NaN or inf, e.g. a diverged run)"
+                )
+            out[titles] = vectors
         return out
 
     @torch.no_grad()
     def recommend_batch(
-        self, histories: Sequence[Sequence[NewsRef]], candidates: Sequence[Sequence[NewsRef]]
+        self, histories: Iterable[Iterable[NewsRef]], candidates: Iterable[Iterable[NewsRef]]
     ) -> list[Recommendation]:
         """`recommend` for many users at once: one user-encoder pass per `batch_size` users."""
+        histories = [_as_list(h, "a history") for h in _as_list(histories, "histories", "histories")]
+        candidates = [_as_list(c, "a candidate list") for c in _as_list(candidates, "candidates", "candidate lists")]
         if len(histories) != len(candidates):
             raise ValueError(f"got {len(histories)} histories but {len(candidates)} candidate lists")
-        for what, seqs in (("history", histories), ("candidate list", candidates)):
-            for seq in (seqs, *seqs):
-                if isinstance(seq, str):  # iterating it would look up one character after the other
-                    raise TypeError(f"a {what} must be a list of news ids, got the string {seq!r}")
         max_history = self.model.config.max_history_length
         # Every distinct reference is resolved (looked up or encoded) once, then addressed by row. Ids are normalised
         # as everywhere (`as_id`: 123 -> "123").
@@ -158,9 +179,15 @@ class MTRecRecommender:
         scores = score_impressions(
             self.model, vectors, history_rows, candidate_rows, batch_size=self.batch_size, device=self.device
         )
+        for user, user_scores in enumerate(scores):
+            if not np.all(np.isfinite(user_scores)):  # finite news vectors, so the user encoder or the scorer
+                raise ValueError(
+                    f"the model's scores for user {user} hold NaN or inf although every news vector is finite: the "
+                    "model's user encoder is broken (weights holding NaN or inf, e.g. a diverged run)"
+                )
         return [Recommendation(s, np.argsort(-s.astype(np.float64), kind="stable")) for s in scores]
 
-    def recommend(self, history: Sequence[NewsRef], candidates: Sequence[NewsRef]) -> Recommendation:
+    def recommend(self, history: Iterable[NewsRef], candidates: Iterable[NewsRef]) -> Recommendation:
         """Scores and ranks `candidates` for a user who clicked `history` (oldest first).
 
         Returns:
@@ -169,5 +196,7 @@ class MTRecRecommender:
 
         Raises:
             KeyError: an id (a plain string) is not in the cache; the message names it.
+            TypeError: `history` or `candidates` is a string, None or not iterable, or a title is not a string.
+            ValueError: a vector or score holds NaN or inf (the message names the title, or the model's encoder).
         """
-        return self.recommend_batch([history], [candidates])[0]
+        return self.recommend_batch([_as_list(history, "a history")], [_as_list(candidates, "a candidate list")])[0]

@@ -1,99 +1,38 @@
-"""Serving the two-tower retriever: item-vector export, faiss indexes, search, and retrieve-then-rank with MTRec.
+"""Serving the two-tower retriever: item-vector export and retrieve-then-rank with MTRec.
 
-Nearest-neighbour search is faiss's (exact `IndexFlatIP`, or approximate IVF / HNSW); the vectors are L2-normalised,
-so inner product = cosine and the ranking is the model's (the temperature does not change the order). Recall@K
-of the retriever is `modeling_mtrec.evaluation.retrieval`.
+Nearest-neighbour search is faiss's, through `modeling_mtrec.vectors.build_index` / `search` (exact `IndexFlatIP`,
+or approximate IVF / HNSW); the vectors are L2-normalised, so inner product = cosine and the ranking is the model's
+(the temperature does not change the order). Recall@K of the retriever is `modeling_mtrec.evaluation.retrieval`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 import torch
 
 from ..models.mtrec.processing_mtrec import title_batches
 from ..models.two_tower.features import ItemFeatures
 from ..scoring import encode_item_batches, encode_users_from_vectors, score_impressions
+from ..vectors import search
+
+if TYPE_CHECKING:
+    import faiss
 
 __all__ = [
-    "INDEX_KINDS",
     "RankedNews",
-    "build_index",
     "encode_user_vectors",
     "export_item_vectors",
     "retrieve_then_rank",
-    "search",
 ]
-
-INDEX_KINDS = ("flat", "ivf", "hnsw")
 
 
 def export_item_vectors(model, items: ItemFeatures, batch_size: int = 4096) -> np.ndarray:
     """L2-normalised item vectors of every row of `items`, in eval mode. -> (num_items, output_dim) float32."""
     return encode_item_batches(model, items.batches(batch_size), len(items)).numpy()
-
-
-def build_index(
-    vectors: np.ndarray, kind: str = "flat", *, nlist: int | None = None, nprobe: int = 8,
-    hnsw_m: int = 32, ef_search: int = 64, seed: int = 0,
-) -> faiss.Index:
-    """A faiss inner-product index over `vectors` (N, D).
-
-    kind: "flat" (exact `IndexFlatIP`), "ivf" (`IndexIVFFlat`, `nlist` cells, default ~4 sqrt(N), `nprobe` probed)
-    or "hnsw" (`IndexHNSWFlat` with `hnsw_m` links per node and `ef_search`).
-    """
-    if kind not in INDEX_KINDS:
-        raise ValueError(f"index kind must be one of {INDEX_KINDS}, got {kind!r}")
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or len(vectors) == 0:
-        raise ValueError(f"vectors must be a non-empty (N, D) array, got shape {vectors.shape}")
-    dim = vectors.shape[1]
-    if kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    elif kind == "ivf":
-        nlist = nlist or max(1, min(len(vectors) // 39, int(4 * np.sqrt(len(vectors)))))  # faiss wants >= 39 per cell
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = seed
-        index.train(vectors)
-        index.nprobe = min(nprobe, nlist)
-    else:
-        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efSearch = ef_search
-    index.add(vectors)
-    return index
-
-
-def search(
-    index: faiss.Index, queries: np.ndarray, k: int, exclude: Sequence[Sequence[int]] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (scores, rows) per query (Q, k), skipping each query's `exclude` rows (e.g. its history).
-
-    faiss is asked for k + the longest exclusion list, so k rows remain after filtering (-1 / -inf pad when the
-    index holds fewer).
-    """
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    extra = max((len(e) for e in exclude), default=0) if exclude is not None else 0
-    fetch = min(k + extra, index.ntotal)
-    scores, rows = index.search(queries, fetch)  # (Q, fetch)
-    if not extra:
-        return _pad(scores, rows, k)
-    out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-    out_rows = np.full((len(queries), k), -1, dtype=np.int64)
-    for q, banned in enumerate(exclude):
-        keep = ~np.isin(rows[q], np.asarray(banned, dtype=np.int64)) & (rows[q] >= 0)
-        kept_rows, kept_scores = rows[q][keep][:k], scores[q][keep][:k]
-        out_rows[q, : len(kept_rows)], out_scores[q, : len(kept_rows)] = kept_rows, kept_scores
-    return out_scores, out_rows
-
-
-def _pad(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    if rows.shape[1] >= k:
-        return scores[:, :k], rows[:, :k]
-    pad = k - rows.shape[1]
-    return (np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf), np.pad(rows, ((0, 0), (0, pad)), constant_values=-1))
 
 
 def encode_user_vectors(

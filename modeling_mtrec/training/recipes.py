@@ -1,16 +1,20 @@
-"""What the training recipes (`train_<model>.py`) share: argument parsing, the default (synthetic) data, the
-load report written beside the metrics, and the comparison of models on the same dev impressions."""
+"""What the training recipes (`train_<model>.py`) share: argument parsing (and a `--help` that opens with the
+recipe), the default (synthetic) data, checks of the folders a recipe is given, the removal of a previous run's
+outputs, the load report written beside the metrics, and the comparison of models on the same dev impressions."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import transformers
-from transformers import HfArgumentParser, set_seed
+from transformers import AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
 
 from ..data.synthetic import synthetic_fallback
 
@@ -18,8 +22,11 @@ __all__ = [
     "DEV_COMPARISON",
     "LOAD_REPORT",
     "corpus_report",
+    "load_tokenizer",
     "parse_recipe_arguments",
     "recipe_data",
+    "remove_stale_outputs",
+    "require_model_type",
     "write_dev_comparison",
     "write_load_report",
 ]
@@ -28,13 +35,45 @@ LOAD_REPORT = "load_report.json"
 DEV_COMPARISON = "dev_comparison.json"
 COMPARED_METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 
+logger = logging.getLogger(__name__)
 
-def parse_recipe_arguments(dataclass_types: tuple[type, ...], **defaults: Any) -> tuple:
-    """Parses the command line into the recipe's dataclasses (`defaults` override the fields' own; any flag
-    overrides them), sets up logging and the seed. Returns one instance per dataclass."""
-    parser = HfArgumentParser(dataclass_types)
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The recipe's docstring as written (its commands keep their lines), and every option's default."""
+
+
+def recipe_parser(dataclass_types: tuple[type, ...], *, description: str | None = None, **defaults: Any) -> HfArgumentParser:
+    """`HfArgumentParser` over the recipe's dataclasses, the last one a `TrainingArguments`, whose `--help` reads
+    top-down: what the recipe does (`description`, e.g. its docstring), the recipe's own options, the options its
+    `TrainingArguments` subclass adds, then the ~100 options every transformers Trainer takes."""
+    prog = os.path.basename(sys.argv[0]) or "recipe"
+    parser = HfArgumentParser(
+        dataclass_types, description=description, formatter_class=_HelpFormatter,
+        usage=f"{prog} [--output_dir DIR] [options]   (--help: the recipe, then its options, then the Trainer's)",
+    )
     parser.set_defaults(**defaults)
-    parsed = parser.parse_args_into_dataclasses()
+    *script_types, training_type = dataclass_types
+    trainer_fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    own_fields = {f.name for f in dataclasses.fields(training_type)} - trainer_fields
+    groups = [
+        (parser.add_argument_group(f"{prog} options"), {f.name for t in script_types for f in dataclasses.fields(t)}),
+        (parser.add_argument_group(f"{training_type.__name__} options (this model's training)"), own_fields),
+        (parser.add_argument_group("transformers.TrainingArguments options (every Trainer's)"), trainer_fields),
+    ]
+    general = parser._optionals  # argparse keeps no public way to move an option between groups
+    for action in list(general._group_actions):
+        for group, names in groups:
+            if action.dest in names:
+                general._group_actions.remove(action)
+                group._group_actions.append(action)
+                break
+    return parser
+
+
+def parse_recipe_arguments(dataclass_types: tuple[type, ...], *, description: str | None = None, **defaults: Any) -> tuple:
+    """Parses the command line into the recipe's dataclasses (`defaults` override the fields' own; any flag
+    overrides them; see `recipe_parser`), sets up logging and the seed. Returns one instance per dataclass."""
+    parsed = recipe_parser(dataclass_types, description=description, **defaults).parse_args_into_dataclasses()
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     set_seed(parsed[-1].seed)
@@ -43,7 +82,8 @@ def parse_recipe_arguments(dataclass_types: tuple[type, ...], **defaults: Any) -
 
 def recipe_data(script_args, training_args, **generate_kwargs: Any) -> tuple[str, str | None, str]:
     """``(train_dir, dev_dir, dataset name for the model card)``: the recipe's `--train_dir` / `--dev_dir`, or the
-    synthetic corpus (`synthetic_fallback`, written once under DDP) when there is no `--train_dir`."""
+    synthetic corpus (`synthetic_fallback`, written once under DDP; `generate_kwargs`, e.g. ``preset="demo"``, go to
+    `generate_synthetic_mind`) when there is no `--train_dir`."""
     train_dir, dev_dir = synthetic_fallback(
         script_args.train_dir, script_args.dev_dir, training_args.output_dir, seed=script_args.synthetic_seed,
         context=training_args.main_process_first(desc="synthetic corpus"), **generate_kwargs,
@@ -51,6 +91,60 @@ def recipe_data(script_args, training_args, **generate_kwargs: Any) -> tuple[str
     if script_args.train_dir is None:
         return train_dir, dev_dir, "synthetic-mind"
     return train_dir, dev_dir, os.path.basename(os.path.normpath(dev_dir or train_dir))
+
+
+def remove_stale_outputs(output_dir: str | os.PathLike, names: tuple[str, ...]) -> list[str]:
+    """Removes the files `names` that a previous run left in `output_dir` (and says so), so that a reused folder ends
+    up holding this run's outputs only: a run without ``--do_predict`` must not leave the previous model's
+    ``prediction.txt`` beside its own model. Returns the names removed."""
+    removed = [name for name in names if (Path(output_dir) / name).is_file()]
+    for name in removed:
+        (Path(output_dir) / name).unlink()
+    if removed:
+        logger.warning("%s held a previous run's %s: removed (this run writes its own)", output_dir, ", ".join(removed))
+    return removed
+
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
+
+
+def load_tokenizer(name_or_path: str | os.PathLike, *, flag: str):
+    """The tokenizer of a checkpoint given by a recipe flag (`flag`, e.g. ``"--init_from"``), or a `ValueError`
+    naming the folder and what is wrong with it (instead of transformers' advice to install sentencepiece)."""
+    folder = Path(name_or_path)
+    if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ValueError(
+            f"{flag} {folder}: the folder holds no tokenizer (none of {', '.join(TOKENIZER_FILES)}); save the "
+            "tokenizer beside the model (the recipes do), or copy it from the checkpoint the model started from"
+        )
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError, TypeError) as error:
+        raise ValueError(f"{flag} {name_or_path}: its tokenizer cannot be loaded: {error}") from error
+
+
+def require_model_type(folder: str | os.PathLike, model_type: str | tuple[str, ...] | None = None, *, flag: str,
+                       refuse: tuple[str, ...] = ()) -> str:
+    """Checks a local checkpoint folder given by a recipe flag before any work: it must hold a ``config.json`` whose
+    ``model_type`` is `model_type` (one of them, when a tuple; any, when None) and none of `refuse`. Raises a
+    `ValueError` naming the folder and what it holds. Returns its model type ("" for a Hub id, not checked here)."""
+    path = Path(folder)
+    if not path.exists():
+        if os.path.isabs(folder) or os.fspath(folder).startswith("."):
+            raise ValueError(f"{flag} {folder}: no such folder")
+        return ""  # a Hub id: transformers checks it when it loads it
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ValueError(f"{flag} {folder}: not a model folder (no config.json)")
+    try:
+        found = json.loads(config_file.read_text()).get("model_type", "")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
+        raise ValueError(f"{flag} {folder}: its config.json is not a JSON object ({error})") from error
+    expected = (model_type,) if isinstance(model_type, str) else model_type
+    if (expected is not None and found not in expected) or found in refuse:
+        wanted = f"a model of type {' or '.join(map(repr, expected))}" if expected else "a text encoder"
+        raise ValueError(f"{flag} {folder}: a model of type {found!r}, but {flag} takes {wanted}")
+    return found
 
 
 def corpus_report(corpus, **folders: str | os.PathLike | None) -> dict[str, Any]:

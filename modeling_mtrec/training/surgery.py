@@ -13,9 +13,9 @@ modified. Parameters reached by one side only take that side's gradient. Modes: 
 (plain g_main + g_aux, the ablation).
 
 Nothing here knows about a Trainer: `GradientSurgery.combine` takes the two tasks' per-parameter gradients (as
-`torch.autograd.grad` returns them, `None` where a task does not reach a parameter) and returns the update per
-parameter, so any model with a main and an auxiliary loss can use it. `accumulate` and `all_reduce_mean` are the
-two steps a Trainer needs around it to stay exact across gradient accumulation and DDP (see `MTRecTrainer`).
+autograd returns them, `None` where a task does not reach a parameter) and returns the update per parameter, so
+any model with a main and an auxiliary loss can use it. `accumulate` and `all_reduce_mean` are the two steps a
+Trainer needs around it to stay exact across gradient accumulation and DDP (see `training.multitask`).
 """
 
 from __future__ import annotations

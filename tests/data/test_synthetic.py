@@ -203,7 +203,7 @@ def test_rejects_bad_arguments(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The click model's knobs: defaults give the corpus of before the knobs, byte for byte; each knob does what it says
+# The click model's knobs: a knob at its default draws nothing (the files are pinned); each knob does what it says
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -216,14 +216,15 @@ def sha256_of(folders: dict[str, str], names: tuple[str, ...] = ("news.tsv", "be
     return digest.hexdigest()
 
 
-# Digests of the corpora of the module's fixtures (`corpus`, `simulated`) as generated at commit 956f117, before the
-# knobs existed: with their defaults the generators must draw exactly the same random numbers.
+# Digests of the corpora of the module's fixtures (`corpus`, `simulated`): a seed pins the files. `corpus`'s is the one
+# generated before the knobs existed (commit 956f117); `simulated`'s changed once, when both generators came to draw an
+# impression's clicks before its timestamp.
 CORPUS_SHA256 = "6426861c169031e90409558b81df532a127f31744337627a4ddc7a8e49fa4fd9"
-SIMULATED_SHA256 = "647f6c2a2028d666dbcf9da9b05ace89b4b817171390e580e70f3aec129bd8a9"
+SIMULATED_SHA256 = "eb826901fecfe5061eca6779b19d969e0ebddb885d61826fe3b838eccae94838"
 KNOB_DEFAULTS = {"category_boost": 6.0, "entity_boost": 4.0, "subcategory_boost": 1.0, "appeal_boost": 1.0}
 
 
-def test_default_knobs_give_the_corpus_of_before_the_knobs(corpus, tmp_path):
+def test_default_knobs_draw_nothing(corpus, tmp_path):
     assert sha256_of(corpus) == CORPUS_SHA256
     explicit = generate_synthetic_mind(str(tmp_path), seed=7, topic_words_per_title=None, **KNOB_DEFAULTS, **SMALL)
     assert sha256_of(explicit) == CORPUS_SHA256
@@ -389,7 +390,7 @@ def test_simulate_rejects_bad_arguments(tmp_path, source_news):
         simulate_mind_behaviors(source_news, str(tmp_path), subcategory_boost=float("nan"))
 
 
-def test_simulated_defaults_give_the_behaviors_of_before_the_knobs(simulated):
+def test_simulated_behaviors_are_pinned_by_the_seed(simulated):
     assert sha256_of(simulated) == SIMULATED_SHA256
 
 
@@ -398,3 +399,28 @@ def test_simulated_subcategory_boost_plants_a_preference_within_the_category(tmp
 
     boosted = simulate_mind_behaviors(source_news, str(tmp_path), seed=5, subcategory_boost=8.0, **SIMULATED)
     assert top_subcategory_share(boosted["train"], source_news) > top_subcategory_share(simulated["train"], source_news) + 0.1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Presets: named corpora, arguments that replace the defaults
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_preset_is_its_arguments(tmp_path):
+    from modeling_mtrec.data.synthetic import PRESETS
+
+    small = {"num_news": 120, "num_dev_news": 20, "num_users": 30, "num_dev_users": 10}
+    preset = {"demo_small": {**PRESETS["demo"], **small}}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(PRESETS, "demo_small", preset["demo_small"])
+        named = generate_synthetic_mind(str(tmp_path / "named"), seed=2, preset="demo_small")
+    explicit = generate_synthetic_mind(str(tmp_path / "explicit"), seed=2, **preset["demo_small"])
+    assert sha256_of(named) == sha256_of(explicit)
+
+
+def test_preset_refuses_an_unknown_name_and_an_argument_it_sets(tmp_path):
+    with pytest.raises(ValueError, match="unknown synthetic corpus preset 'nope'; choose one of \\['demo', 'tiny'\\]"):
+        generate_synthetic_mind(str(tmp_path), preset="nope")
+    with pytest.raises(ValueError, match="preset 'demo' sets \\['num_users'\\]"):
+        generate_synthetic_mind(str(tmp_path), preset="demo", num_users=10)
+    assert not os.listdir(tmp_path)

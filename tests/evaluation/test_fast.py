@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modeling_mtrec import MTRecTrainer, MTRecTrainingArguments
-from modeling_mtrec.evaluation.fast import fast_evaluate
+from modeling_mtrec.evaluation.impressions import fast_evaluate
 from modeling_mtrec.models.mtrec.collator import MTRecCollator
 from tests.conftest import synthetic_model
 

@@ -15,13 +15,14 @@ from modeling_mtrec.data import (
     LoadStats,
     read_behaviors,
 )
+from modeling_mtrec.evaluation.impressions import news_vector_cache
 from modeling_mtrec.evaluation.leaderboard import (
     predict_ranks,
     ranks_from_scores,
     write_mind_predictions,
     write_prediction_file,
 )
-from modeling_mtrec.serving.cache import NewsVectorCache
+from modeling_mtrec.vectors import NewsVectorCache
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -40,7 +41,7 @@ def hand_cache(model) -> NewsVectorCache:
 
 def expected_scores(model, cache, history: list[str], candidates: list[str]) -> np.ndarray:
     with torch.no_grad():
-        user = model.encode_user(cache.lookup(history)[None])  # (1, H, D) -> (1, D)
+        user = model.encode_users(cache.lookup(history)[None])  # (1, H, D) -> (1, D)
         return model.score(user, cache.lookup(candidates)[None])[0].numpy()  # (1, C, D).(1, D) -> (C,)
 
 BEHAVIORS = (
@@ -107,8 +108,8 @@ def test_write_mind_predictions_from_folder(setup, tmp_path):
     (test_dir / "behaviors.tsv").write_text(re.sub(r"-[01]\b", "", labelled))
     write_mind_predictions(model, tokenizer, test_dir, test_dir, zip_file=False, cache=cache)
     assert (test_dir / "prediction.txt").read_text().splitlines() == lines
-    # Encoding raw titles gives the tokenised table's vectors: the cache agrees with from_model.
-    table_cache = NewsVectorCache.from_model(model, corpus.news)
+    # Encoding raw titles gives the tokenised table's vectors: the cache agrees with news_vector_cache.
+    table_cache = news_vector_cache(model, corpus.news)
     torch.testing.assert_close(cache.lookup(cache.news_ids), table_cache.lookup(cache.news_ids), atol=1e-5, rtol=0)
 
 

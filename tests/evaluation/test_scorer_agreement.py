@@ -19,14 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modeling_mtrec.evaluation.fast import fast_evaluate, impression_scores
+from modeling_mtrec.evaluation.impressions import fast_evaluate, impression_scores, news_vector_cache
 from modeling_mtrec.evaluation.leaderboard import (
     ImpressionPrediction,
     ranks_from_scores,
     write_mind_predictions,
 )
 from modeling_mtrec.evaluation.metrics import impression_metrics
-from modeling_mtrec.serving.cache import NewsVectorCache
 
 roc_auc_score = pytest.importorskip("sklearn.metrics").roc_auc_score
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
@@ -139,7 +138,7 @@ def test_prediction_file_scored_like_mind_gives_the_reported_metrics(setup, tmp_
     assert corpus.stats["empty_history"] > 0
     assert max(len(h) for h in corpus.eval["history"]) > model.config.max_history_length
 
-    cache = NewsVectorCache.from_model(model, corpus.news)
+    cache = news_vector_cache(model, corpus.news)
     path, _ = write_mind_predictions(model, tokenizer, dirs["dev"], tmp_path, zip_file=False, cache=cache)
     official = official_scores(truth_lines(Path(dirs["dev"]) / "behaviors.tsv"), path.read_text().splitlines())
     reported = fast_evaluate(model, corpus.news, corpus.eval, cache=cache)

@@ -11,9 +11,9 @@ from modeling_mtrec import MTRecModel
 from modeling_mtrec.data import (
     synthetic_tokenizer,
 )
-from modeling_mtrec.evaluation.fast import fast_evaluate, impression_scores
-from modeling_mtrec.serving.cache import NewsVectorCache, StaleCacheError, news_encoder_fingerprint
+from modeling_mtrec.evaluation.impressions import fast_evaluate, impression_scores, news_vector_cache
 from modeling_mtrec.serving.retrieval import export_item_vectors
+from modeling_mtrec.vectors import NewsVectorCache, StaleCacheError, encoder_fingerprint
 from tests.conftest import make_two_tower, synthetic_model, tiny_config, tiny_items
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -21,18 +21,18 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_cache_sorted_batches_match_one_by_one_encoding(setup):
     _, _, corpus, model = setup
-    cache = NewsVectorCache.from_model(model, corpus.news, batch_size=32)
+    cache = news_vector_cache(model, corpus.news, batch_size=32)
     assert cache.vectors.shape == (len(corpus.news), 32) and cache.news_ids == corpus.news["news_id"]
     with torch.no_grad():
         # Padding is masked, so length-sorted batches change the vectors by float32 rounding only (~2e-6 at
         # this scale: other matrix shapes, other summation order).
         for row in (0, 7, len(corpus.news) - 1):  # unpadded, one title at a time
             ids = torch.tensor([corpus.news[row]["input_ids"]])
-            torch.testing.assert_close(cache.vectors[row], model.encode_news(ids)[0], atol=1e-5, rtol=0)
+            torch.testing.assert_close(cache.vectors[row], model.encode_items(ids)[0], atol=1e-5, rtol=0)
 
 def test_cache_round_trip_and_staleness(setup, tmp_path):
     _, _, corpus, model = setup
-    cache = NewsVectorCache.from_model(model, corpus.news)
+    cache = news_vector_cache(model, corpus.news)
     path = tmp_path / "news_vectors.safetensors"
     cache.save(path)
     loaded = NewsVectorCache.load(path, model)
@@ -63,7 +63,7 @@ def test_stale_cache_warns_when_not_strict(setup, tmp_path, caplog):
     _, _, corpus, model = setup
     cache = NewsVectorCache(["a"], torch.zeros(1, 32), fingerprint="0" * 16)
     cache.save(tmp_path / "c.safetensors")
-    with caplog.at_level(logging.WARNING, logger="modeling_mtrec.serving.cache"):
+    with caplog.at_level(logging.WARNING, logger="modeling_mtrec.vectors"):
         NewsVectorCache.load(tmp_path / "c.safetensors", model, strict=False)
     assert "Rebuild it" in caplog.text
 
@@ -76,13 +76,13 @@ def test_fingerprint_of_caches_saved_before_the_layout_change():
         for _, tensor in sorted(model.state_dict().items()):
             if tensor.is_floating_point():
                 tensor.copy_(torch.linspace(-1, 1, tensor.numel()).view_as(tensor))
-    assert news_encoder_fingerprint(model) == "b2f9038bbd5abaeb"
+    assert encoder_fingerprint(model.get_item_encoder()) == "b2f9038bbd5abaeb"
 
 
 def test_item_vector_cache_of_the_two_tower_model(tmp_path):
     model = make_two_tower()
     items = tiny_items()
-    cache = NewsVectorCache.from_model(model, items, batch_size=5, news_ids=[f"N{i}" for i in range(len(items))])
+    cache = news_vector_cache(model, items, batch_size=5, news_ids=[f"N{i}" for i in range(len(items))])
     assert cache.vectors.shape == (len(items), model.vector_size) and cache.max_title_length is None
     torch.testing.assert_close(cache.lookup(["N3"]), torch.from_numpy(export_item_vectors(model, items))[3:4])
     cache.save(tmp_path / "items.safetensors")

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_mtrec.serving.cache import NewsVectorCache, encode_titles
+from modeling_mtrec.evaluation.impressions import encode_item_table, news_vector_cache
 from modeling_mtrec.serving.recommender import MTRecRecommender, NewsTitle
-from tests.conftest import TITLE_LENGTH
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,7 +27,7 @@ def test_recommender_ids_and_titles_agree(setup):
     assert ranking.tolist() == np.argsort(-scores, kind="stable").tolist()
     # The cache agrees with the tokenised table, and the batched call with single calls.
     torch.testing.assert_close(
-        recommender.cache.lookup(ids), encode_titles(model, tokenizer, rows["title"], TITLE_LENGTH), atol=1e-6, rtol=0
+        recommender.cache.lookup(ids), encode_item_table(model, rows), atol=1e-6, rtol=0
     )
     batch = recommender.recommend_batch([ids[:3], ids[:1]], [ids[3:], ids[1:4]])
     np.testing.assert_allclose(batch[0].scores, by_id.scores, atol=1e-6)
@@ -47,7 +46,7 @@ def test_recommender_from_pretrained(setup, tmp_path):
     _, tokenizer, corpus, model = setup
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
-    cache = NewsVectorCache.from_model(model, corpus.news)
+    cache = news_vector_cache(model, corpus.news)
     cache.save(tmp_path / "news_vectors.safetensors")
     recommender = MTRecRecommender.from_pretrained(tmp_path)
     assert recommender.cache.news_ids == cache.news_ids

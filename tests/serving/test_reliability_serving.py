@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from modeling_mtrec import MTRecModel, MTRecRecommender, NewsTitle, NewsVectorCache, TwoTowerModel
+from modeling_mtrec.evaluation.impressions import news_vector_cache
 from modeling_mtrec.models.mtrec.collator import MTRecCollator
 from tests.conftest import make_two_tower
 
@@ -52,14 +53,14 @@ def test_ids_are_normalised_to_strings_at_every_entry_point(setup) -> None:
 def test_truncated_news_vector_cache_names_its_file(setup, tmp_path: Path) -> None:
     _, _, corpus, model = setup
     path = tmp_path / "news_vectors.safetensors"
-    NewsVectorCache.from_model(model, corpus.news).save(path)
+    news_vector_cache(model, corpus.news).save(path)
     path.write_bytes(path.read_bytes()[:-16])
     with pytest.raises(ValueError, match=f"{path}: cannot read the news vector cache .*truncated"):
         NewsVectorCache.load(path)
     # A file whose ids do not match its vectors (edited by hand, or written by something else) is named too.
     from safetensors.torch import save_file
 
-    save_file({"vectors": torch.zeros(2, 3)}, str(path), metadata={"format": "mtrec-news-vectors/1", "news_ids": '["a"]'})
+    save_file({"vectors": torch.zeros(2, 3)}, str(path), metadata={"format": "mtrec-vectors/1", "kind": "news", "keys": '["a"]'})
     with pytest.raises(ValueError, match=f"{path}: not a valid news vector cache"):
         NewsVectorCache.load(path)
 

@@ -10,7 +10,8 @@ from modeling_mtrec import (
     MTRecModel,
 )
 from modeling_mtrec.evaluation.retrieval import approximate_recall
-from modeling_mtrec.serving.retrieval import build_index, export_item_vectors, retrieve_then_rank, search
+from modeling_mtrec.serving.retrieval import export_item_vectors, retrieve_then_rank
+from modeling_mtrec.vectors import build_index, search
 from tests.conftest import NUM_ITEMS, make_two_tower, tiny_config, tiny_items
 
 
@@ -46,7 +47,7 @@ def test_retrieve_then_rank_with_tiny_models():
     assert rank_scores == sorted(rank_scores, reverse=True)
     one = torch.tensor([titles[ranked[0].row]])
     hist_ids = torch.nn.utils.rnn.pad_sequence([torch.tensor(titles[h]) for h in history], batch_first=True)
-    news = mtrec.encode_news(one)
-    user_vector = mtrec.encode_user(mtrec.encode_news(hist_ids, (hist_ids != 0).long())[None])
+    news = mtrec.encode_items(one)
+    user_vector = mtrec.encode_users(mtrec.encode_items(hist_ids, (hist_ids != 0).long())[None])
     assert (news @ user_vector.T).item() == pytest.approx(ranked[0].rank_score, rel=1e-4, abs=1e-5)
     assert len(retrieve_then_rank(7, history, two_tower, index, items, mtrec, titles, k=4, top_n=2)) == 2

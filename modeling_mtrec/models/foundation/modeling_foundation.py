@@ -48,7 +48,6 @@ remote code (`trust_remote_code=True`) without the package.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import torch
@@ -64,10 +63,6 @@ from .configuration_foundation import ASPECTS, FREEZE_SPLITS, TASKS, FoundationC
 logger = logging.get_logger(__name__)
 
 IGNORE_LABEL = -100
-_FREEZE_ALIASES = {
-    "none": "none", "nothing": "none", "L0": "L0", "embeddings": "L0", "L0+L1": "L0+L1",
-    "embeddings+encoders": "L0+L1",
-}
 
 
 # --------------------------------------------------------------------------------------------- small functions
@@ -443,6 +438,13 @@ _MTL_MODULES = {"mmoe": MMoE, "ple": PLE, "shared_bottom": SharedBottom}
 # ------------------------------------------------------------------------------------------------------ model
 
 
+# Copied from modeling_mtrec.models.mtrec.modeling_mtrec._init_bert_buffers (this file stands alone as remote code)
+def _init_bert_buffers(module: BertEmbeddings) -> None:
+    """Sets the buffers `BertPreTrainedModel._init_weights` sets (our base class is not BERT's)."""
+    init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+    init.zeros_(module.token_type_ids)
+
+
 class FoundationPreTrainedModel(PreTrainedModel):
     config: FoundationConfig
     config_class = FoundationConfig
@@ -466,10 +468,7 @@ class FoundationPreTrainedModel(PreTrainedModel):
         elif isinstance(module, FoundationFusion):
             init.normal_(module.empty_query, mean=0.0, std=self.config.initializer_range)
         elif isinstance(module, BertEmbeddings):
-            # Copied from modeling_mtrec.models.mtrec.modeling_mtrec.MTRecPreTrainedModel._init_weights
-            # Same buffers BertPreTrainedModel._init_weights sets: our base class is not BERT's.
-            init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
-            init.zeros_(module.token_type_ids)
+            _init_bert_buffers(module)
 
 
 class FoundationModel(FoundationPreTrainedModel):
@@ -492,33 +491,17 @@ class FoundationModel(FoundationPreTrainedModel):
         self._lm_modules = set(text_model.modules()) if text_model is not None else set()
         self.post_init()
 
-    # Copied from modeling_mtrec.models.mtrec.modeling_mtrec.MTRecModel.save_pretrained
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        super().save_pretrained(save_directory, *args, **kwargs)
-        # The Hub card travels with the weights (push_to_hub saves through here). Only written when the folder
-        # has none, so a card with evaluation results (e.g. MTRecTrainer.create_model_card) is kept.
-        if not kwargs.get("is_main_process", True) or os.path.exists(os.path.join(save_directory, "README.md")):
-            return
-        try:
-            from modeling_mtrec.model_card import write_model_card
-        except ImportError:  # loaded as Hub remote code without the package installed: no card template here
-            logger.info("modeling_mtrec is not installed; no model card written to %s", save_directory)
-        else:
-            write_model_card(save_directory, self.config)
-
     # ------------------------------------------------------------------------------------- cold-start API
 
     def freeze(self, split: str = "L0+L1") -> list[str]:
         """Freeze exactly one of the paper's splits and unfreeze the rest; returns the frozen parameter names.
 
-        `"L0"` (alias `"embeddings"`): the ID and sparse tables (and the LM when it is inside the model);
-        `"L0+L1"` (alias `"embeddings+encoders"`): those and W_lm, the ID maps, the sparse MLPs and the user
-        encoder; `"none"`: nothing. The paper reports L0 + L1 best for a cold-start domain (+0.0043 AUC).
-        Build the optimizer after calling it (the Trainer does: it keeps parameters that require grad).
+        `"L0"`: the ID and sparse tables (and the LM when it is inside the model); `"L0+L1"`: those and W_lm, the
+        ID maps, the sparse MLPs and the user encoder; `"none"`: nothing. The paper reports L0 + L1 best for a
+        cold-start domain (+0.0043 AUC). Build the optimizer after calling it (the Trainer does: it keeps parameters that require grad).
         """
-        if split not in _FREEZE_ALIASES:
-            raise ValueError(f"unknown freeze split {split!r}; choose one of {FREEZE_SPLITS} (or {sorted(_FREEZE_ALIASES)})")
-        split = _FREEZE_ALIASES[split]
+        if split not in FREEZE_SPLITS:
+            raise ValueError(f"unknown freeze split {split!r}; choose one of {FREEZE_SPLITS}")
         prefixes = {"none": (), "L0": ("embeddings.",), "L0+L1": ("embeddings.", "encoders.")}[split]
         frozen = []
         for name, param in self.named_parameters():

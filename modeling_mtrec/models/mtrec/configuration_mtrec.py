@@ -33,7 +33,7 @@ def encoder_hub_id(name_or_path: str | os.PathLike | None) -> str | None:
     if not os.path.exists(value):
         return value if _HUB_ID.fullmatch(value) else None
     try:
-        from modeling_mtrec.offline import DEFAULT_ENCODER_HUB_ID, default_encoder_path
+        from modeling_mtrec.default_encoder import DEFAULT_ENCODER_HUB_ID, default_encoder_path
 
         default = default_encoder_path()
     except ImportError:  # the package or its offline encoder is not installed: the folder cannot be that one

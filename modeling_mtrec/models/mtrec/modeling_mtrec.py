@@ -80,13 +80,17 @@ class AdditiveAttention(nn.Module):
         self.proj = nn.Linear(hidden_size, attention_dim)
         self.query = nn.Parameter(torch.empty(attention_dim))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # x: (B, H, D), mask: (B, H) bool
+    def attention_weights(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """a_i, float32. (B, H, D), (B, H) bool -> (B, H); 0 on masked entries (all 0 for a row without any)."""
         scores = torch.tanh(self.proj(x)) @ self.query.to(x.dtype)  # (B, H, A) @ (A,) -> (B, H)
         scores = scores.float().masked_fill(~mask, torch.finfo(torch.float32).min)
         # Masked entries get exactly zero weight, so padding never changes r_u. A row with no valid entry would
         # get a uniform softmax over padding; multiplying by the mask turns that into r_u = 0 (see module NOTE).
-        weights = torch.softmax(scores, dim=-1) * mask  # (B, H)
+        return torch.softmax(scores, dim=-1) * mask  # (B, H)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # x: (B, H, D), mask: (B, H) bool
+        weights = self.attention_weights(x, mask)  # (B, H)
         return torch.einsum("bh,bhd->bd", weights.to(x.dtype), x)  # (B, H) x (B, H, D) -> (B, D)
 
 
@@ -164,6 +168,12 @@ def _unreadable_weights(name_or_path) -> str:
     return os.fspath(name_or_path)
 
 
+def _init_bert_buffers(module: BertEmbeddings) -> None:
+    """Sets the buffers `BertPreTrainedModel._init_weights` sets (our base class is not BERT's)."""
+    init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+    init.zeros_(module.token_type_ids)
+
+
 class MTRecPreTrainedModel(PreTrainedModel):
     config: MTRecConfig
     config_class = MTRecConfig
@@ -192,9 +202,7 @@ class MTRecPreTrainedModel(PreTrainedModel):
         if isinstance(module, AdditiveAttention):
             init.normal_(module.query, mean=0.0, std=self.config.initializer_range)
         elif isinstance(module, BertEmbeddings):
-            # Same buffers BertPreTrainedModel._init_weights sets: our base class is not BERT's.
-            init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
-            init.zeros_(module.token_type_ids)
+            _init_bert_buffers(module)
 
 
 class MTRecModel(MTRecPreTrainedModel):
@@ -234,19 +242,6 @@ class MTRecModel(MTRecPreTrainedModel):
         model = cls(config)
         model.news_encoder.load_state_dict(encoder.state_dict())
         return model
-
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        super().save_pretrained(save_directory, *args, **kwargs)
-        # The Hub card travels with the weights (push_to_hub saves through here). Only written when the folder
-        # has none, so a card with evaluation results (e.g. MTRecTrainer.create_model_card) is kept.
-        if not kwargs.get("is_main_process", True) or os.path.exists(os.path.join(save_directory, "README.md")):
-            return
-        try:
-            from modeling_mtrec.model_card import write_model_card
-        except ImportError:  # loaded as Hub remote code without the package installed: no card template here
-            logger.info("modeling_mtrec is not installed; no model card written to %s", save_directory)
-        else:
-            write_model_card(save_directory, self.config)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.news_encoder.get_input_embeddings()
@@ -305,6 +300,21 @@ class MTRecModel(MTRecPreTrainedModel):
         the model holds the one history rule, so a loader that kept more clicks, training, evaluation, the
         prediction file and the recommender all see the same users.
         """
+        return self.user_encoder(history_embeds, self._recent_history_mask(history_embeds, history_mask))
+
+    def user_attention_weights(
+        self, history_embeds: torch.Tensor, history_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The user encoder's additive-attention weight a_i of each clicked news, i.e. how much each click counts in
+        r_u (which past clicks drove a ranking). (B, H, D), (B, H) -> (B, H) float32; 0 on padding and on clicks
+        older than the most recent `config.max_history_length`. Reads the weights `encode_users` uses; changes nothing.
+        """
+        return self.user_encoder.attention_weights(
+            history_embeds, self._recent_history_mask(history_embeds, history_mask)
+        )
+
+    def _recent_history_mask(self, history_embeds: torch.Tensor, history_mask: torch.Tensor | None) -> torch.Tensor:
+        """(B, H) bool: the real entries among each row's most recent `config.max_history_length`."""
         if history_mask is None:
             history_mask = torch.ones(history_embeds.shape[:2], dtype=torch.bool, device=history_embeds.device)
         history_mask = history_mask.bool()
@@ -312,7 +322,7 @@ class MTRecModel(MTRecPreTrainedModel):
             # Entries at or after each position; keep a click while at most max_history_length are that recent.
             from_end = history_mask.flip(-1).cumsum(-1).flip(-1)  # (B, H)
             history_mask = history_mask & (from_end <= self.config.max_history_length)
-        return self.user_encoder(history_embeds, history_mask)
+        return history_mask
 
     @staticmethod
     def score(user_embeds: torch.Tensor, item_embeds: torch.Tensor) -> torch.Tensor:
@@ -320,15 +330,6 @@ class MTRecModel(MTRecPreTrainedModel):
         if item_embeds.dim() == 2:
             return user_embeds @ item_embeds.T  # (B, D) @ (D, C) -> (B, C)
         return torch.einsum("bcd,bd->bc", item_embeds, user_embeds)  # (B, C, D) . (B, D) -> (B, C)
-
-    # The paper's names, kept for code written against them (README, saved notebooks).
-    def encode_news(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Alias of `encode_items`. (N, L) -> (N, D)."""
-        return self.encode_items(input_ids, attention_mask)
-
-    def encode_user(self, history_embeds: torch.Tensor, history_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Alias of `encode_users`. (B, H, D), (B, H) -> (B, D)."""
-        return self.encode_users(history_embeds, history_mask)
 
     def forward(
         self,

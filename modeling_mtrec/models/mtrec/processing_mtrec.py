@@ -284,6 +284,35 @@ def title_batches(
         yield rows, {"input_ids": input_ids, "attention_mask": mask.long()}
 
 
+def title_pad_token_id(config: MTRecConfig) -> int:
+    """The id that pads titles: the news encoder's ``pad_token_id`` (0 when it has none)."""
+    pad = getattr(config.encoder_config, "pad_token_id", None)
+    return 0 if pad is None else int(pad)
+
+
+def raw_title_batches(
+    tokenizer: PreTrainedTokenizerBase,
+    titles: Sequence[str],
+    config: MTRecConfig,
+    batch_size: int,
+    max_title_length: int | None = None,
+) -> Iterator[tuple[list[int], dict[str, Any]]]:
+    """`MTRecModel.encode_items` inputs for raw titles, tokenised exactly as `tokenize_news` does
+    (`tokenize_titles`), so a title gives the same vector as through a tokenised news table; length-sorted
+    `title_batches`. Every title must be a string (`TypeError` naming the first that is not: a raw title comes
+    from a caller, not from a file where a missing title is an empty one).
+
+    Args:
+        max_title_length: tokens per title, [CLS]/[SEP] included; defaults to ``config.max_title_length``.
+    """
+    for position, title in enumerate(titles):
+        if not isinstance(title, str):
+            raise TypeError(f"title {position} must be a string, got {type(title).__name__}: {title!r}")
+    max_title_length = config.max_title_length if max_title_length is None else max_title_length
+    token_lists = tokenize_titles(tokenizer, titles, max_title_length)["input_ids"] if len(titles) else []
+    return title_batches(token_lists, title_pad_token_id(config), batch_size)
+
+
 def tokenize_news(
     news: Dataset,
     tokenizer: PreTrainedTokenizerBase,

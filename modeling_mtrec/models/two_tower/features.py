@@ -33,7 +33,6 @@ __all__ = [
     "ItemFeatures",
     "build_item_features",
     "click_counts",
-    "encode_titles",
     "feature_mutual_information",
     "static_log_q",
     "title_words",
@@ -153,28 +152,6 @@ def build_item_features(
         word_keys=pad_right([row[:max_title_words] for row in word_rows], -1, width=max_title_words)[0],
         text_embeds=text_embeds,
     )
-
-
-@torch.no_grad()
-def encode_titles(
-    titles: Sequence[str], encoder_name_or_path: str, *, batch_size: int = 256, max_length: int = 32
-) -> torch.Tensor:
-    """Frozen text-encoder vectors of titles: attention-masked mean of the last hidden states (the
-    sentence-transformers pooling of all-MiniLM-L6-v2). -> (num_titles, hidden) float32, computed once, offline."""
-    from transformers import AutoModel, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(encoder_name_or_path)
-    encoder = AutoModel.from_pretrained(encoder_name_or_path).eval()
-    out = []
-    for start in range(0, len(titles), batch_size):
-        batch = tokenizer(
-            [t or "" for t in titles[start : start + batch_size]], padding=True, truncation=True,
-            max_length=max_length, return_tensors="pt",
-        )
-        hidden = encoder(**batch).last_hidden_state  # (B, L, H)
-        mask = batch["attention_mask"][..., None].to(hidden.dtype)  # (B, L, 1)
-        out.append((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))
-    return torch.cat(out).float()
 
 
 def click_counts(samples: Dataset, num_items: int) -> np.ndarray:

@@ -384,20 +384,6 @@ class TwoTowerModel(TwoTowerPreTrainedModel):
         )
         self.post_init()
 
-    # Copied from modeling_mtrec.models.mtrec.modeling_mtrec.MTRecModel.save_pretrained
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        super().save_pretrained(save_directory, *args, **kwargs)
-        # The Hub card travels with the weights (push_to_hub saves through here). Only written when the folder
-        # has none, so a card with evaluation results (e.g. MTRecTrainer.create_model_card) is kept.
-        if not kwargs.get("is_main_process", True) or os.path.exists(os.path.join(save_directory, "README.md")):
-            return
-        try:
-            from modeling_mtrec.model_card import write_model_card
-        except ImportError:  # loaded as Hub remote code without the package installed: no card template here
-            logger.info("modeling_mtrec is not installed; no model card written to %s", save_directory)
-        else:
-            write_model_card(save_directory, self.config)
-
     # --------------------------------------------------------------- the scoring interface every model offers
 
     @property

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from modeling_mtrec import vectors as vector_tables
 from modeling_mtrec.data.stats import LoadStats
-from modeling_mtrec.models.foundation import text_features
+from modeling_mtrec.evaluation.foundation import evaluate_foundation, grouped_auc
 from modeling_mtrec.models.foundation.corpus import TINY, build_foundation_corpus
 from modeling_mtrec.models.foundation.data import (
     FoundationCollator,
@@ -19,8 +20,7 @@ from modeling_mtrec.models.foundation.data import (
     read_impressions,
     write_impressions,
 )
-from modeling_mtrec.models.foundation.evaluation import evaluate_foundation, grouped_auc
-from modeling_mtrec.models.foundation.text_features import StaleCacheError, TextFeatureCache
+from modeling_mtrec.vectors import StaleCacheError, TextFeatureCache
 from tests.models.foundation.foundation_helpers import save_tiny_lm, tiny_config
 
 SEARCH = {
@@ -250,13 +250,13 @@ def test_text_cache_is_reused_and_refused_for_another_lm(tmp_path, monkeypatch):
     lm_a = save_tiny_lm(tmp_path / "lm_a", seed=0)
     lm_b = save_tiny_lm(tmp_path / "lm_b", seed=1)
     calls = []
-    real = text_features.encode_titles
+    real = vector_tables._mean_pooled
 
     def counting(texts, *args, **kwargs):
         calls.append(list(texts))
         return real(texts, *args, **kwargs)
 
-    monkeypatch.setattr(text_features, "encode_titles", counting)
+    monkeypatch.setattr(vector_tables, "_mean_pooled", counting)
     cache = TextFeatureCache.open(lm_a, tmp_path / "cache", max_length=16)
     first = cache.encode(["stocks rally", "vaccine news", "stocks rally"])
     assert calls == [["stocks rally", "vaccine news"]] and first.shape == (3, 12)
@@ -358,12 +358,12 @@ def test_short_pretrain_and_finetune_lifts_cold_domain_auc(tmp_path):
     """Pretrain on the tiny corpus's source domains with the offline all-MiniLM-L6-v2 text features, fine-tune on
     the target domain (L0+L1 frozen): on the target's cold items, CTR and relevance AUC end clearly above 0.5."""
     from modeling_mtrec import FoundationConfig, FoundationModel
-    from modeling_mtrec.models.foundation.trainer import (
+    from modeling_mtrec.default_encoder import default_encoder_path
+    from modeling_mtrec.training.foundation import (
         FoundationDataset,
         FoundationTrainer,
         FoundationTrainingArguments,
     )
-    from modeling_mtrec.offline import default_encoder_path
 
     torch.set_num_threads(1)
     paths = build_foundation_corpus_tiny()

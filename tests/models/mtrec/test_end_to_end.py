@@ -95,24 +95,20 @@ def run_recipe(monkeypatch, out: Path, encoder: str, *flags: str) -> None:
 
     monkeypatch.setattr(
         sys, "argv",
-        ["train_mtrec.py", "--output_dir", str(out), "--encoder", encoder, "--synthetic_users", "40",
+        ["train_mtrec.py", "--output_dir", str(out), "--encoder", encoder, "--synthetic_preset", "tiny",
          "--max_steps", "3", "--per_device_train_batch_size", "8", "--max_title_length", "24",
          "--use_cpu", "--disable_tqdm", "true", *flags],
     )
     train_mtrec.main()
 
 
-SYNTHETIC_FLAGS = ("--synthetic_subcategory_boost", "3", "--synthetic_category_boost", "9",
-                   "--synthetic_entity_boost", "2", "--synthetic_appeal_boost", "4",
-                   "--synthetic_topic_words_per_title", "2", "--synthetic_history_length", "3", "8",
-                   "--synthetic_candidates", "6", "12", "--synthetic_dev_users", "30")
 
 
 def test_recipe_trains_saves_and_reloads(tiny_encoder, tmp_path, monkeypatch, capsys):
     """`python train_mtrec.py` with no data arguments, on a tiny encoder: folder + card + dev metrics + comparison."""
     path, tokenizer = tiny_encoder
     out = tmp_path / "run"
-    run_recipe(monkeypatch, out, path, "--head_learning_rate", "1e-2", *SYNTHETIC_FLAGS)
+    run_recipe(monkeypatch, out, path, "--head_learning_rate", "1e-2", "--synthetic_seed", "3")
     metrics = json.loads((out / "dev_metrics.json").read_text())
     assert {"auc", "mrr", "ndcg@5", "ndcg@10", "num_impressions"} <= set(metrics)
     assert 0.0 <= metrics["auc"] <= 1.0
@@ -122,12 +118,8 @@ def test_recipe_trains_saves_and_reloads(tiny_encoder, tmp_path, monkeypatch, ca
     assert isinstance(model, MTRecModel) and model.config.max_title_length == 24
     assert (out / "tokenizer.json").is_file()
 
-    # The corpus flags reach the generator.
-    expected = generate_synthetic_mind(
-        str(tmp_path / "expected"), seed=0, num_users=40, subcategory_boost=3.0, category_boost=9.0,
-        entity_boost=2.0, appeal_boost=4.0,
-        topic_words_per_title=2, history_length=(3, 8), candidates_per_impression=(6, 12), num_dev_users=30,
-    )
+    # The corpus flags (a preset and a seed) reach the generator.
+    expected = generate_synthetic_mind(str(tmp_path / "expected"), seed=3, preset="tiny")
     for split in ("train", "dev"):
         for name in ("news.tsv", "behaviors.tsv"):
             assert (out / "synthetic_mind" / split / name).read_bytes() == Path(expected[split], name).read_bytes()
@@ -146,7 +138,7 @@ def test_recipe_trains_saves_and_reloads(tiny_encoder, tmp_path, monkeypatch, ca
     assert all(name in printed for name in ("category-share baseline", "MTRec before training", "AUC gain of MTRec"))
 
     # Evaluating before training changes nothing of the training.
-    run_recipe(monkeypatch, tmp_path / "plain", path, "--head_learning_rate", "1e-2", *SYNTHETIC_FLAGS,
+    run_recipe(monkeypatch, tmp_path / "plain", path, "--head_learning_rate", "1e-2", "--synthetic_seed", "3",
                "--dev_comparison", "false")
     assert not (tmp_path / "plain" / "dev_comparison.json").exists()
     assert json.loads((tmp_path / "plain" / "dev_metrics.json").read_text())["auc"] == metrics["auc"]

@@ -187,7 +187,7 @@ def test_train_mtrec_script_runs_on_gpu(tmp_path, precision):
     out = tmp_path / "run"
     cmd = [
         sys.executable, str(REPO / "train_mtrec.py"), "--output_dir", str(out), precision, "--max_steps", "5",
-        "--synthetic_users", "30", "--per_device_train_batch_size", "8", "--logging_steps", "1",
+        "--synthetic_preset", "tiny", "--per_device_train_batch_size", "8", "--logging_steps", "1",
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)

@@ -21,7 +21,7 @@ from modeling_mtrec.data import generate_synthetic_mind, synthetic_tokenizer
 from modeling_mtrec.models.mtrec.collator import MTRecCollator
 from modeling_mtrec.models.mtrec.corpus import load_mind
 from modeling_mtrec.models.mtrec.modeling_mtrec import length_groups
-from modeling_mtrec.training.history_cache import HistoryVectorCache
+from modeling_mtrec.vectors import HistoryVectorCache
 from tests.conftest import random_batch, tiny_config
 
 

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 
-from ...training.arguments import upgrade_arguments
-from ...training.logging import RunningMeans
+from .base import BaseTrainer
 
 
 @dataclass
@@ -37,20 +36,20 @@ class TwoTowerTrainingArguments(TrainingArguments):
     )
 
 
-class TwoTowerTrainer(Trainer):
-    """`Trainer` for `TwoTowerModel`; see the module docstring.
+class TwoTowerTrainer(BaseTrainer):
+    """`BaseTrainer` for `TwoTowerModel`; see the module docstring. One loss, one backward: no per-task step.
 
     Overrides, and why:
+    - `__init__`: the frequency estimator's step bookkeeping.
     - `compute_loss`: passes the estimator's step t (`frequency_step`) in training, records L_main and L_self.
     - `train`: resets the step bookkeeping at the start of every run.
-    - `log`: adds the averages of L_main and L_self to the training logs.
     """
 
+    args_class = TwoTowerTrainingArguments
+    loss_names = ("main_loss", "ssl_loss")
+
     def __init__(self, model=None, args: TrainingArguments | None = None, *more, **kwargs):
-        # Plain `TrainingArguments` become `TwoTowerTrainingArguments` (the collator's columns kept, the label key).
-        args = upgrade_arguments(args if args is not None else TrainingArguments(output_dir="tmp_trainer"), TwoTowerTrainingArguments)
         super().__init__(model, args, *more, **kwargs)
-        self._means = RunningMeans()
         self._micro = 0
         self._micro_of_step = -1
         self._base: int | None = None
@@ -76,12 +75,8 @@ class TwoTowerTrainer(Trainer):
         if outputs.loss is None:
             raise ValueError("TwoTowerTrainer needs `positive_index` (clicks) or SSL items in every batch")
         if model.training:
-            self._means.add_losses(outputs, ("main_loss", "ssl_loss"))
+            self.record_losses(outputs)
         return (outputs.loss, outputs) if return_outputs else outputs.loss
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        self._means.flush_into(logs)
-        super().log(logs, start_time)
 
 
 __all__ = ["TwoTowerTrainer", "TwoTowerTrainingArguments"]

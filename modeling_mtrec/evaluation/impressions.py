@@ -1,8 +1,10 @@
-"""Fast evaluation: AUC / MRR / nDCG@5 / nDCG@10 over MIND impressions from item vectors encoded once.
+"""Impression scores and fast evaluation: AUC / MRR / nDCG@5 / nDCG@10 over MIND impressions from item vectors
+encoded once.
 
 The Trainer's default prediction loop ("the slow path") re-encodes, batch after batch, every distinct news of the
 batch's impressions with BERT; on MIND a news is mentioned by hundreds of impressions, so nearly all of that work
-is repeated. `fast_evaluate` encodes each news once (`modeling_mtrec.serving.cache`), then each impression costs
+is repeated. `fast_evaluate` encodes each news once (`encode_item_table`, kept in a `modeling_mtrec.vectors.
+NewsVectorCache` by `news_vector_cache`), then each impression costs
 one user-encoder pass and a dot product (`modeling_mtrec.scoring.score_impressions`). The metric definitions are
 those of `modeling_mtrec.evaluation.metrics` (the slow path's), so both paths give the same numbers.
 
@@ -16,22 +18,75 @@ are the model's own `encode_users` and `score`, so the fast path adds no model c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from ..scoring import ScoringModel, score_impressions
-from ..serving.cache import NewsVectorCache, encode_item_table
+from ..models.mtrec.processing_mtrec import title_batches, title_pad_token_id
+from ..models.two_tower.features import ItemFeatures
+from ..scoring import ScoringModel, encode_item_batches, score_impressions
+from ..vectors import NewsVectorCache
 from .metrics import impression_metrics
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from ..models.two_tower.features import ItemFeatures
+__all__ = ["encode_item_table", "fast_evaluate", "impression_scores", "news_vector_cache"]
 
-__all__ = ["fast_evaluate", "impression_scores"]
+
+def _item_batches(
+    model: ScoringModel, items: Dataset | ItemFeatures, batch_size: int, sort_by_length: bool
+) -> Iterator[tuple[list[int], Mapping[str, torch.Tensor]]]:
+    """`encode_items` inputs for a table of items: the two-tower's `ItemFeatures`, or MTRec's tokenised titles."""
+    if isinstance(items, ItemFeatures):
+        return items.batches(batch_size)
+    if "input_ids" not in items.column_names:
+        raise ValueError(f"the news table lacks input_ids (has {items.column_names}); build it with tokenize_news")
+    token_lists = items.select_columns(["input_ids"]).with_format(None)[:]["input_ids"]
+    return title_batches(token_lists, title_pad_token_id(model.config), batch_size, sort_by_length=sort_by_length)
+
+
+def encode_item_table(
+    model: ScoringModel,
+    items: Dataset | ItemFeatures,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    sort_by_length: bool = True,
+) -> torch.Tensor:
+    """The vectors (N, D), float32 on CPU, of every row of an item table: MTRec's tokenised news table
+    (`tokenize_news` / `MINDCorpus.news`; `sort_by_length` as in `processing_mtrec.title_batches`) or the
+    two-tower's `ItemFeatures`."""
+    return encode_item_batches(model, _item_batches(model, items, batch_size, sort_by_length), len(items), device=device)
+
+
+def news_vector_cache(
+    model: ScoringModel,
+    news: Dataset | ItemFeatures,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    sort_by_length: bool = True,
+    news_ids: Sequence[str] | None = None,
+) -> NewsVectorCache:
+    """A `NewsVectorCache` of every row of an item table, each encoded once: MTRec's tokenised news table
+    (`tokenize_news` / `MINDCorpus.news`) or the two-tower's `ItemFeatures`.
+
+    Row i of the cache is row i of `news`. The ids come from `news_ids`, else from the table's ``news_id`` column;
+    a table without one (e.g. built by hand, or `ItemFeatures`) gets the row numbers as ids (``"0"``, ``"1"``, ...).
+    For titles, `sort_by_length` (default) batches titles of similar length, about twice as fast; ``False`` pads
+    every title to the longest one, which reproduces the Trainer's evaluation loop's float rounding exactly (see
+    `processing_mtrec.title_batches`).
+    """
+    if news_ids is None:
+        if "news_id" in (getattr(news, "column_names", None) or []):
+            news_ids = news.select_columns(["news_id"]).with_format(None)[:]["news_id"]
+        else:
+            news_ids = [str(row) for row in range(len(news))]
+    vectors = encode_item_table(model, news, batch_size=batch_size, device=device, sort_by_length=sort_by_length)
+    return NewsVectorCache.for_model(model, news_ids, vectors)
 
 
 def impression_scores(
@@ -50,7 +105,7 @@ def impression_scores(
     NOTE: the cache's length-sorted batches pad titles to other widths than the slow path's batches, which
     changes scores by float32 rounding (~1e-7 relative). Two candidates whose scores are closer than that (an
     untrained model can score many candidates within 1e-5 of each other) may then swap ranks, moving a metric
-    in its 5th decimal; build the cache with ``NewsVectorCache.from_model(..., sort_by_length=False)`` to
+    in its 5th decimal; build the cache with ``news_vector_cache(..., sort_by_length=False)`` to
     reproduce the slow path bit for bit (about 2.5x slower to build; see benchmarks/results/eval_speed.md).
 
     Args:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import torch
 
 from modeling_mtrec.training.callbacks import CollatorEpochCallback
-from modeling_mtrec.training.logging import RunningMeans
+from modeling_mtrec.training.running_means import RunningMeans
 
 
 def test_running_means_go_into_the_next_training_log_only():

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard
 
-from .models.mtrec.configuration_mtrec import encoder_hub_id
+from ..models.mtrec.configuration_mtrec import encoder_hub_id
 
 __all__ = ["CARDS", "CARD_SECTIONS", "CardSpec", "card_template_path", "render_model_card", "write_model_card"]
 
@@ -85,10 +85,11 @@ CARDS: dict[str, CardSpec] = {
 
 def card_template_path(name: str) -> Path:
     """The packaged card in a wheel install, else the repository's `model_cards/` (editable install)."""
-    packaged = Path(__file__).parent / "model_cards" / name
+    package = Path(__file__).resolve().parent.parent  # this file is modeling_mtrec/training/model_card.py
+    packaged = package / "model_cards" / name
     if packaged.is_file():
         return packaged
-    return Path(__file__).resolve().parent.parent / "model_cards" / name
+    return package.parent / "model_cards" / name
 
 
 def _base_model(config) -> str | None:

@@ -1,54 +1,31 @@
 """MTRec training: `MTRecTrainingArguments` and `MTRecTrainer` with MTRec's gradient surgery.
 
-The surgery itself (Bi et al., Findings of ACL 2022: project the auxiliary gradient off the main one when they
-conflict) is `modeling_mtrec.training.surgery.GradientSurgery`; this Trainer feeds it the two per-task gradients
-of the whole optimizer step. How it stays exact beyond one process and one micro-batch:
-
-- The two per-task gradients come from `torch.autograd.grad`, never from a second `backward` through the
-  (possibly DDP-wrapped) model, and the forward runs under `no_sync`, so the DDP reducer is never triggered;
-  the per-task gradients are all-reduced by hand, one flat buffer per task, so the projection sees the
-  gradients averaged over all processes.
-- Per-task gradients are accumulated over the micro-batches of a step; the surgery runs once, on the totals, at
-  the micro-batch where accelerate syncs gradients.
-- Under fp16 both losses are multiplied by the GradScaler's scale. The projection is invariant to a common
-  scale (the sign of the dot product and the coefficient (s·a·s·m)/(s²‖m‖²)·s·m = s·proj), so it runs on the
-  scaled gradients and the scaler then unscales (or skips an inf/NaN step) as usual.
-- With equal-sized micro-batches (the same number of clicks, category labels and NER tokens per micro-batch, as
-  with fixed batch shapes) the averaged per-task gradients are exactly those of one process on the concatenated
-  batch; otherwise, as in any DDP or accumulation run with mean losses, each micro-batch weighs equally.
+The surgery (Bi et al., Findings of ACL 2022: project the auxiliary gradient off the main one when they conflict)
+is `training.surgery.GradientSurgery`; the per-task-gradient step that feeds it the two per-task gradients of the
+whole optimizer step, exact under gradient accumulation, DDP and fp16, is `training.multitask.MultiTaskTrainer`.
+MTRec declares its tasks: the click loss is the main one, the category and NER losses (summed, weighted by λ) the
+auxiliary one.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 from transformers.trainer_optimizer import is_optimizer_factory
-from transformers.trainer_utils import speed_metrics
 
-from ...evaluation.fast import fast_evaluate
-from ...evaluation.metrics import compute_mind_metrics
-from ...model_card import write_model_card
-from ...training.arguments import upgrade_arguments
-from ...training.callbacks import CollatorEpochCallback
-from ...training.history_cache import HistoryVectorCache
-from ...training.logging import RunningMeans
-from ...training.surgery import (
-    SURGERY_MODES,
-    GradientSurgery,
-    accumulate,
-    all_reduce_mean,
-    check_surgery_supported,
-    supports_whole_gradients,
-)
+from ..evaluation.impressions import fast_evaluate
+from ..evaluation.metrics import compute_mind_metrics
+from ..vectors import HistoryVectorCache
+from .callbacks import CollatorEpochCallback
+from .multitask import MultiTaskTrainer, TaskLosses
+from .surgery import SURGERY_MODES, supports_whole_gradients
 
 TASK_LOSSES = ("main_loss", "category_loss", "ner_loss")
 
@@ -137,37 +114,33 @@ def _check_labelled(dataset, name: str) -> None:
         )
 
 
-class MTRecTrainer(Trainer):
-    """`Trainer` whose update follows MTRec's gradient surgery; see the module docstring.
+class MTRecTrainer(MultiTaskTrainer):
+    """`MultiTaskTrainer` for `MTRecModel`: the click loss is the main task, the category and NER losses (weighted
+    by λ, `args.aux_weight`) the auxiliary one, combined by `args.gradient_surgery`; see the module docstring.
 
     Overrides, and why:
-    - `__init__`: plain `TrainingArguments` become `MTRecTrainingArguments` (`training.arguments.upgrade_arguments`):
-      the collator's columns must be kept and only the click labels gathered, or the run fails after training.
-    - `compute_loss`: the model returns each task's loss; the objective is L_main + λ(L_category + L_ner), and the
-      task losses are kept for logging.
-    - `training_step`: the surgery modes need the two per-task gradients separately.
-    - `log`: adds the task losses, the g_main/g_aux cosine and the share of conflicting steps to the training logs.
+    - `__init__`: MIND metrics by default, the collator's epoch callback, the history cache, and an early check
+      that the eval sets are labelled (finding out after training would cost the run).
+    - `task_losses`: declares MTRec's tasks (the objective L_main + λ(L_category + L_ner)).
+    - `forward`: reuses cached history vectors when `args.history_cache_steps` > 0.
     - `create_optimizer`: with `args.head_learning_rate`, the parameters outside the pretrained news encoder get
       their own learning rate.
-    - `create_model_card`: writes MTRec's model card instead of the generic Trainer card.
-    - `evaluate`: scores MIND impressions from news vectors encoded once (`evaluation.fast_evaluate`) instead of
-      re-encoding every news of every batch; falls back to `Trainer.evaluate` where that cannot apply.
+    - `_save_optimizer_and_scheduler` / `_load_optimizer_and_scheduler`: the history cache is training state.
+    - `fast_eval_dataset` / `fast_eval_metrics`: MIND impressions are scored from news vectors encoded once
+      (`evaluation.fast_evaluate`) instead of re-encoding every news of every batch.
     """
 
+    args_class = MTRecTrainingArguments
+    loss_names = TASK_LOSSES
+
     def __init__(self, model=None, args: TrainingArguments | None = None, *more, **kwargs):
-        # Plain `TrainingArguments` become `MTRecTrainingArguments` (MTRec's surgery and λ, the collator's columns kept,
-        # the click labels gathered), so they fail nowhere later.
-        args = upgrade_arguments(args if args is not None else TrainingArguments(output_dir="tmp_trainer"), MTRecTrainingArguments)
         super().__init__(model, args, *more, **kwargs)
         if self.compute_metrics is None:
             # Evaluation is over whole impressions: AUC, MRR, nDCG@5/10 as in MIND's official scorer.
             self.compute_metrics = compute_mind_metrics
-        self.surgery = GradientSurgery(getattr(self.args, "gradient_surgery", "none"))
         self.aux_weight = float(getattr(self.args, "aux_weight", MTRecTrainingArguments.aux_weight))
-        check_surgery_supported(self.accelerator.distributed_type, self.surgery.mode)
         if hasattr(self.data_collator, "set_epoch"):
             self.add_callback(CollatorEpochCallback(self.data_collator))
-        self._means = RunningMeans()
         if getattr(self.args, "head_learning_rate", None) is not None and self.optimizer is not None:
             raise ValueError(
                 "head_learning_rate is set but an optimizer was passed in `optimizers`: its parameter groups and "
@@ -186,20 +159,20 @@ class MTRecTrainer(Trainer):
             # The cache is keyed by news-table row, which the batches then carry as `news_rows`.
             self.data_collator.return_news_rows = True
             self.history_cache = HistoryVectorCache(self.args.history_cache_steps)
-        # Per-task, per-parameter gradients summed over the micro-batches of the current optimizer step.
-        self._step_grads: dict[str, list[torch.Tensor | None] | None] = {"main": None, "aux": None}
 
     # ----------------------------------------------------------------------------------------------- losses
 
-    def _split_losses(self, outputs) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def task_losses(self, model, outputs) -> TaskLosses:
         if outputs.main_loss is None:
             raise ValueError("MTRecTrainer needs click `labels` in every training batch (the main task).")
-        if self.model.training:
-            self._means.add_losses(outputs, TASK_LOSSES)
+        if model.training:
+            self.record_losses(outputs)
         aux = [loss for loss in (outputs.category_loss, outputs.ner_loss) if loss is not None]
-        return outputs.main_loss, (torch.stack(aux).sum() if aux else None)
+        aux_loss = torch.stack(aux).sum() if aux else None
+        loss = outputs.main_loss if aux_loss is None else outputs.main_loss + self.aux_weight * aux_loss
+        return TaskLosses(loss=loss, main=outputs.main_loss, auxiliary=aux_loss, auxiliary_weight=self.aux_weight)
 
-    def _forward(self, model, inputs: dict):
+    def forward(self, model, inputs: dict):
         """`model(**inputs)`, reusing cached history vectors when `history_cache_steps` > 0 and training.
 
         A news is taken from the cache when its vector was produced in the last T optimizer steps and it is not a
@@ -220,12 +193,6 @@ class MTRecTrainer(Trainer):
         self.history_cache.update(rows[fresh], outputs.news_embeds[fresh], step)
         self._means.add("history_cache_reuse", reuse.float().mean().item())
         return outputs
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = self._forward(model, inputs)
-        main_loss, aux_loss = self._split_losses(outputs)
-        loss = main_loss if aux_loss is None else main_loss + self.aux_weight * aux_loss
-        return (loss, outputs) if return_outputs else loss
 
     # ------------------------------------------------------------------------------------------ optimizer
 
@@ -267,57 +234,6 @@ class MTRecTrainer(Trainer):
         # The optimizer now exists, so the Trainer's method only applies what it adds around it (SageMaker MP).
         return super().create_optimizer(model)
 
-    # ------------------------------------------------------------------------------------- gradient surgery
-
-    def training_step(self, model: nn.Module, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
-        if self.surgery.mode == "none":
-            return super().training_step(model, inputs, num_items_in_batch)
-
-        model.train()
-        if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
-            self.optimizer.train()
-        inputs = self._prepare_inputs(inputs)
-        # no_sync: the DDP reducer must not fire; the per-task gradients are averaged by hand below.
-        with self.accelerator.no_sync(model), self.compute_loss_context_manager():
-            outputs = self._forward(model, inputs)
-        main_loss, aux_loss = self._split_losses(outputs)
-
-        # Same normalisation as Trainer.training_step: each micro-batch loss is a mean, so divide by the number
-        # of micro-batches in the step; under fp16 multiply by the GradScaler's scale (see module docstring).
-        scale = 1.0 / self.current_gradient_accumulation_steps
-        main_obj = main_loss * scale
-        aux_obj = None if aux_loss is None else aux_loss * (self.aux_weight * scale)
-        scaler = self.accelerator.scaler
-        params = [p for p in model.parameters() if p.requires_grad]
-        scaled_main = scaler.scale(main_obj) if scaler is not None else main_obj
-        g_main = torch.autograd.grad(scaled_main, params, retain_graph=aux_obj is not None, allow_unused=True)
-        if aux_obj is not None:
-            g_aux = torch.autograd.grad(scaler.scale(aux_obj) if scaler is not None else aux_obj, params, allow_unused=True)
-        else:
-            g_aux = (None,) * len(params)
-        self._step_grads = {"main": accumulate(self._step_grads["main"], g_main),
-                            "aux": accumulate(self._step_grads["aux"], g_aux)}
-        if self.accelerator.sync_gradients:
-            self._apply_surgery(params)
-
-        objective = main_obj if aux_obj is None else main_obj + aux_obj
-        return objective.detach()
-
-    def _apply_surgery(self, params: list[torch.Tensor]) -> None:
-        """Once per optimizer step: average the step's per-task gradients over processes, project, set `.grad`."""
-        g_main, g_aux = self._step_grads["main"], self._step_grads["aux"]
-        self._step_grads = {"main": None, "aux": None}
-        if self.accelerator.num_processes > 1:
-            world = self.accelerator.num_processes
-            g_main, g_aux = all_reduce_mean(g_main, params, world), all_reduce_mean(g_aux, params, world)
-        update, stats = self.surgery.combine(g_main, g_aux)
-        if stats is not None:
-            self._means.add("grad_cosine", stats.cosine)
-            self._means.add("conflict_rate", float(stats.conflict))
-        for param, grad in zip(params, update):
-            if grad is not None:
-                param.grad = grad if param.grad is None else param.grad + grad
-
     # ------------------------------------------------------------------------------------- checkpointing
 
     def _history_cache_file(self, folder: str) -> str:
@@ -341,28 +257,9 @@ class MTRecTrainer(Trainer):
                 )
             self.history_cache.load_state_dict(load_file(path), device=self.args.device)
 
-    # -------------------------------------------------------------------------------------------- logging
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        self._means.flush_into(logs)
-        super().log(logs, start_time)
-
-    def create_model_card(self, *args, **kwargs) -> None:
-        if not self.is_world_process_zero():
-            return
-        metrics = {}
-        for entry in self.state.log_history:
-            metrics.update({k[len("eval_"):]: v for k, v in entry.items() if k.startswith("eval_")})
-        write_model_card(
-            self.args.output_dir,
-            self.model.config,
-            metrics=metrics or None,
-            dataset_name=kwargs.get("dataset") if isinstance(kwargs.get("dataset"), str) else None,
-        )
-
     # ------------------------------------------------------------------------------------ fast evaluation
 
-    def _fast_eval_dataset(self, eval_dataset) -> object | None:
+    def fast_eval_dataset(self, eval_dataset) -> object | None:
         """The impressions to evaluate through `fast_evaluate`, or None when the slow path must run.
 
         The fast path needs MIND impressions (history/candidates/labels rows) and the collator's news table, and
@@ -386,40 +283,15 @@ class MTRecTrainer(Trainer):
             return None
         return dataset
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        """Fast path when `args.fast_eval` applies (see `_fast_eval_dataset`), else `Trainer.evaluate`.
-
-        Fast path: `fast_evaluate` encodes every news of the collator's table once and scores each impression
-        from those vectors; it returns the slow path's metric keys (``eval_auc``, ``eval_mrr``,
-        ``eval_ndcg@5``, ``eval_ndcg@10``, ``eval_num_impressions``, ``eval_num_skipped_impressions``, speed
-        metrics) except ``eval_loss``, logs them and calls the callbacks' `on_evaluate` as `Trainer.evaluate`.
-        Under several processes (DDP) every process evaluates all impressions with its own replica of the
-        model: the results are identical everywhere without any gather, at the price of repeated work.
-        """
-        if isinstance(eval_dataset if eval_dataset is not None else self.eval_dataset, dict):
-            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)  # recurses per dataset
-        dataset = self._fast_eval_dataset(eval_dataset)
-        if dataset is None:
-            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-
-        self._memory_tracker.start()
-        start_time = time.time()
-        results = fast_evaluate(
+    def fast_eval_metrics(self, dataset) -> dict[str, float]:
+        """`fast_evaluate`: every news of the collator's table encoded once, each impression scored from those
+        vectors; the slow path's metrics (``auc``, ``mrr``, ``ndcg@5``, ``ndcg@10``, ``num_impressions``,
+        ``num_skipped_impressions``) except the loss. Under several processes (DDP) every process evaluates all
+        impressions with its own replica of the model: the results are identical everywhere without any gather,
+        at the price of repeated work."""
+        return fast_evaluate(
             self.model, self.data_collator.news, dataset, batch_size=self.args.eval_batch_size, device=self.args.device
         )
-        metrics = {f"{metric_key_prefix}_{key}": value for key, value in results.items()}
-        metrics.update(
-            speed_metrics(
-                metric_key_prefix,
-                start_time,
-                num_samples=len(dataset),
-                num_steps=math.ceil(len(dataset) / self.args.eval_batch_size),
-            )
-        )
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        self._memory_tracker.stop_and_update_metrics(metrics)
-        return metrics
 
 
 __all__ = ["MTRecTrainer", "MTRecTrainingArguments"]

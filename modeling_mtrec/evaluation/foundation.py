@@ -17,7 +17,7 @@ import torch
 
 from modeling_mtrec.evaluation.metrics import auc_score
 
-from .data import FoundationCollator, FoundationFeatures
+from ..models.foundation.data import FoundationCollator, FoundationFeatures
 
 TASK_LABELS = {"ctr": "click_labels", "relevance": "relevance_labels"}
 

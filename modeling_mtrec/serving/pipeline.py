@@ -1,0 +1,236 @@
+"""The `news-recommendation` pipeline: rank a user's candidate news from the titles they clicked.
+
+    >>> from transformers import pipeline
+    >>> recommend = pipeline("news-recommendation", model="outputs/mtrec", trust_remote_code=True)  # doctest: +SKIP
+    >>> recommend({"history": ["Stocks rally on rate hopes"], "candidates": ["Cup final tonight", "Shares climb"]})
+    ... # doctest: +SKIP
+    {'ranking': [{'candidate': 'Shares climb', 'position': 1, 'score': 3.2}, ...],
+     'history': [{'item': 'Stocks rally on rate hopes', 'weight': 1.0}]}
+
+The scores are MTRec's s_j = r_j . r_u (Bi et al., Findings of ACL 2022, Sec. 3.1); each history item's `weight` is
+its a_i in the user encoder's additive attention, r_u = sum_i a_i r_i: which past clicks drove the ranking. A list
+of inputs gives a list of outputs. With ``news_ids=True`` the entries are news ids looked up in the folder's
+``news_vectors.safetensors`` (`MTRecRecommender`'s cache file, written by ``train_mtrec.py --news_cache``).
+
+It computes what `MTRecRecommender.recommend` computes, on the same tensors: titles tokenised as in training
+(``[CLS] ... [SEP]``, truncated to `max_title_length`), encoded sorted by length in batches of `title_batch_size`, the most
+recent `max_history_length` clicks, ties ranked in input order.
+
+This file stands alone (torch and transformers only): saving the pipeline (`save_pretrained`, or
+`save_pipeline_code` on a saved model folder) copies it into the folder and names it in the config's
+`custom_pipelines`, so the folder runs it where the `modeling_mtrec` package is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import AutoModel, Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+
+TASK = "news-recommendation"
+NEWS_VECTORS_FILE = "news_vectors.safetensors"  # as MTRecRecommender.from_pretrained reads it
+
+
+class NewsRecommendationPipeline(Pipeline):
+    """Ranks candidate news for a user of an `MTRecModel` (see the module docstring).
+
+    Call arguments:
+        inputs (`dict` or `list[dict]`): ``{"history": [...], "candidates": [...]}``, titles (or news ids with
+            `news_ids`), the history oldest first.
+        top_k (`int`, *optional*): keep only the best `top_k` candidates in ``ranking``.
+        news_ids (`bool`, *optional*, defaults to `False`): the entries are news ids of the folder's news vectors;
+            an unknown id raises `KeyError` naming it.
+        title_batch_size (`int`, *optional*, defaults to 256): titles encoded per pass of the news encoder (the
+            recommender's `batch_size`).
+
+    Returns (per input): ``{"ranking": [{"candidate", "position", "score"}, ...] best first (``position``: 0-based
+    index in the input's candidates), "history": [{"item", "weight"}, ...] in input order}``. A click older than the
+    most recent `max_history_length` has weight 0; an empty history gives every candidate score 0 (no evidence).
+    """
+
+    _load_tokenizer = True
+    _load_processor = False
+    _load_image_processor = False
+    _load_video_processor = False
+    _load_feature_extractor = False
+
+    def __init__(self, *args: Any, news_vectors: tuple[list[str], torch.Tensor] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.model.eval()
+        self._news_vectors = news_vectors  # (ids, (N, D)), read from the model's folder on first use
+
+    def _sanitize_parameters(self, top_k=None, news_ids=None, title_batch_size=None, **kwargs):
+        preprocess, postprocess = {}, {}
+        if news_ids is not None:
+            preprocess["news_ids"] = bool(news_ids)
+        if title_batch_size is not None:
+            if int(title_batch_size) < 1:
+                raise ValueError(f"title_batch_size must be >= 1, got {title_batch_size}")
+            preprocess["title_batch_size"] = int(title_batch_size)
+        if top_k is not None:
+            if int(top_k) < 1:
+                raise ValueError(f"top_k must be >= 1, got {top_k}")
+            postprocess["top_k"] = int(top_k)
+        return preprocess, {}, postprocess
+
+    # ---------------------------------------------------------------------------------------------- steps
+
+    def preprocess(self, inputs: dict, news_ids: bool = False, title_batch_size: int = 256) -> dict[str, Any]:
+        history, candidates = _check_input(inputs)
+        # Every distinct entry is encoded (or looked up) once, then addressed by row, as MTRecRecommender does.
+        rows: dict[str, int] = {}
+        for entry in (*history, *candidates):
+            rows.setdefault(entry, len(rows))
+        entries = list(rows)
+        config = self.model.config
+        max_history = config.max_history_length
+        recent = history[max(0, len(history) - max_history) :]  # the most recent clicks, as in training
+        model_inputs = {
+            "history": history,
+            "candidates": candidates,
+            "history_rows": [rows[entry] for entry in recent],
+            "candidate_rows": [rows[entry] for entry in candidates],
+            "num_dropped": len(history) - len(recent),
+        }
+        if news_ids:
+            known_ids, vectors = self.news_vectors()
+            index = {news_id: row for row, news_id in enumerate(known_ids)}
+            unknown = next((entry for entry in entries if entry not in index), None)
+            if unknown is not None:
+                raise KeyError(f"news id {unknown!r} is not in the news vectors ({len(known_ids)} news)")
+            model_inputs["vectors"] = vectors[torch.as_tensor([index[entry] for entry in entries], dtype=torch.long)]
+            return model_inputs
+        token_lists = self.tokenizer(entries, truncation=True, max_length=config.max_title_length)["input_ids"]
+        pad = getattr(config.encoder_config, "pad_token_id", None)
+        model_inputs["title_batches"] = _title_batches(token_lists, 0 if pad is None else int(pad), title_batch_size)
+        return model_inputs
+
+    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
+        model, device = self.model, self.device
+        vectors = model_inputs.pop("vectors", None)
+        if vectors is None:  # the news table of this input: (R, D) float32 on CPU, as the recommender keeps it
+            batches = model_inputs.pop("title_batches")
+            vectors = torch.zeros(sum(len(batch[0]) for batch in batches), model.vector_size)  # (R, D)
+            for rows, input_ids, attention_mask in batches:
+                encoded = model.encode_items(input_ids.to(device), attention_mask.to(device))  # (b, D)
+                vectors[torch.as_tensor(rows, dtype=torch.long)] = encoded.float().cpu()
+        history_rows, candidate_rows = model_inputs["history_rows"], model_inputs["candidate_rows"]
+        table = vectors.to(device)  # (R, D)
+        width = max(len(history_rows), 1)  # an empty history still needs a (masked) column to gather
+        history_index = torch.tensor([history_rows + [0] * (width - len(history_rows))], device=device)  # (1, H)
+        history_mask = torch.arange(width, device=device)[None] < len(history_rows)  # (1, H)
+        history = table[history_index].to(model.dtype)  # (1, H, D)
+        user = model.encode_users(history, history_mask)  # (1, D)
+        candidates = table[torch.tensor([candidate_rows], device=device)].to(model.dtype)  # (1, C, D)
+        model_inputs["scores"] = model.score(user, candidates)[0].float().cpu()  # (C,)
+        weights = getattr(model, "user_attention_weights", None)  # absent from folders saved before it existed
+        model_inputs["weights"] = (
+            None if weights is None else weights(history, history_mask)[0, : len(history_rows)].float().cpu()
+        )
+        return model_inputs
+
+    def postprocess(self, model_outputs: dict[str, Any], top_k: int | None = None) -> dict[str, list[dict]]:
+        scores = model_outputs["scores"].numpy()
+        order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))  # stable: ties in input order
+        candidates = model_outputs["candidates"]
+        ranking = [
+            {"candidate": candidates[i], "position": i, "score": float(scores[i])} for i in order[:top_k]
+        ]
+        weights = model_outputs["weights"]
+        dropped = model_outputs["num_dropped"]
+        history = [
+            {"item": item, "weight": None if weights is None else (0.0 if i < dropped else float(weights[i - dropped]))}
+            for i, item in enumerate(model_outputs["history"])
+        ]
+        return {"ranking": ranking, "history": history}
+
+    # ---------------------------------------------------------------------------------------------- news ids
+
+    def news_vectors(self) -> tuple[list[str], torch.Tensor]:
+        """(news ids, vectors (N, D)) of the model folder's ``news_vectors.safetensors``, read once.
+
+        NOTE: the vectors are used as written with the folder's weights; the package's `NewsVectorCache.load(path,
+        model)` also checks they were encoded by this model's news encoder.
+        """
+        if self._news_vectors is None:
+            folder = getattr(self.model, "name_or_path", "") or ""
+            path = os.path.join(folder, NEWS_VECTORS_FILE)
+            if not os.path.isfile(path):
+                raise ValueError(
+                    f"news ids need the model folder's {NEWS_VECTORS_FILE} (no such file in {folder!r}); pass titles "
+                    "instead, or write the file with train_mtrec.py --news_cache"
+                )
+            from safetensors import safe_open
+
+            with safe_open(path, framework="pt") as handle:
+                metadata = handle.metadata() or {}
+                vectors = handle.get_tensor("vectors").float()
+            # The package's vector format (modeling_mtrec.vectors.save_vectors), read here without the package.
+            if metadata.get("kind") != "news" or "keys" not in metadata:
+                raise ValueError(f"{path}: not a news vector file (metadata kind {metadata.get('kind')!r})")
+            self._news_vectors = (json.loads(metadata["keys"]), vectors)
+        return self._news_vectors
+
+
+def _check_input(inputs: Any) -> tuple[list[str], list[str]]:
+    """(history, candidates) of one input; `ValueError` naming what is wrong."""
+    if not isinstance(inputs, dict) or not {"history", "candidates"} <= set(inputs):
+        raise ValueError(f'an input is a dict {{"history": [...], "candidates": [...]}}, got {type(inputs).__name__}')
+    out = []
+    for key in ("history", "candidates"):
+        value = inputs[key]
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise ValueError(f"{key!r} must be a list of strings, got {type(value).__name__}")
+        bad = next((entry for entry in value if not isinstance(entry, str)), None)
+        if bad is not None:
+            raise ValueError(f"{key!r} must hold strings, got {type(bad).__name__} {bad!r}")
+        out.append(list(value))
+    if not out[1]:
+        raise ValueError("'candidates' is empty: give at least one news to rank")
+    return out[0], out[1]
+
+
+def _title_batches(
+    token_lists: Sequence[Sequence[int]], pad_token_id: int, batch_size: int
+) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """(rows, input_ids (b, L), attention_mask (b, L)) per batch of titles sorted by length, each padded to its
+    longest (the recommender's batching: `processing_mtrec.title_batches`).
+
+    NOTE: written again here rather than imported, because this file runs as Hub remote code without the package;
+    `tests/serving/test_pipeline.py` checks that the pipeline's scores equal the recommender's bit for bit.
+    """
+    order = sorted(range(len(token_lists)), key=lambda i: len(token_lists[i]))
+    batches = []
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = max(len(token_lists[i]) for i in rows)
+        ids = [list(token_lists[i]) + [pad_token_id] * (width - len(token_lists[i])) for i in rows]
+        mask = [[1] * len(token_lists[i]) + [0] * (width - len(token_lists[i])) for i in rows]
+        batches.append((rows, torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)))
+    return batches
+
+
+def save_pipeline_code(folder: str | os.PathLike[str]) -> None:
+    """Makes a saved MTRec folder a `news-recommendation` pipeline: copies this file into it and names it in the
+    config's ``custom_pipelines``, as `Pipeline.save_pretrained` does, without writing the weights again."""
+    config_path = os.path.join(folder, "config.json")
+    with open(config_path, encoding="utf-8") as f:
+        config = json.load(f)
+    module = os.path.splitext(os.path.basename(__file__))[0]
+    config["custom_pipelines"] = {
+        TASK: {"impl": f"{module}.{NewsRecommendationPipeline.__name__}", "pt": ["AutoModel"], "type": "text"}
+    }
+    with open(config_path, "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+        f.write("\n")
+    shutil.copyfile(__file__, os.path.join(folder, os.path.basename(__file__)))
+
+
+if TASK not in PIPELINE_REGISTRY.supported_tasks:
+    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=NewsRecommendationPipeline, pt_model=AutoModel, type="text")
