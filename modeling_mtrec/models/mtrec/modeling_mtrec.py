@@ -219,7 +219,7 @@ class MTRecModel(MTRecPreTrainedModel):
         self.ner_head = nn.Linear(hidden, len(config.ner_labels)) if config.use_ner_task else None
         self.post_init()
         for module in self._frozen_modules():
-            module.requires_grad_(False)
+            module.requires_grad_(False).eval()  # see `train`
 
     def _frozen_modules(self) -> list[nn.Module]:
         """The embeddings and the first `config.freeze_encoder_layers` BERT layers (none when 0)."""
