@@ -188,8 +188,10 @@ def peak_rss(corpus, tokenizer, args, specs: dict[str, dict]) -> dict[str, int]:
         queue = context.Queue()
         process = context.Process(target=_rss_child, args=(name, spec, args, batches_path, queue))
         process.start()
-        peaks[name] = queue.get()
         process.join()
+        if process.exitcode != 0:
+            raise RuntimeError(f"the peak-RSS process of {name!r} failed (exit code {process.exitcode})")
+        peaks[name] = queue.get(timeout=60)
         print(f"peak RSS {name}: {peaks[name] / 2**30:.2f} GiB", flush=True)
     return peaks
 

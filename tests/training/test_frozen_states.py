@@ -120,6 +120,11 @@ def test_surgery_exact_under_frozen_layers(tmp_path):
     for p, e in zip(params, expected):
         torch.testing.assert_close(p.grad, e, rtol=1e-5, atol=1e-7)
     assert all(p.grad is None for p in model.parameters() if not p.requires_grad)
+    out = model(**batch)
+    g_main = torch.autograd.grad(out.main_loss, params, retain_graph=True, allow_unused=True)
+    g_aux = torch.autograd.grad(out.category_loss + out.ner_loss, params, allow_unused=True)
+    shared = {n for n, m, a in zip(names, g_main, g_aux) if m is not None and a is not None}
+    assert shared == {n for n in names if n.startswith("news_encoder.")}  # the unfrozen encoder layers
 
 
 def test_surgery_accumulation_equals_one_big_batch_under_frozen_layers(tmp_path, monkeypatch):
