@@ -176,7 +176,17 @@ def _rss_child(name, spec, args, batches_path, queue) -> None:
     prepare_for_steps(trainer)
     for batch in batches:
         step(trainer, batch)
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux: KiB
+    queue.put(peak_rss_bytes())
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory. Linux's VmHWM: `ru_maxrss` would carry over the parent's peak (Linux keeps
+    it across the fork and exec that start a spawned process)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) * 1024  # kB
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux; an upper bound here
 
 
 def peak_rss(corpus, tokenizer, args, specs: dict[str, dict]) -> dict[str, int]:
