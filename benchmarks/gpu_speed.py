@@ -14,7 +14,9 @@ What it measures, on the semi-synthetic MIND-sample corpus (the real MIND-sample
    states), against `MTRecTrainer.training_step` (forward, the backward pass(es), the surgery; not the optimizer)
    with ``gradient_surgery`` = none / mtrec / pcgrad on the SAME batches; titles/s counts distinct titles; peak
    GPU memory of each variant (weights included). The optimizer step (AdamW, fused where torch offers it) is timed
-   on its own.
+   on its own. Also the cheaper fine-tuning of issue 17 (`mtrec` step): the first 2/3 of the layers frozen
+   (`freeze_encoder_layers`) with their states cached (`training.frozen_states`: gathered on the CPU and copied to
+   the GPU inside the timing, as a collator's batch is), and LoRA r 8 on query/value (`training.lora`).
 2. Attention kernels and compilation for the `mtrec` step: SDPA (transformers' default) vs eager attention, and
    `torch.compile` of the news encoder (dynamic shapes; the compile time is reported apart).
 3. Fast evaluation: dev impressions/s of `fast_evaluate` (news encoded once, then one user-encoder pass per
@@ -44,6 +46,8 @@ from modeling_mtrec.data.synthetic import simulate_mind_behaviors
 from modeling_mtrec.default_encoder import default_encoder_path
 from modeling_mtrec.models.mtrec.collator import MTRecCollator
 from modeling_mtrec.models.mtrec.corpus import load_mind
+from modeling_mtrec.training.frozen_states import FrozenStateCache
+from modeling_mtrec.training.lora import apply_lora
 
 DEFAULT_MIND_NEWS = str(_common.MIND_SAMPLE)
 MIND_SMALL_TRAIN_CLICKS = 236_344
@@ -65,7 +69,8 @@ def build_batches(tokenizer, work_dir: str, news_tsv: str, num_batches: int, see
         history_length=(HISTORY, HISTORY),
     )
     corpus = load_mind(tokenizer, train_dir=folders["train"], eval_dir=folders["dev"], max_history_length=HISTORY)
-    collator = MTRecCollator(corpus.news, num_negatives=NEGATIVES, pad_token_id=tokenizer.pad_token_id, seed=seed)
+    collator = MTRecCollator(corpus.news, num_negatives=NEGATIVES, pad_token_id=tokenizer.pad_token_id, seed=seed,
+                             return_news_rows=True)  # rows of the frozen-state cache; the trainer drops them
     samples = corpus.train.shuffle(seed=seed).with_format(None)
     batches, mentions = [], []
     for start in range(0, num_batches * BATCH, BATCH):
@@ -75,17 +80,23 @@ def build_batches(tokenizer, work_dir: str, news_tsv: str, num_batches: int, see
     return corpus, batches, mentions
 
 
-def build_model(kind: str, corpus) -> MTRecModel:
+def build_model(kind: str, corpus, freeze: int = 0, lora_r: int = 0) -> MTRecModel:
     torch.manual_seed(0)
     id2category = {i: c for c, i in corpus.category2id.items()}
     if kind == "minilm":
-        model = MTRecModel.from_pretrained_encoder(default_encoder_path(), id2category=id2category)
+        model = MTRecModel.from_pretrained_encoder(
+            default_encoder_path(), id2category=id2category, freeze_encoder_layers=freeze
+        )
     elif kind == "bert-base":  # random weights; the MiniLM tokenizer has bert-base-uncased's 30,522-token vocabulary
-        model = MTRecModel(MTRecConfig(encoder_config=BertConfig(vocab_size=30522), id2category=id2category))
+        model = MTRecModel(MTRecConfig(encoder_config=BertConfig(vocab_size=30522), id2category=id2category,
+                                       freeze_encoder_layers=freeze))
     else:  # "tiny": only for `--device cpu` dry runs of this script
         encoder = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                              intermediate_size=37)
-        model = MTRecModel(MTRecConfig(encoder_config=encoder, id2category=id2category, user_attention_dim=16))
+        model = MTRecModel(MTRecConfig(encoder_config=encoder, id2category=id2category, user_attention_dim=16,
+                                       freeze_encoder_layers=freeze))
+    if lora_r:
+        model = apply_lora(model, r=lora_r, alpha=2 * lora_r, dropout=0.1)
     return model.to(DEVICE).train()
 
 
@@ -122,7 +133,7 @@ def time_variant(fn, batches, rounds: int) -> tuple[float, float]:
     return statistics.median(times), peak_gib()
 
 
-def make_step(model: MTRecModel, mode: str | None, work_dir: str):
+def make_step(model: MTRecModel, mode: str | None, work_dir: str, states: FrozenStateCache | None = None):
     if mode is None:  # the bare encoder's forward + backward on the same titles
         prepared = model.news_encoder
 
@@ -148,6 +159,9 @@ def make_step(model: MTRecModel, mode: str | None, work_dir: str):
         model._bench_prepared = True
 
     def step(batch):
+        if states is not None:  # what FrozenStateCollator adds on the CPU, then copied as the batch is
+            width = batch["news_input_ids"].shape[1]
+            batch = {**batch, "news_hidden_states": states.gather(batch["news_rows"], width).to(DEVICE, non_blocking=True)}
         trainer.training_step(model, batch)
         model.zero_grad(set_to_none=True)
 
@@ -278,9 +292,23 @@ def main() -> None:
             eval_rows.append((name, label, per_second, auc))
         model.train()
         print(name, "ratios none/raw, mtrec/none, pcgrad/none", [f"{r:.2f}" for r in ratios], flush=True)
+        layers = model.config.encoder_config.num_hidden_layers
         del model
         if DEVICE == "cuda":
             torch.cuda.empty_cache()
+        # Issue 17's cheaper fine-tuning, the `mtrec` step (each model alone on the GPU): frozen lower layers from
+        # cached states, and LoRA.
+        frozen = 2 * layers // 3
+        for variant, spec in ((f"mtrec, frozen {frozen}/{layers} + cached states", {"freeze": frozen}),
+                              ("mtrec, LoRA r 8 (query, value)", {"lora_r": 8})):
+            tuned = build_model(kind, corpus, **spec)
+            states = FrozenStateCache.from_model(tuned, corpus.news, batch_size=512) if spec.get("freeze") else None
+            if DEVICE == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            seconds, peak = time_variant(make_step(tuned, "mtrec", work_dir, states), batches, args.rounds)
+            step_rows.append((name, variant, seconds, mean_titles / seconds, peak))
+            print(name, variant, f"{seconds * 1e3:.1f} ms", f"{mean_titles / seconds:.0f} titles/s", flush=True)
+            del tuned, states
 
     lines += [
         "## 1. Training step, bf16 autocast",

@@ -76,6 +76,12 @@ class MTRecConfig(PreTrainedConfig):
             title, so little compute goes to padding (SpeedyFeed, Xiao et al. KDD 2022, Sec. 4.3). 1 encodes the
             batch as one padded block, the paper's computation; any value gives the same news vectors up to float
             rounding. Not in the paper: a speed knob.
+        freeze_encoder_layers (`int`, *optional*, defaults to 0):
+            k: the embeddings and the first k BERT layers take no gradient and run without dropout, so their output
+            for a title never changes and can be computed once (`modeling_mtrec.training.frozen_states`); a step
+            then runs only the top layers. PLM-NR fine-tunes only BERT's top layers, Legommenders freezes and caches
+            the lower ones: most of the cost of fine-tuning a PLM news encoder goes to layers that barely move. 0
+            fine-tunes all of BERT, the paper's training. Not in the paper: a cost knob.
         encoder_name_or_path (`str`, *optional*):
             The Hub id of the checkpoint the news encoder was initialised from, for the model card's `base_model`.
             A local folder is recorded as its Hub id when known (the package's offline default encoder), else as
@@ -98,6 +104,7 @@ class MTRecConfig(PreTrainedConfig):
     head_dropout: float = 0.1
     initializer_range: float = 0.02
     length_buckets: int = 1
+    freeze_encoder_layers: int = 0
     encoder_name_or_path: str | None = None
 
     def __post_init__(self, **kwargs):
@@ -114,6 +121,8 @@ class MTRecConfig(PreTrainedConfig):
             raise ValueError(f"`max_title_length` must leave room for [CLS], [SEP] and a word, got {self.max_title_length}")
         if sorted(self.id2category) != list(range(len(self.id2category))):
             raise ValueError(f"`id2category` keys must be 0..{len(self.id2category) - 1}, got {sorted(self.id2category)}")
+        if not isinstance(self.freeze_encoder_layers, int) or self.freeze_encoder_layers < 0:
+            raise ValueError(f"`freeze_encoder_layers` must be an integer >= 0, got {self.freeze_encoder_layers!r}")
         if len(self.ner_labels) < 2:
             raise ValueError(f"`ner_labels` needs at least an outside and an entity tag, got {self.ner_labels!r}")
         if not 0.0 <= self.head_dropout < 1.0:
@@ -125,6 +134,11 @@ class MTRecConfig(PreTrainedConfig):
             raise ValueError(
                 f"`max_title_length`={self.max_title_length} exceeds the encoder's "
                 f"max_position_embeddings={self.encoder_config.max_position_embeddings}"
+            )
+        if self.freeze_encoder_layers > self.encoder_config.num_hidden_layers:
+            raise ValueError(
+                f"`freeze_encoder_layers`={self.freeze_encoder_layers} exceeds the encoder's "
+                f"num_hidden_layers={self.encoder_config.num_hidden_layers}"
             )
 
     def to_dict(self) -> dict:

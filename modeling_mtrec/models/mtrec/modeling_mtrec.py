@@ -18,6 +18,9 @@ NOTE: departures from / precisions of the paper.
   row's non-clicked ones. With one click and K negatives (training) it is exactly the paper's main loss; on whole
   impressions (evaluation) it stays defined.
 - Losses are computed in float32 even under autocast, so fp16/bf16 training does not lose the softmax tails.
+- `config.freeze_encoder_layers` = k > 0 (not in the paper; PLM-NR, Legommenders) freezes the embeddings and the
+  first k BERT layers and runs them without dropout even in training, so that their output is a fixed function of
+  the title: states computed once (`news_hidden_states`) give the same step as running them.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import BertModel, PreTrainedModel
 from transformers import initialization as init
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.bert.modeling_bert import BertEmbeddings
 from transformers.utils import ModelOutput, logging
 
@@ -222,6 +226,19 @@ class MTRecModel(MTRecPreTrainedModel):
         )
         self.ner_head = nn.Linear(hidden, len(config.ner_labels)) if config.use_ner_task else None
         self.post_init()
+        for module in self._frozen_modules():
+            module.requires_grad_(False).eval()  # see `train`
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        """The embeddings and the first `config.freeze_encoder_layers` BERT layers (none when 0)."""
+        k = self.config.freeze_encoder_layers
+        return [self.news_encoder.embeddings, *self.news_encoder.encoder.layer[:k]] if k else []
+
+    def train(self, mode: bool = True) -> MTRecModel:
+        super().train(mode)
+        for module in self._frozen_modules():
+            module.eval()  # no dropout in the frozen part (module NOTE): its states are the cached ones
+        return self
 
     @classmethod
     def from_pretrained_encoder(
@@ -249,8 +266,27 @@ class MTRecModel(MTRecPreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.news_encoder.set_input_embeddings(value)
 
-    def _encode_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        """BERT's final states. (N, L) -> (N, L, D).
+    def _run_layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None, layers) -> torch.Tensor:
+        """BERT `layers` over hidden states, as `BertModel.forward` runs them. (N, L, D) -> (N, L, D)."""
+        mask = create_bidirectional_mask(
+            config=self.news_encoder.config, inputs_embeds=hidden, attention_mask=attention_mask
+        )
+        for layer in layers:
+            hidden = layer(hidden, mask)
+        return hidden
+
+    @torch.no_grad()
+    def frozen_hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """States after the frozen part (embeddings and `config.freeze_encoder_layers` layers), without gradient:
+        what `forward` takes as `news_hidden_states`. (N, L) -> (N, L, D)."""
+        hidden = self.news_encoder.embeddings(input_ids=input_ids)  # (N, L, D)
+        return self._run_layers(hidden, attention_mask, self._frozen_modules()[1:])
+
+    def _encode_tokens(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, frozen_states: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """BERT's final states. (N, L) -> (N, L, D); from `frozen_states` (N, L, D) only the layers above the frozen
+        ones run.
 
         With `config.length_buckets` = k > 1 the titles are sorted by length and encoded in at most k groups, each
         cut to its own longest title (`length_groups` picks the cuts that leave the fewest padded tokens), so the
@@ -258,23 +294,28 @@ class MTRecModel(MTRecPreTrainedModel):
         rounding (attention never looks at masked keys); states at padded positions are 0 instead of BERT's
         outputs there, which nothing reads (NER labels are -100 on padding).
         """
+        if frozen_states is None:
+            inputs, encode = input_ids, lambda x, mask: self.news_encoder(input_ids=x, attention_mask=mask).last_hidden_state
+        else:
+            if not self.config.freeze_encoder_layers:
+                raise ValueError("`news_hidden_states` needs a model with `config.freeze_encoder_layers` > 0")
+            top = self.news_encoder.encoder.layer[self.config.freeze_encoder_layers :]
+            inputs, encode = frozen_states, lambda x, mask: self._run_layers(x, mask, top)
         buckets = self.config.length_buckets
-        if buckets <= 1 or attention_mask is None or input_ids.shape[0] < 2:
-            return self.news_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        width = input_ids.shape[1]
+        if buckets <= 1 or attention_mask is None or inputs.shape[0] < 2:
+            return encode(inputs, attention_mask)
+        width = inputs.shape[1]
         lengths = attention_mask.sum(dim=1)  # (N,)
-        positions = torch.arange(width, device=input_ids.device)
+        positions = torch.arange(width, device=attention_mask.device)
         if not torch.equal(attention_mask.bool(), positions[None, :] < lengths[:, None]):
             # Cutting columns is only right for right-padded titles (real tokens first), as the collators make.
-            return self.news_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return encode(inputs, attention_mask)
         order = torch.argsort(lengths, stable=True)  # (N,) shortest first
         sorted_lengths = lengths[order].tolist()
         pieces = []
         for start, end in length_groups(sorted_lengths, buckets):
             rows, longest = order[start:end], max(sorted_lengths[end - 1], 1)
-            hidden = self.news_encoder(
-                input_ids=input_ids[rows, :longest], attention_mask=attention_mask[rows, :longest]
-            ).last_hidden_state  # (n_g, l_g, D)
+            hidden = encode(inputs[rows, :longest], attention_mask[rows, :longest])  # (n_g, l_g, D)
             pieces.append(F.pad(hidden, (0, 0, 0, width - longest)))  # (n_g, L, D)
         return torch.cat(pieces)[torch.argsort(order)]  # (N, L, D), back in the batch's row order
 
@@ -344,6 +385,7 @@ class MTRecModel(MTRecPreTrainedModel):
         ner_labels: torch.LongTensor | None = None,
         cached_news_embeds: torch.Tensor | None = None,
         cached_news_mask: torch.Tensor | None = None,
+        news_hidden_states: torch.Tensor | None = None,
         return_dict: bool | None = None,
     ) -> MTRecOutput | tuple:
         r"""
@@ -365,19 +407,23 @@ class MTRecModel(MTRecPreTrainedModel):
         cached_news_mask (`torch.BoolTensor` of shape `(num_news,)`, *optional*): news taken from
             `cached_news_embeds` as constants instead of being encoded. They get no gradient and take no part in
             the auxiliary losses, which are averaged over the freshly encoded news only.
+        news_hidden_states (`torch.Tensor` of shape `(num_news, title_length, hidden_size)`, *optional*): each news'
+            states after the frozen layers (`frozen_hidden_states`, cached by `modeling_mtrec.training.frozen_states`);
+            only the layers above `config.freeze_encoder_layers` then run.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if cached_news_mask is not None and bool(cached_news_mask.any()):
             fresh = (~cached_news_mask.bool()).nonzero(as_tuple=True)[0]  # (F,) rows BERT encodes
             hidden = self._encode_tokens(
-                news_input_ids[fresh], None if news_attention_mask is None else news_attention_mask[fresh]
+                news_input_ids[fresh], None if news_attention_mask is None else news_attention_mask[fresh],
+                None if news_hidden_states is None else news_hidden_states[fresh],
             )  # (F, L, D)
             news_embeds = cached_news_embeds.detach().to(hidden.dtype).index_copy(0, fresh, hidden[:, 0])  # (N, D)
             fresh_embeds = hidden[:, 0]  # (F, D)
             category_labels = None if category_labels is None else category_labels[fresh]
             ner_labels = None if ner_labels is None else ner_labels[fresh]
         else:
-            hidden = self._encode_tokens(news_input_ids, news_attention_mask)  # (N, L, D)
+            hidden = self._encode_tokens(news_input_ids, news_attention_mask, news_hidden_states)  # (N, L, D)
             news_embeds = fresh_embeds = hidden[:, 0]  # (N, D): [CLS]
 
         logits = user_embeds = main_loss = category_loss = ner_loss = None

@@ -10,7 +10,10 @@ Marked `gpu`: skipped where CUDA is absent (CI, the 2-core development machines)
 - fp16: accelerate's real CUDA GradScaler; the surgery runs on scaled gradients, so grad / scale equals the
   unscaled surgery; an overflowing step is skipped by the scaler and leaves the weights finite and unchanged;
 - short training runs in bf16 and fp16 change every parameter and stay finite;
-- `train_mtrec.py` runs a few steps with `--bf16` and with `--fp16` on the GPU and writes finite dev metrics.
+- `train_mtrec.py` runs a few steps with `--bf16` and with `--fp16` on the GPU and writes finite dev metrics;
+- issue 17's cheaper fine-tuning on the GPU: the bf16 surgery is exact under LoRA and under frozen layers; the
+  cached frozen states give the uncached forward; the recipe runs with `--freeze_encoder_layers
+  --cache_frozen_states` and with `--lora_r` (then merged), under `--bf16`.
 """
 
 from __future__ import annotations
@@ -37,16 +40,26 @@ REPO = REPO_ROOT
 LAMBDA = 0.3
 
 
-def build_model() -> MTRecModel:
+def build_model(freeze: int = 0, lora_r: int = 0) -> MTRecModel:
     torch.manual_seed(0)
     config = tiny_config(
+        freeze_encoder_layers=freeze,
         encoder_config=BertConfig(
             vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,  # two forwards must compute the same function
         ),
         head_dropout=0.0,
     )
-    return MTRecModel(config).cuda().train()
+    model = MTRecModel(config)
+    if lora_r:
+        from modeling_mtrec.training.lora import apply_lora
+
+        model = apply_lora(model, r=lora_r, alpha=2 * lora_r, dropout=0.0)
+        with torch.no_grad():  # LoRA's B starts at 0: move it, so the main loss reaches A too
+            for name, p in model.named_parameters():
+                if ".lora_B." in name:
+                    p.normal_(std=0.05)
+    return model.cuda().train()
 
 
 def cuda_batch(seed: int) -> dict[str, torch.Tensor]:
@@ -195,3 +208,52 @@ def test_train_mtrec_script_runs_on_gpu(tmp_path, precision):
     metrics = json.loads((out / "dev_metrics.json").read_text())
     assert 0.0 <= metrics["auc"] <= 1.0
     assert (out / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("variant", [{"lora_r": 4}, {"freeze": 1}], ids=["lora", "frozen"])
+def test_cuda_bf16_surgery_exact_under_lora_and_frozen_layers(tmp_path, variant):
+    for seed in range(80):
+        batch = cuda_batch(seed)
+        *_, dot = surgery_reference(build_model(**variant), batch, torch.bfloat16)
+        if dot < 0:
+            break
+    else:
+        raise AssertionError("no conflicting batch found")
+    model = build_model(**variant)
+    params, expected, plain, dot = surgery_reference(model, batch, torch.bfloat16)
+    trainer = make_trainer(tmp_path, model, bf16=True)
+    prepared = trainer.accelerator.prepare_model(model)
+    trainer.training_step(prepared, dict(batch))
+    error, projection = max_diff([p.grad for p in params], expected), max_diff(expected, plain)
+    size = max(e.float().abs().max().item() for e in expected)
+    assert error <= 1e-3 * size and projection > 20 * error, (error, projection, size)
+    assert all(p.grad is None for p in model.parameters() if not p.requires_grad)
+
+
+def test_cuda_cached_frozen_states_give_the_uncached_forward():
+    model = build_model(freeze=1).eval()
+    batch = cuda_batch(0)
+    states = model.frozen_hidden_states(batch["news_input_ids"], batch["news_attention_mask"])
+    with torch.no_grad():
+        expected, got = model(**batch), model(**batch, news_hidden_states=states)
+    torch.testing.assert_close(got.logits, expected.logits, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags", [["--freeze_encoder_layers", "4", "--cache_frozen_states"], ["--lora_r", "8"]],
+                         ids=["frozen", "lora"])
+def test_train_mtrec_script_fine_tunes_for_less_on_gpu(tmp_path, flags):
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable, str(REPO / "train_mtrec.py"), "--output_dir", str(out), "--bf16", "--max_steps", "5",
+        "--synthetic_users", "30", "--per_device_train_batch_size", "8", "--logging_steps", "1", *flags,
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert 0.0 <= json.loads((out / "dev_metrics.json").read_text())["auc"] <= 1.0
+    if "--lora_r" in flags:
+        from modeling_mtrec.training.lora import merge_lora
+
+        merge_lora(out, tmp_path / "merged")
+        assert (tmp_path / "merged" / "model.safetensors").is_file()
