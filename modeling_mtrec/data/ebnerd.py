@@ -26,7 +26,9 @@ Sec. 4.1), so each cluster is looked for verbatim in the title: every occurrence
 entry (code-point offsets, as MIND's), longest clusters first, and an occurrence inside one already located is not
 a second mention. In scripts that separate words with spaces (Danish, Arabic, ...) a match must not continue a word
 on either side ("Dan" is not found in "Danmark"); in scripts written without spaces (Japanese, Chinese, Thai, ...)
-there are no word boundaries to check. ``WikidataId`` is ``""`` (EB-NeRD links no knowledge base). Counted:
+there are no word boundaries to check. ``WikidataId`` is ``""`` (EB-NeRD links no knowledge base).
+NOTE: exact match finds no inflected or clitic-attached mention (Danish "Aalborgs", Arabic "بالرياض" for "الرياض");
+the paper's exact-match rule misses them too. Counted:
 ``"ner_clusters_not_in_title"`` (clusters of the body or subtitle only: not an error, most clusters are) and
 ``"ner_mentions_inside_longer"``.
 

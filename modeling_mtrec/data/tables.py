@@ -107,6 +107,7 @@ class NewsBuilder:
         self.columns = tuple(NEWS_COLUMNS) + tuple(c for c in EXTRA_NEWS_COLUMNS if c in extra_columns)
         self.rows: dict[str, list[str]] = {name: [] for name in self.columns}
         self.seen: set[str] = set()
+        self.counted_before = bad_row.stats.copy()  # so that an error lists this file's problems only
 
     def add(self, row: int, news_id: Any, title: Any, **fields: Any) -> bool:
         """Add one news (`fields`: any other column; missing or null ones get their default). Returns whether the row
@@ -146,7 +147,7 @@ class NewsBuilder:
             [pa.array(self.rows[name], type=pa.string()) for name in self.columns], schema=features.arrow_schema
         )
         news = Dataset(InMemoryTable(table), fingerprint=_fingerprint(self.columns, source))
-        return require_rows(news, path, "news", self.bad_row.stats.as_dict())
+        return require_rows(news, path, "news", dict(sorted((self.bad_row.stats - self.counted_before).items())))
 
 
 class BehaviorsBuilder:
@@ -157,6 +158,7 @@ class BehaviorsBuilder:
         self.bad_row = bad_row
         self.columns: dict[str, list[Any]] = {name: [] for name in BEHAVIORS_FEATURES}
         self.seen: dict[str, int] = {}  # impression id -> its row
+        self.counted_before = bad_row.stats.copy()  # so that an error lists this file's problems only
 
     def add(
         self,
@@ -227,7 +229,8 @@ class BehaviorsBuilder:
             InMemoryTable(pa.Table.from_arrays(arrays, schema=schema)),
             fingerprint=_fingerprint(list(BEHAVIORS_FEATURES), source),
         )
-        return require_rows(behaviors, path, "behaviors", self.bad_row.stats.as_dict())
+        problems = dict(sorted((self.bad_row.stats - self.counted_before).items()))
+        return require_rows(behaviors, path, "behaviors", problems)
 
 
 def _id_or_problem(value: Any, what: str) -> tuple[str, str | None]:
