@@ -210,14 +210,15 @@ def read_adressa(
         if day >= first_impression_day:
             clicked = first_day[user_id]  # not clicked by the end of the day: never, or first on a later day
             pool = [n for n in read_on[day] if clicked.get(n, "9999") > day]
+            in_split = split == "all" or (split == "dev") == (day >= first_dev_day)
             if not pool:
-                stats["impressions_without_negatives"] += 1
-            else:
+                if in_split:
+                    stats["impressions_without_negatives"] += 1
+            else:  # drawn for every impression day, so a split's impressions do not depend on `split`
                 negatives = rng.choice(len(pool), size=min(num_negatives, len(pool)), replace=False)
                 candidates = [news_id, *(pool[i] for i in negatives)]
                 order = rng.permutation(len(candidates))
                 impression_number += 1
-                in_split = split == "all" or (split == "dev") == (day >= first_dev_day)
                 if in_split:
                     timestamp = datetime.fromtimestamp(time, tz=timezone.utc).isoformat()
                     behaviors.add(impression_number, str(impression_number), user_id, timestamp, list(history),

@@ -136,10 +136,13 @@ def read_xmind(
             has_entities = bool(parse_title_entities(columns["title_entities"][i]))
         except ValueError:  # broken JSON: dropped all the same
             has_entities = True
-        stats["entity_annotations_dropped"] += int(has_entities)
+        if has_entities:
+            stats["entity_annotations_dropped"] += 1
         builder.add(i + 1, news_id, translated[0], abstract=translated[1], category=columns["category"][i],
                     subcategory=columns["subcategory"][i], url=columns["url"][i])  # fmt: skip
-    stats["translations_without_mind_news"] += len(set(translations) - set(columns["news_id"]))
+    unknown = len(set(translations) - set(columns["news_id"]))
+    if unknown:
+        stats["translations_without_mind_news"] += unknown
     news = builder.dataset(translation_path)
     logger.info("%s: xMIND titles are translations, MIND's entity offsets do not carry over: no NER labels", folder)
     behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)
