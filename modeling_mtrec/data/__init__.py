@@ -13,6 +13,11 @@ from .samples import build_eval_impressions, build_retrieval_samples, build_trai
 from .stats import LoadStats
 from .synthetic import generate_synthetic_mind, simulate_mind_behaviors
 from .synthetic_vocab import synthetic_tokenizer
+from .adressa import read_adressa
+from .ebnerd import read_ebnerd
+from .formats import DATA_FORMATS, detect_format, label_report, read_split
+from .tables import read_tables, write_tables
+from .xmind import read_xmind
 
 __all__ = [
     "LoadStats",
@@ -37,4 +42,13 @@ __all__ = [
     "synthetic_tokenizer",
     "title_entity_spans",
     "tokenize_news",
+    "DATA_FORMATS",
+    "detect_format",
+    "label_report",
+    "read_adressa",
+    "read_ebnerd",
+    "read_split",
+    "read_tables",
+    "read_xmind",
+    "write_tables",
 ]

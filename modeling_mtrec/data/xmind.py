@@ -30,7 +30,16 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from .mind import MINDFormatError, _BadRows, id_problem, parse_title_entities, read_behaviors, read_news, require_rows, split_files
+from .mind import (
+    MINDFormatError,
+    _BadRows,
+    id_problem,
+    parse_title_entities,
+    read_behaviors,
+    read_news,
+    require_rows,
+    split_files,
+)
 from .stats import LoadStats
 from .tables import NewsBuilder
 

@@ -93,7 +93,7 @@ def test_bad_translation_rows_strict_and_lenient(tmp_path: Path, line: str, prob
 
 def test_invalid_utf8_and_empty_translation(tmp_path: Path) -> None:
     folder = xmind_split(tmp_path, TRANSLATIONS)
-    (folder / "news.tsv").write_bytes("N1\tyksi\t\n".encode() + "N2\tcaf\xe9\t\n".encode("latin-1"))
+    (folder / "news.tsv").write_bytes(b"N1\tyksi\t\n" + "N2\tcaf\xe9\t\n".encode("latin-1"))
     with pytest.raises(MINDFormatError, match=rf"^{folder / 'news.tsv'}:2: not valid UTF-8"):
         read_xmind(folder, tmp_path / "MINDsmall_train")
     (folder / "news.tsv").write_text("\n")
