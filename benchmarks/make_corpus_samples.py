@@ -23,7 +23,7 @@ all news, clicks by softmax(1.5 utility) over an impression's candidates. ``--se
 corpus whose sentiment labels carry no click signal.
 
 Measured on the default output (seed 0, 600 users): a candidate whose sentiment is the majority sentiment of the user's
-history is clicked 21% of the time, another 7%.
+history is clicked 21% of the time, another 7%; with ``--sentiment-weight 0`` 10.9% and 11.5% (no signal).
 
 Train and predict on them as the docs say (docs/corpora/*.md), e.g.::
 
@@ -178,7 +178,7 @@ def write_ebnerd(output: Path, news, sentiments, sessions, rng: np.random.Genera
             rows = {name: [] for name in ("impression_id", "user_id", "impression_time", "article_ids_inview",
                                           "article_ids_clicked", "session_id")}  # fmt: skip
             impression_id = day * 1_000_000
-            for user, (history, shown) in enumerate(sessions):
+            for user, (_, shown) in enumerate(sessions):
                 for shown_day, candidates, clicked in shown:
                     if shown_day != day:
                         continue
