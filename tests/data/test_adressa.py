@@ -11,41 +11,12 @@ from modeling_mtrec.data.adressa import read_adressa
 from modeling_mtrec.data.formats import detect_format
 from modeling_mtrec.data.mind import MINDFormatError
 from modeling_mtrec.data.stats import LoadStats
-
-DAY = 86_400
-T0 = 1_483_228_800  # 2017-01-01T00:00:00Z
-
-
-def event(user: str, day: int, second: int, article: str | None, **extra) -> dict:
-    row = {"userId": user, "time": T0 + day * DAY + second, "eventId": 1, "city": "trondheim"}
-    if article is not None:
-        row.update(id=article, title=f"Tittel {article}", category1="nyheter|trondheim",
-                   canonicalUrl=f"http://adressa.no/{article}")  # fmt: skip
-    row.update(extra)
-    return row
-
-
-def write_days(folder: Path, days: dict[str, list]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, rows in days.items():
-        (folder / name).write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows))
-    return folder
-
-
-def one_week(tmp_path: Path) -> Path:
-    """3 days: day 0 builds histories, day 1 is train, day 2 dev (history_days=1, dev_days=1)."""
-    return write_days(tmp_path / "one_week", {
-        "20170101": [event("u1", 0, 10, "a1"), event("u2", 0, 20, "a2"), event("u1", 0, 30, None)],
-        "20170102": [event("u1", 1, 10, "a3"), event("u2", 1, 20, "a4"), event("u3", 1, 30, "a5"),
-                     event("u1", 1, 40, "a1", title="Ny tittel"), event("u2", 1, 50, "a3", category1="sport")],
-        "20170103": [event("u1", 2, 10, "a6"), event("u2", 2, 20, "a7"), event("u3", 2, 30, "a6"),
-                     event("u4", 2, 40, "a6"), event("u4", 2, 50, "a7")],
-    })  # fmt: skip
+from tests.data.corpus_files import DAY, T0, adressa_event, adressa_one_week, write_day_files
 
 
 def test_impressions_follow_the_rule(tmp_path: Path) -> None:
     stats = LoadStats()
-    news, train = read_adressa(one_week(tmp_path), split="train", history_days=1, num_negatives=2, seed=0, stats=stats)
+    news, train = read_adressa(adressa_one_week(tmp_path), split="train", history_days=1, num_negatives=2, seed=0, stats=stats)
     assert news["news_id"][:] == ["a1", "a2", "a3", "a4", "a5", "a6", "a7"]  # every article, train's or not
     assert news[0]["category"] == "nyheter" and news[0]["subcategory"] == "trondheim"
     assert news[0]["title"] == "Tittel a1" and news[0]["url"] == "http://adressa.no/a1"  # the first title seen
@@ -66,7 +37,7 @@ def test_impressions_follow_the_rule(tmp_path: Path) -> None:
 
 
 def test_dev_split_and_seed(tmp_path: Path) -> None:
-    folder = one_week(tmp_path)
+    folder = adressa_one_week(tmp_path)
     _, dev = read_adressa(folder, split="dev", history_days=1, num_negatives=1, seed=0)
     assert dev["impression_id"][:] == ["5", "6", "7"]  # ids continue after train's; u4 read all of day 2
     assert dev["user_id"][:] == ["u1", "u2", "u3"] and dev["history"][1] == ["a2", "a4", "a3"]
@@ -82,17 +53,17 @@ def test_dev_split_and_seed(tmp_path: Path) -> None:
 
 
 def test_detected_from_the_files(tmp_path: Path) -> None:
-    assert detect_format(one_week(tmp_path)) == "adressa"
+    assert detect_format(adressa_one_week(tmp_path)) == "adressa"
 
 
 def test_too_few_days_and_bad_options(tmp_path: Path) -> None:
-    folder = one_week(tmp_path)
+    folder = adressa_one_week(tmp_path)
     with pytest.raises(ValueError, match="3 days of clicks"):
         read_adressa(folder)  # 5 history days + a train day + a dev day
     with pytest.raises(ValueError, match="split must be one of"):
         read_adressa(folder, split="test", history_days=1)
     with pytest.raises(FileNotFoundError, match="no Adressa event file"):
-        read_adressa(write_days(tmp_path / "empty", {"notes.txt": ["x"]}))
+        read_adressa(write_day_files(tmp_path / "empty", {"notes.txt": ["x"]}))
 
 
 @pytest.mark.parametrize(
@@ -107,9 +78,9 @@ def test_too_few_days_and_bad_options(tmp_path: Path) -> None:
     ],
 )
 def test_bad_events_strict_and_lenient(tmp_path: Path, line: str, problem: str) -> None:
-    folder = one_week(tmp_path)
+    folder = adressa_one_week(tmp_path)
     path = folder / "20170102"
-    path.write_text(json.dumps(event("u1", 1, 10, "a3")) + "\n" + line + "\n" + path.read_text())
+    path.write_text(json.dumps(adressa_event("u1", 1, 10, "a3")) + "\n" + line + "\n" + path.read_text())
     with pytest.raises(MINDFormatError, match=rf"^{path}:2: .*{problem}"):
         read_adressa(folder, history_days=1)
     stats = LoadStats()
@@ -118,6 +89,6 @@ def test_bad_events_strict_and_lenient(tmp_path: Path, line: str, problem: str) 
 
 
 def test_no_click_event_raises(tmp_path: Path) -> None:
-    folder = write_days(tmp_path / "w", {"20170101": [event("u1", 0, 1, None)], "20170102": [""]})
+    folder = write_day_files(tmp_path / "w", {"20170101": [adressa_event("u1", 0, 1, None)], "20170102": [""]})
     with pytest.raises(MINDFormatError, match="no usable click event"):
         read_adressa(folder, history_days=1)

@@ -11,10 +11,7 @@ from modeling_mtrec.data.convert import convert, main
 from modeling_mtrec.data.formats import DATA_FORMATS, detect_format, label_report, read_split
 from modeling_mtrec.data.mind import MINDFormatError, read_behaviors, read_news
 from modeling_mtrec.data.stats import LoadStats
-from tests.data.test_adressa import one_week
-from tests.data.test_ebnerd import corpus as ebnerd_corpus
-from tests.data.test_tables import split_folder
-from tests.data.test_xmind import TRANSLATIONS, xmind_split
+from tests.data.corpus_files import TRANSLATIONS, adressa_one_week, ebnerd_corpus, tables_split, xmind_split
 
 
 def mind_split(folder: Path) -> Path:
@@ -32,8 +29,8 @@ def all_formats(tmp_path: Path) -> dict[str, Path]:
         "mind": mind_split(tmp_path / "mind"),
         "xmind": xmind,
         "ebnerd": ebnerd_corpus(tmp_path / "ebnerd_small"),
-        "adressa": one_week(tmp_path),
-        "tables": split_folder(tmp_path / "tables"),
+        "adressa": adressa_one_week(tmp_path),
+        "tables": tables_split(tmp_path / "tables"),
     }
 
 
@@ -103,7 +100,7 @@ def test_convert_ebnerd_folder_of_splits_to_parquet(tmp_path: Path) -> None:
 
 
 def test_convert_adressa_writes_train_and_dev(tmp_path: Path) -> None:
-    report = convert(one_week(tmp_path), tmp_path / "out", "adressa", options={"history_days": 1, "num_negatives": 2})
+    report = convert(adressa_one_week(tmp_path), tmp_path / "out", "adressa", options={"history_days": 1, "num_negatives": 2})
     assert report["splits"]["train"]["impressions"] == 4 and report["splits"]["dev"]["impressions"] == 3
     _, train = read_split(tmp_path / "out" / "train")
     _, dev = read_split(tmp_path / "out" / "dev")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
@@ -14,65 +13,12 @@ from modeling_mtrec.data.ebnerd import locate_entities, read_ebnerd
 from modeling_mtrec.data.mind import MINDFormatError
 from modeling_mtrec.data.stats import LoadStats
 from modeling_mtrec.models.mtrec.processing_mtrec import title_entity_spans
-
-IDS = pa.list_(pa.int32())
-
-
-def articles(**overrides) -> pa.Table:
-    columns = {
-        "article_id": pa.array([1, 2, 3], pa.int32()),
-        "title": ["Lars Løkke Rasmussen: Danmark får ny regering", "Regn over Aarhus", "Ny bog"],
-        "subtitle": ["Statsministeren taler", None, "En roman"],
-        "body": ["...", "...", "..."],
-        "category": pa.array([1, 2, 3], pa.int16()),
-        "category_str": ["nyheder", "vejr", "kultur"],
-        "subcategory": pa.array([[11, 12], [], None], pa.list_(pa.int16())),
-        "ner_clusters": [["Lars Løkke Rasmussen", "Løkke", "Danmark", "Dan", "EU"], ["Aarhus"], []],
-        "entity_groups": [["PER", "PER", "LOC", "PER", "ORG"], ["LOC"], []],
-        "sentiment_score": pa.array([0.9, 0.6, 0.7], pa.float32()),
-        "sentiment_label": ["Negative", "Neutral", None],
-        "url": ["https://ekstrabladet.dk/1", "https://ekstrabladet.dk/2", "https://ekstrabladet.dk/3"],
-    }
-    columns.update(overrides)
-    return pa.table(columns)
-
-
-def behaviors(**overrides) -> pa.Table:
-    columns = {
-        "impression_id": pa.array([10, 11, 12], pa.uint32()),
-        "article_id": pa.array([None, 1, None], pa.int32()),
-        "impression_time": [dt.datetime(2023, 5, 18, 7, 0, 1), dt.datetime(2023, 5, 18, 8), dt.datetime(2023, 5, 19)],
-        "read_time": pa.array([10.0, 5.0, 3.0], pa.float32()),
-        "article_ids_inview": pa.array([[1, 2, 3], [2, 3], [3, 1]], IDS),
-        "article_ids_clicked": pa.array([[2], [3, 99], [1]], IDS),
-        "user_id": pa.array([100, 200, 100], pa.uint32()),
-        "is_subscriber": [True, False, True],
-    }
-    columns.update(overrides)
-    return pa.table(columns)
-
-
-def history(**overrides) -> pa.Table:
-    columns = {
-        "user_id": pa.array([100], pa.uint32()),
-        "impression_time_fixed": [[dt.datetime(2023, 5, 1), dt.datetime(2023, 5, 2)]],
-        "article_id_fixed": pa.array([[3, 1]], IDS),
-    }
-    columns.update(overrides)
-    return pa.table(columns)
-
-
-def corpus(root: Path, split: str = "train", articles_table=None, behaviors_table=None, history_table=None) -> Path:
-    (root / split).mkdir(parents=True, exist_ok=True)
-    pq.write_table(articles() if articles_table is None else articles_table, root / "articles.parquet")
-    pq.write_table(behaviors() if behaviors_table is None else behaviors_table, root / split / "behaviors.parquet")
-    pq.write_table(history() if history_table is None else history_table, root / split / "history.parquet")
-    return root / split
+from tests.data.corpus_files import IDS, ebnerd_articles, ebnerd_behaviors, ebnerd_corpus, ebnerd_history
 
 
 def test_read_ebnerd_split(tmp_path: Path) -> None:
     stats = LoadStats()
-    news, impressions = read_ebnerd(corpus(tmp_path), stats=stats)
+    news, impressions = read_ebnerd(ebnerd_corpus(tmp_path), stats=stats)
     assert news.column_names == ["news_id", "category", "subcategory", "title", "abstract", "url", "title_entities",
                                  "abstract_entities", "sentiment"]  # fmt: skip
     assert news["news_id"][:] == ["1", "2", "3"]
@@ -98,18 +44,18 @@ def test_read_ebnerd_split(tmp_path: Path) -> None:
 
 
 def test_test_set_has_no_clicks_and_beyond_accuracy_rows_are_counted(tmp_path: Path) -> None:
-    table = behaviors(is_beyond_accuracy=[False, False, True]).drop_columns(["article_ids_clicked"])
+    table = ebnerd_behaviors(is_beyond_accuracy=[False, False, True]).drop_columns(["article_ids_clicked"])
     table = table.set_column(0, "impression_id", pa.array([10, 11, 0], pa.uint32()))
     stats = LoadStats()
-    _, impressions = read_ebnerd(corpus(tmp_path, "test", behaviors_table=table), stats=stats)
+    _, impressions = read_ebnerd(ebnerd_corpus(tmp_path, "test", behaviors_table=table), stats=stats)
     assert impressions["impression_id"][:] == ["10", "11"]
     assert impressions["clicks"][:] == [[-1, -1, -1], [-1, -1]]
     assert stats["beyond_accuracy_impressions"] == 1
 
 
 def test_articles_parquet_in_the_split_folder_is_used_first(tmp_path: Path) -> None:
-    folder = corpus(tmp_path)
-    pq.write_table(articles(title=["A", "B", "C"], ner_clusters=[[], [], []]), folder / "articles.parquet")
+    folder = ebnerd_corpus(tmp_path)
+    pq.write_table(ebnerd_articles(title=["A", "B", "C"], ner_clusters=[[], [], []]), folder / "articles.parquet")
     news, _ = read_ebnerd(folder)
     assert news["title"][:] == ["A", "B", "C"]
 
@@ -151,7 +97,7 @@ def test_locate_entities_edge_cases() -> None:
 
 
 def test_missing_files_are_named(tmp_path: Path) -> None:
-    folder = corpus(tmp_path)
+    folder = ebnerd_corpus(tmp_path)
     (tmp_path / "articles.parquet").unlink()
     with pytest.raises(FileNotFoundError, match="no articles.parquet in the folder or its parent"):
         read_ebnerd(folder)
@@ -161,13 +107,13 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
 
 
 def test_missing_column_and_wrong_type(tmp_path: Path) -> None:
-    folder = corpus(tmp_path, behaviors_table=behaviors().drop_columns(["article_ids_inview"]))
+    folder = ebnerd_corpus(tmp_path, behaviors_table=ebnerd_behaviors().drop_columns(["article_ids_inview"]))
     with pytest.raises(MINDFormatError, match=r"behaviors.parquet: missing column\(s\) \['article_ids_inview'\]"):
         read_ebnerd(folder)
-    folder = corpus(tmp_path, behaviors_table=behaviors(article_ids_inview=["1 2 3", "2 3", "3 1"]))
+    folder = ebnerd_corpus(tmp_path, behaviors_table=ebnerd_behaviors(article_ids_inview=["1 2 3", "2 3", "3 1"]))
     with pytest.raises(MINDFormatError, match="column 'article_ids_inview' is string, not a list"):
         read_ebnerd(folder)
-    folder = corpus(tmp_path, articles_table=articles().drop_columns(["title"]), behaviors_table=behaviors())
+    folder = ebnerd_corpus(tmp_path, articles_table=ebnerd_articles().drop_columns(["title"]), behaviors_table=ebnerd_behaviors())
     with pytest.raises(MINDFormatError, match=r"articles.parquet: missing column\(s\) \['title'\]"):
         read_ebnerd(folder)
 
@@ -187,7 +133,7 @@ def test_missing_column_and_wrong_type(tmp_path: Path) -> None:
     ],
 )  # fmt: skip
 def test_bad_impression_rows_strict_and_lenient(tmp_path: Path, overrides: dict, problem: str, reason: str) -> None:
-    folder = corpus(tmp_path, behaviors_table=behaviors(**overrides))
+    folder = ebnerd_corpus(tmp_path, behaviors_table=ebnerd_behaviors(**overrides))
     with pytest.raises(MINDFormatError, match=rf"^{folder / 'behaviors.parquet'}:2: {problem}"):
         read_ebnerd(folder)
     stats = LoadStats()
@@ -197,7 +143,7 @@ def test_bad_impression_rows_strict_and_lenient(tmp_path: Path, overrides: dict,
 
 
 def test_bad_article_rows(tmp_path: Path) -> None:
-    folder = corpus(tmp_path, articles_table=articles(article_id=pa.array([1, None, 1], pa.int32())))
+    folder = ebnerd_corpus(tmp_path, articles_table=ebnerd_articles(article_id=pa.array([1, None, 1], pa.int32())))
     with pytest.raises(MINDFormatError, match=rf"^{tmp_path / 'articles.parquet'}:2: null news id"):
         read_ebnerd(folder)
     stats = LoadStats()
@@ -207,9 +153,9 @@ def test_bad_article_rows(tmp_path: Path) -> None:
 
 
 def test_history_rows(tmp_path: Path) -> None:
-    table = history(user_id=pa.array([100, 100], pa.uint32()), impression_time_fixed=[[], []],
+    table = ebnerd_history(user_id=pa.array([100, 100], pa.uint32()), impression_time_fixed=[[], []],
                     article_id_fixed=pa.array([[3, 1], [2]], IDS))  # fmt: skip
-    folder = corpus(tmp_path, history_table=table)
+    folder = ebnerd_corpus(tmp_path, history_table=table)
     with pytest.raises(MINDFormatError, match=rf"^{folder / 'history.parquet'}:2: user_id 100 has a second history row"):
         read_ebnerd(folder)
     stats = LoadStats()
@@ -218,6 +164,6 @@ def test_history_rows(tmp_path: Path) -> None:
 
 
 def test_empty_behaviors_file_raises(tmp_path: Path) -> None:
-    folder = corpus(tmp_path, behaviors_table=behaviors().slice(0, 0))
+    folder = ebnerd_corpus(tmp_path, behaviors_table=ebnerd_behaviors().slice(0, 0))
     with pytest.raises(MINDFormatError, match=r"behaviors.parquet: no usable behaviors row \(the file holds no row\)"):
         read_ebnerd(folder)

@@ -13,39 +13,15 @@ from modeling_mtrec.data.mind import MINDFormatError, read_behaviors, read_news
 from modeling_mtrec.data.samples import build_eval_impressions, build_train_samples
 from modeling_mtrec.data.stats import LoadStats
 from modeling_mtrec.data.tables import read_tables, write_tables
-
-ENTITY = {"Label": "Aarhus", "Type": "G", "WikidataId": "Q25319", "Confidence": 1.0, "OccurrenceOffsets": [0],
-          "SurfaceForms": ["Aarhus"]}  # fmt: skip
-NEWS = [
-    {"news_id": "N1", "title": "Aarhus vinder", "category": "sport", "sentiment": "Positive", "title_entities": [ENTITY]},
-    {"news_id": 2, "title": "Regn i morgen", "category": "vejr", "sentiment": None},
-    {"news_id": "N3", "title": "Ny bog", "category": "kultur", "subcategory": "bøger", "abstract": "En roman."},
-]
-BEHAVIORS = [
-    {"impression_id": 1, "user_id": "U1", "time": "2023-05-01T10:00:00", "history": ["N1"],
-     "candidates": [2, "N3"], "clicks": [1, 0]},
-    {"impression_id": 2, "user_id": 7, "history": [], "candidates": ["N1", "N3"], "clicks": [0, 1]},
-    {"impression_id": 3, "user_id": "U1", "history": ["N1", 2], "candidates": ["N3"]},  # unlabelled
-]  # fmt: skip
-
-
-def write_jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join((row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)) + "\n" for row in rows))
-    return path
-
-
-def split_folder(tmp_path: Path, news=NEWS, behaviors=BEHAVIORS) -> Path:
-    write_jsonl(tmp_path / "news.jsonl", news)
-    write_jsonl(tmp_path / "behaviors.jsonl", behaviors)
-    return tmp_path
+from tests.data.corpus_files import TABLE_BEHAVIORS, TABLE_ENTITY, TABLE_NEWS, tables_split, write_jsonl
 
 
 def test_read_jsonl_tables(tmp_path: Path) -> None:
-    news, behaviors = read_tables(split_folder(tmp_path))
+    news, behaviors = read_tables(tables_split(tmp_path))
     assert news.column_names == ["news_id", "category", "subcategory", "title", "abstract", "url", "title_entities",
                                  "abstract_entities", "sentiment"]  # fmt: skip
     assert news["news_id"][:] == ["N1", "2", "N3"]  # an integer id becomes its decimal string
-    assert json.loads(news[0]["title_entities"]) == [ENTITY]  # a list of objects becomes MIND's JSON string
+    assert json.loads(news[0]["title_entities"]) == [TABLE_ENTITY]  # a list of objects becomes MIND's JSON string
     assert news["title_entities"][1:] == ["[]", "[]"] and news["sentiment"][:] == ["Positive", "", ""]
     assert news[2]["subcategory"] == "bøger" and news[2]["abstract"] == "En roman." and news[0]["url"] == ""
     assert behaviors[:] == {
@@ -63,7 +39,7 @@ def test_tables_have_the_mind_readers_features(tmp_path: Path) -> None:
     (tmp_path / "mind" / "news.tsv").write_text("N1\tsport\tsub\tAarhus vinder\t\t\t[]\t[]\n")
     (tmp_path / "mind" / "behaviors.tsv").write_text("1\tU1\ttime\tN1\tN1-1 N2-0\n")
     (tmp_path / "own").mkdir()
-    news, behaviors = read_tables(split_folder(tmp_path / "own", news=[{"news_id": "N1", "title": "x"}]))
+    news, behaviors = read_tables(tables_split(tmp_path / "own", news=[{"news_id": "N1", "title": "x"}]))
     assert news.features == read_news(tmp_path / "mind" / "news.tsv").features
     assert behaviors.features == read_behaviors(tmp_path / "mind" / "behaviors.tsv").features
 
@@ -71,7 +47,7 @@ def test_tables_have_the_mind_readers_features(tmp_path: Path) -> None:
 @pytest.mark.parametrize("file_format", ["parquet", "jsonl"])
 def test_write_then_read_gives_the_same_tables(tmp_path: Path, file_format: str) -> None:
     (tmp_path / "in").mkdir()
-    news, behaviors = read_tables(split_folder(tmp_path / "in"))
+    news, behaviors = read_tables(tables_split(tmp_path / "in"))
     paths = write_tables(news, behaviors, tmp_path / "out", file_format=file_format)
     assert [p.name for p in paths] == [f"news.{file_format}", f"behaviors.{file_format}"]
     news_again, behaviors_again = read_tables(tmp_path / "out")
@@ -80,7 +56,7 @@ def test_write_then_read_gives_the_same_tables(tmp_path: Path, file_format: str)
 
 
 def test_tables_feed_the_sample_builders(tmp_path: Path) -> None:
-    news, behaviors = read_tables(split_folder(tmp_path))
+    news, behaviors = read_tables(tables_split(tmp_path))
     news_index = {news_id: row for row, news_id in enumerate(news["news_id"])}
     stats = LoadStats()
     train = build_train_samples(behaviors, news_index, max_history_length=5, stats=stats)
@@ -90,18 +66,18 @@ def test_tables_feed_the_sample_builders(tmp_path: Path) -> None:
 
 
 def test_missing_files_are_named(tmp_path: Path) -> None:
-    write_jsonl(tmp_path / "news.jsonl", NEWS)
+    write_jsonl(tmp_path / "news.jsonl", TABLE_NEWS)
     with pytest.raises(FileNotFoundError, match="no behaviors.parquet or behaviors.jsonl"):
         read_tables(tmp_path)
     pq.write_table(pa.table({"news_id": ["N1"], "title": ["t"]}), tmp_path / "news.parquet")
-    write_jsonl(tmp_path / "behaviors.jsonl", BEHAVIORS)
+    write_jsonl(tmp_path / "behaviors.jsonl", TABLE_BEHAVIORS)
     with pytest.raises(ValueError, match="both news.parquet and news.jsonl"):
         read_tables(tmp_path)
 
 
 def test_parquet_missing_column_and_unreadable_file(tmp_path: Path) -> None:
     pq.write_table(pa.table({"news_id": ["N1"], "headline": ["t"]}), tmp_path / "news.parquet")
-    write_jsonl(tmp_path / "behaviors.jsonl", BEHAVIORS)
+    write_jsonl(tmp_path / "behaviors.jsonl", TABLE_BEHAVIORS)
     with pytest.raises(MINDFormatError, match=r"news.parquet: missing column\(s\) \['title'\]"):
         read_tables(tmp_path)
     (tmp_path / "news.parquet").write_text("not parquet")
@@ -127,7 +103,7 @@ def test_parquet_missing_column_and_unreadable_file(tmp_path: Path) -> None:
     ],
 )  # fmt: skip
 def test_bad_behaviors_row_strict_and_lenient(tmp_path: Path, bad_row, problem: str) -> None:
-    folder = split_folder(tmp_path, behaviors=[BEHAVIORS[0], bad_row, BEHAVIORS[1]])
+    folder = tables_split(tmp_path, behaviors=[TABLE_BEHAVIORS[0], bad_row, TABLE_BEHAVIORS[1]])
     path = folder / "behaviors.jsonl"
     with pytest.raises(MINDFormatError, match=rf"^{path}:2: .*{problem}"):
         read_tables(folder)
@@ -151,7 +127,7 @@ def test_bad_behaviors_row_strict_and_lenient(tmp_path: Path, bad_row, problem: 
     ],
 )
 def test_bad_news_row_strict_and_lenient(tmp_path: Path, bad_row, problem: str) -> None:
-    folder = split_folder(tmp_path, news=[NEWS[0], bad_row, *NEWS[1:]])
+    folder = tables_split(tmp_path, news=[TABLE_NEWS[0], bad_row, *TABLE_NEWS[1:]])
     with pytest.raises(MINDFormatError, match=rf"^{folder / 'news.jsonl'}:2: .*{problem}"):
         read_tables(folder)
     stats = LoadStats()
@@ -161,24 +137,24 @@ def test_bad_news_row_strict_and_lenient(tmp_path: Path, bad_row, problem: str) 
 
 def test_parquet_rows_are_numbered_from_one(tmp_path: Path) -> None:
     pq.write_table(pa.table({"news_id": ["N1", None], "title": ["a", "b"]}), tmp_path / "news.parquet")
-    write_jsonl(tmp_path / "behaviors.jsonl", BEHAVIORS)
+    write_jsonl(tmp_path / "behaviors.jsonl", TABLE_BEHAVIORS)
     with pytest.raises(MINDFormatError, match=rf"^{tmp_path / 'news.parquet'}:2: null news id"):
         read_tables(tmp_path)
 
 
 def test_duplicate_news_id_keeps_the_first(tmp_path: Path) -> None:
     stats = LoadStats()
-    news, _ = read_tables(split_folder(tmp_path, news=[*NEWS, {"news_id": "N1", "title": "again"}]), stats=stats)
+    news, _ = read_tables(tables_split(tmp_path, news=[*TABLE_NEWS, {"news_id": "N1", "title": "again"}]), stats=stats)
     assert news["news_id"][:] == ["N1", "2", "N3"] and news[0]["title"] == "Aarhus vinder"
     assert stats == {"duplicate_news_ids": 1}
 
 
 def test_empty_file_and_every_row_skipped_raise(tmp_path: Path) -> None:
-    folder = split_folder(tmp_path)
+    folder = tables_split(tmp_path)
     (folder / "news.jsonl").write_text("\n\n")
     with pytest.raises(MINDFormatError, match=r"news.jsonl: no usable news row \(the file holds no row\)"):
         read_tables(folder)
-    write_jsonl(folder / "news.jsonl", NEWS)
+    write_jsonl(folder / "news.jsonl", TABLE_NEWS)
     write_jsonl(folder / "behaviors.jsonl", ["{broken", {"impression_id": 1}])
     with pytest.raises(MINDFormatError, match=r"behaviors.jsonl: no usable behaviors row \(every row was skipped"):
         read_tables(folder, lenient=True)

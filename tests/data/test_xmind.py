@@ -10,29 +10,7 @@ from modeling_mtrec.data.formats import label_report
 from modeling_mtrec.data.mind import MINDFormatError
 from modeling_mtrec.data.stats import LoadStats
 from modeling_mtrec.data.xmind import read_xmind
-
-ENTITIES = '[{"Label": "Fort Lauderdale, Florida", "Type": "G", "WikidataId": "Q165972", "Confidence": 1.0, "OccurrenceOffsets": [0], "SurfaceForms": ["Fort Lauderdale"]}]'
-
-
-def write(path: Path, lines: list[str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes("".join(line + "\n" for line in lines).encode("utf-8"))
-    return path
-
-
-def mind_news(news_id: str, category: str = "news", entities: str = "[]") -> str:
-    return "\t".join([news_id, category, "sub", "Fort Lauderdale opens an office", "An abstract.",
-                      f"https://example.com/{news_id}", entities, "[]"])  # fmt: skip
-
-
-def xmind_split(tmp_path: Path, translations: list[str], mind: Path | None = None) -> Path:
-    mind = tmp_path / "MINDsmall_train" if mind is None else mind
-    write(mind / "news.tsv", [mind_news("N1", "news", ENTITIES), mind_news("N2", "sports"), mind_news("N3")])
-    write(mind / "behaviors.tsv", ["1\tU1\t11/15/2019 8:55:22 AM\tN1\tN2-1 N3-0", "2\tU2\t11/15/2019 9:00:00 AM\t\tN1-0 N2-1"])
-    return write(tmp_path / "xMIND" / "jpn" / "xMINDsmall_train" / "news.tsv", translations).parent
-
-
-TRANSLATIONS = ["N1\tフォートローダーデールに事務所が開設\t要約。", "N2\t東京で勝利\t", "N3\tタイトル\t要約"]
+from tests.data.corpus_files import TRANSLATIONS, write_lines, xmind_split
 
 
 def test_read_xmind_joins_the_translation_with_mind(tmp_path: Path) -> None:
@@ -50,7 +28,7 @@ def test_read_xmind_joins_the_translation_with_mind(tmp_path: Path) -> None:
 
 
 def test_mind_dir_defaults_to_a_mind_folder_inside(tmp_path: Path) -> None:
-    folder = write(tmp_path / "xMINDsmall_dev" / "news.tsv", TRANSLATIONS).parent
+    folder = write_lines(tmp_path / "xMINDsmall_dev" / "news.tsv", TRANSLATIONS).parent
     xmind_split(tmp_path, TRANSLATIONS, mind=folder / "mind")
     news, _ = read_xmind(folder)
     assert len(news) == 3
@@ -60,7 +38,7 @@ def test_mind_dir_defaults_to_a_mind_folder_inside(tmp_path: Path) -> None:
 
 
 def test_missing_mind_folder_is_named(tmp_path: Path) -> None:
-    folder = write(tmp_path / "x" / "news.tsv", TRANSLATIONS).parent
+    folder = write_lines(tmp_path / "x" / "news.tsv", TRANSLATIONS).parent
     with pytest.raises(FileNotFoundError, match="MIND's split folder not found"):
         read_xmind(folder)
     with pytest.raises(FileNotFoundError, match="translated news.tsv"):
