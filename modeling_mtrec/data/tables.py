@@ -54,9 +54,13 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BEHAVIORS_FEATURES",
+    "BehaviorsBuilder",
     "EXTRA_NEWS_COLUMNS",
     "NewsBuilder",
-    "BehaviorsBuilder",
+    "read_behaviors_table",
+    "read_news_table",
+    "read_parquet",
+    "read_rows",
     "read_tables",
     "table_files",
     "write_tables",
@@ -112,14 +116,14 @@ class NewsBuilder:
     def add(self, row: int, news_id: Any, title: Any, **fields: Any) -> bool:
         """Add one news (`fields`: any other column; missing or null ones get their default). Returns whether the row
         was kept (False: a bad row skipped under ``lenient``, or a repeated id, counted)."""
-        news_id = _id_or_problem(news_id, "news id")
-        if news_id[1]:
-            self.bad_row(row, news_id[1])
+        news_id, problem = _id_or_problem(news_id, "news id")
+        if problem:
+            self.bad_row(row, problem)
             return False
         if not isinstance(title, str):
             self.bad_row(row, "null title" if title is None else f"title is not a string: {title!r}")
             return False
-        values = {"news_id": news_id[0], "title": title}
+        values = {"news_id": news_id, "title": title}
         for name in self.columns:
             if name in values:
                 continue
