@@ -56,6 +56,7 @@ __all__ = [
     "BEHAVIORS_FEATURES",
     "BehaviorsBuilder",
     "EXTRA_NEWS_COLUMNS",
+    "behaviors_dataset",
     "NewsBuilder",
     "read_behaviors_table",
     "read_news_table",
@@ -235,6 +236,15 @@ class BehaviorsBuilder:
         )
         problems = dict(sorted((self.bad_row.stats - self.counted_before).items()))
         return require_rows(behaviors, path, "behaviors", problems)
+
+
+def behaviors_dataset(columns: dict[str, pa.Array], path: str | os.PathLike, problems: dict[str, int]) -> Dataset:
+    """The behaviors `Dataset` of Arrow `columns` (named and typed as `BEHAVIORS_FEATURES`) built by a reader that
+    checks whole columns; `MINDFormatError` naming `path` (and the `problems` counted in it) when no row is usable."""
+    schema = BEHAVIORS_FEATURES.arrow_schema
+    table = pa.Table.from_arrays([columns[field.name].cast(field.type) for field in schema], schema=schema)
+    behaviors = Dataset(InMemoryTable(table), fingerprint=_fingerprint(list(BEHAVIORS_FEATURES), path))
+    return require_rows(behaviors, path, "behaviors", problems)
 
 
 def _id_or_problem(value: Any, what: str) -> tuple[str, str | None]:
