@@ -54,9 +54,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
 
-from .mind import MINDFormatError, _BadRows, id_problem
+from .mind import MINDFormatError, _BadRows
 from .stats import LoadStats
-from .tables import NewsBuilder, behaviors_dataset, read_parquet
+from .tables import (
+    NewsBuilder,
+    behaviors_dataset,
+    duplicate_problems,
+    ids_problems,
+    iso_times,
+    list_problems,
+    read_parquet,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -223,42 +231,6 @@ def _history_lists(history_path: str | os.PathLike, lenient: bool, stats: LoadSt
     return rows, pa.concat_arrays([histories, empty])
 
 
-def _ids_problems(ids: pa.Array, what: str) -> dict[int, str]:
-    """Rows whose id cannot be used: null, or (string ids) empty or holding whitespace."""
-    problems = {int(i): f"null {what}" for i in np.flatnonzero(pc.is_null(ids).to_numpy(zero_copy_only=False))}
-    if pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type):
-        for i, value in enumerate(ids.to_pylist()):
-            problem = None if value is None else id_problem(value, what)
-            if problem:
-                problems[i] = problem
-    return problems
-
-
-def _list_problems(lists: pa.Array, column: str, what: str, allow_empty: bool) -> dict[int, str]:
-    """Rows whose list is null, empty (unless `allow_empty`) or holds a null id."""
-    problems: dict[int, str] = {}
-    lengths = pc.list_value_length(lists)
-    for i in np.flatnonzero(pc.is_null(lists).to_numpy(zero_copy_only=False)):
-        problems[int(i)] = f"{column} is not a list: None"
-    if not allow_empty:
-        for i in np.flatnonzero(pc.equal(lengths, 0).fill_null(False).to_numpy(zero_copy_only=False)):
-            problems.setdefault(int(i), f"empty {what} list")
-    flat = pc.list_flatten(lists)
-    parents = pc.list_parent_indices(lists).to_numpy()
-    for i in np.unique(parents[pc.is_null(flat).to_numpy(zero_copy_only=False)]):
-        problems.setdefault(int(i), f"null news id in {what}")
-    return problems
-
-
-def _times(column: pa.ChunkedArray) -> pa.Array:
-    """``impression_time`` as ISO 8601 strings (to the second; ``""`` when null)."""
-    column = column.combine_chunks()
-    if pa.types.is_timestamp(column.type):
-        seconds = pc.cast(column, pa.timestamp("s", tz=column.type.tz), safe=False)
-        column = pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%S" + ("%z" if column.type.tz else ""))
-    return pc.fill_null(pc.cast(column, pa.string()), "")
-
-
 def read_ebnerd_behaviors(
     behaviors_path: str | os.PathLike,
     history_path: str | os.PathLike,
@@ -297,29 +269,20 @@ def read_ebnerd_behaviors(
     # The first problem of each row, found column by column, reported in row order (a strict read names the first).
     problems: dict[int, tuple[str, str]] = {}
     found = [
-        _ids_problems(impression_ids, "impression id"),
-        _ids_problems(user_ids, "user id"),
-        _list_problems(inview, "article_ids_inview", "candidates", allow_empty=False),
+        ids_problems(impression_ids, "impression id"),
+        ids_problems(user_ids, "user id"),
+        list_problems(inview, "article_ids_inview", "candidates", allow_empty=False),
     ]
     if labelled:
         clicked = table.column("article_ids_clicked").combine_chunks()
-        found.append(_list_problems(clicked, "article_ids_clicked", "clicks", allow_empty=True))
+        found.append(list_problems(clicked, "article_ids_clicked", "clicks", allow_empty=True))
     for rows in found:
         for row, problem in rows.items():
             if not beyond[row]:
                 problems.setdefault(row, (problem, "malformed_rows_skipped"))
     # A repeated impression id among the other rows: the first row keeps it.
-    candidates_rows = np.flatnonzero(~beyond & ~np.isin(np.arange(n), list(problems)))
-    ids = impression_ids.take(pa.array(candidates_rows, pa.int64())).to_numpy(zero_copy_only=False)
-    if len(ids):
-        _, first, inverse = np.unique(ids if ids.dtype.kind in "iu" else ids.astype(str), return_index=True, return_inverse=True)
-        for position in np.flatnonzero(first[inverse] != np.arange(len(ids))):
-            row, first_row = candidates_rows[position], candidates_rows[first[inverse[position]]]
-            problems[int(row)] = (
-                f"impression id {str(ids[position])!r} repeats row {first_row + 1}'s (each impression is evaluated and "
-                "predicted once)",
-                "duplicate_impression_ids",
-            )
+    rest = np.flatnonzero(~beyond & ~np.isin(np.arange(n), list(problems)))
+    problems.update(duplicate_problems(impression_ids, rest))
     for row in sorted(problems):
         bad_row(row + 1, *problems[row])
     keep_mask = ~beyond
@@ -355,7 +318,7 @@ def read_ebnerd_behaviors(
     columns = {
         "impression_id": pc.cast(impression_ids.filter(keep), pa.string()),
         "user_id": pc.cast(kept_users, pa.string()),
-        "time": _times(table.column("impression_time")).filter(keep),
+        "time": iso_times(table.column("impression_time")).filter(keep),
         "history": histories.take(pa.array(history_index, pa.int64())),
         "candidates": pa.ListArray.from_arrays(pa.array(offsets), flat.cast(pa.string())),
         "clicks": pa.ListArray.from_arrays(pa.array(offsets), pa.array(clicks, pa.int8())),

@@ -158,3 +158,49 @@ def test_empty_file_and_every_row_skipped_raise(tmp_path: Path) -> None:
     write_jsonl(folder / "behaviors.jsonl", ["{broken", {"impression_id": 1}])
     with pytest.raises(MINDFormatError, match=r"behaviors.jsonl: no usable behaviors row \(every row was skipped"):
         read_tables(folder, lenient=True)
+
+
+GOOD = {"impression_id": "1", "user_id": "U1", "time": "t", "history": ["N1"], "candidates": ["N2", "N3"], "clicks": [1, 0]}
+
+
+@pytest.mark.parametrize(
+    ("bad", "problem", "reason"),
+    [
+        ({"impression_id": None}, "null impression id", "malformed_rows_skipped"),
+        ({"user_id": "U 1"}, "user id 'U 1' contains whitespace", "malformed_rows_skipped"),
+        ({"history": ["N1", None]}, "null news id in history", "malformed_rows_skipped"),
+        ({"history": ["N1", ""]}, "empty news id in history", "malformed_rows_skipped"),
+        ({"candidates": []}, "empty candidates list", "malformed_rows_skipped"),
+        ({"candidates": None}, "candidates is not a list", "malformed_rows_skipped"),
+        ({"clicks": [1]}, "1 clicks for 2 candidates", "malformed_rows_skipped"),
+        ({"clicks": [1, 2]}, "click label 2", "malformed_rows_skipped"),
+        ({"clicks": [1, -1]}, "click label 1 is not 0 or 1", "malformed_rows_skipped"),
+        ({"impression_id": "1"}, "impression id '1' repeats row 1's", "duplicate_impression_ids"),
+    ],
+)  # fmt: skip
+def test_bad_parquet_behaviors_row_strict_and_lenient(tmp_path: Path, bad: dict, problem: str, reason: str) -> None:
+    # Parquet behaviors are checked on whole Arrow columns: the same rows and messages as JSON Lines.
+    rows = [GOOD, {**GOOD, "impression_id": "2", **bad}, {**GOOD, "impression_id": "3", "clicks": None}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "behaviors.parquet")
+    write_jsonl(tmp_path / "news.jsonl", TABLE_NEWS)
+    with pytest.raises(MINDFormatError, match=rf"^{tmp_path / 'behaviors.parquet'}:2: .*{problem}"):
+        read_tables(tmp_path)
+    stats = LoadStats()
+    _, behaviors = read_tables(tmp_path, lenient=True, stats=stats)
+    assert behaviors["impression_id"][:] == ["1", "3"] and stats == {reason: 1}
+    assert behaviors["clicks"][:] == [[1, 0], [-1, -1]] and behaviors["history"][:] == [["N1"], ["N1"]]
+
+
+def test_parquet_behaviors_with_integer_ids_and_a_list_of_the_wrong_type(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "news.jsonl", TABLE_NEWS)
+    table = pa.table({"impression_id": pa.array([5, 6], pa.uint32()), "user_id": pa.array([7, 7], pa.int64()),
+                      "history": pa.array([[1], []], pa.list_(pa.int32())),
+                      "candidates": pa.array([[2, 3], [3]], pa.list_(pa.int32())),
+                      "clicks": pa.array([[0, 1], [-1]], pa.list_(pa.int8()))})  # fmt: skip
+    pq.write_table(table, tmp_path / "behaviors.parquet")
+    _, behaviors = read_tables(tmp_path)
+    assert behaviors[:] == {"impression_id": ["5", "6"], "user_id": ["7", "7"], "time": ["", ""],
+                            "history": [["1"], []], "candidates": [["2", "3"], ["3"]], "clicks": [[0, 1], [-1]]}  # fmt: skip
+    pq.write_table(table.set_column(2, "history", pa.array(["1", ""])), tmp_path / "behaviors.parquet")
+    with pytest.raises(MINDFormatError, match="column 'history' is string, not a list"):
+        read_tables(tmp_path)
