@@ -40,6 +40,20 @@ KNOWN_REASONS: tuple[str, ...] = (
     "overlapping_entity_spans",  # two entity mentions of a title overlap: merged into one span
     "title_truncated_entities",  # an entity cut off by max_title_length
     "impressions_without_known_candidate",  # prediction file: ranks 1..n in input order (inference.predict_ranks)
+    # the readers of other corpora (data/ebnerd.py, xmind.py, adressa.py, tables.py)
+    "ner_clusters_not_in_title",  # EB-NeRD: an ner_clusters entry not found in the title (no NER tag for it)
+    "ner_mentions_inside_longer",  # EB-NeRD: a mention inside a longer one already placed (the longer one wins)
+    "users_without_history",  # EB-NeRD: a behaviors user missing from history.parquet (empty history)
+    "clicks_not_in_view",  # EB-NeRD: a clicked article not among the impression's inview articles
+    "beyond_accuracy_impressions",  # EB-NeRD test set: is_beyond_accuracy rows, left out of the behaviors table
+    "duplicate_history_users",  # EB-NeRD: a user with several history rows; the first is kept
+    "entity_annotations_dropped",  # xMIND: MIND's entity offsets do not carry over to a translation
+    "untranslated_news",  # xMIND: a MIND news without a translation: left out (its ids then count as unknown)
+    "translations_without_mind_news",  # xMIND: a translation of a news missing from MIND's news.tsv
+    "non_article_events",  # Adressa: an event without an article id (a front page): skipped
+    "repeated_clicks",  # Adressa: a user's second click on the same article: skipped
+    "impressions_without_negatives",  # Adressa: no unread article of the day to sample as a negative
+    "news_without_title",  # Adressa: an article id never seen with a title
 )
 
 

@@ -20,6 +20,17 @@ from .metrics import (
     padded_impression_metrics,
     recall_at_k,
 )
+from .beyond_accuracy import (
+    beyond_accuracy_metrics,
+    category_coverage,
+    category_intra_list_diversity,
+    category_novelty,
+    item_coverage,
+    popularity_novelty,
+    top_k,
+    vector_intra_list_diversity,
+    vector_novelty,
+)
 
 __all__ = [
     "ImpressionPrediction",
@@ -41,4 +52,13 @@ __all__ = [
     "recall_at_k",
     "write_mind_predictions",
     "write_prediction_file",
+    "beyond_accuracy_metrics",
+    "category_coverage",
+    "category_intra_list_diversity",
+    "category_novelty",
+    "item_coverage",
+    "popularity_novelty",
+    "top_k",
+    "vector_intra_list_diversity",
+    "vector_novelty",
 ]
