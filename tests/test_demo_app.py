@@ -16,7 +16,7 @@ from modeling_mtrec.models.two_tower.corpus import load_retrieval_corpus
 from modeling_mtrec.serving.pipeline import save_pipeline_code
 from modeling_mtrec.serving.retrieval import export_item_vectors
 from modeling_mtrec.vectors import build_index
-from tests.conftest import REPO_ROOT, synthetic_model, tiny_tt_config
+from tests.testing_utils import REPO_ROOT, synthetic_model, tiny_tt_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.testing_utils import REPO_ROOT
 
 pytestmark = pytest.mark.browser
 
@@ -44,7 +44,7 @@ def model_folder(tmp_path_factory) -> Path:
         return Path(os.environ["MTREC_DEMO_MODEL"])
     from modeling_mtrec.data import synthetic_tokenizer
     from modeling_mtrec.serving.pipeline import save_pipeline_code
-    from tests.conftest import synthetic_model
+    from tests.testing_utils import synthetic_model
 
     folder = tmp_path_factory.mktemp("demo_model")
     tokenizer = synthetic_tokenizer()

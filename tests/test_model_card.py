@@ -19,7 +19,7 @@ from modeling_mtrec.training.model_card import (
     render_model_card,
     write_model_card,
 )
-from tests.conftest import tiny_config, tiny_tt_config
+from tests.testing_utils import tiny_config, tiny_tt_config
 from tests.models.foundation import foundation_helpers
 
 

@@ -23,7 +23,7 @@ from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments, Two
 from modeling_mtrec.data import build_eval_impressions, generate_synthetic_mind, read_behaviors
 from modeling_mtrec.models.mtrec.collator import MTRecCollator
 from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
-from tests.conftest import REPO_ROOT, make_two_tower, tiny_config, tiny_items, tiny_tt_config
+from tests.testing_utils import REPO_ROOT, make_two_tower, tiny_config, tiny_items, tiny_tt_config
 
 
 @pytest.fixture(scope="module")

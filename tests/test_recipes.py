@@ -13,7 +13,7 @@ import pytest
 
 from modeling_mtrec import MTRecTrainer, TwoTowerTrainer
 from modeling_mtrec.data import generate_synthetic_mind
-from tests.conftest import REPO_ROOT, make_two_tower
+from tests.testing_utils import REPO_ROOT, make_two_tower
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from modeling_mtrec.scoring import (
     eval_mode,
     score_impressions,
 )
-from tests.conftest import make_two_tower, tiny_items
+from tests.testing_utils import make_two_tower, tiny_items
 
 
 def test_eval_mode_restores_each_models_mode_even_on_an_error():

@@ -16,7 +16,7 @@ from modeling_mtrec.data.mind import (
     title_entity_ids,
 )
 from modeling_mtrec.data.stats import LoadStats
-from tests.conftest import behavior_line, news_line, write
+from tests.testing_utils import behavior_line, news_line, write
 
 
 def test_read_news_keeps_text_verbatim(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from modeling_mtrec.models.mtrec.corpus import load_mind
 from modeling_mtrec.models.mtrec.processing_mtrec import tokenize_news
 from modeling_mtrec.models.two_tower.corpus import load_retrieval_corpus
 from modeling_mtrec.models.two_tower.features import build_item_features
-from tests.conftest import behavior_line, news_line, write
+from tests.testing_utils import behavior_line, news_line, write
 
 NEWS_HEADER = "news_id\tcategory\tsubcategory\ttitle\tabstract\turl\ttitle_entities\tabstract_entities"
 BEHAVIORS_HEADER = "impression_id\tuser_id\ttime\thistory\timpressions"

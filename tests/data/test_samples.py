@@ -17,7 +17,7 @@ from modeling_mtrec.data.samples import (
     stable_key,
 )
 from modeling_mtrec.data.stats import LoadStats
-from tests.conftest import behavior_line, write
+from tests.testing_utils import behavior_line, write
 
 NEWS_INDEX = {"N1": 0, "N2": 1, "N3": 2, "N4": 3, "N5": 4, "N6": 5}
 

@@ -7,7 +7,7 @@ import pytest
 from modeling_mtrec import MTRecTrainer, MTRecTrainingArguments
 from modeling_mtrec.evaluation.impressions import fast_evaluate
 from modeling_mtrec.models.mtrec.collator import MTRecCollator
-from tests.conftest import synthetic_model
+from tests.testing_utils import synthetic_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -23,7 +23,7 @@ from modeling_mtrec.evaluation.leaderboard import (
     write_prediction_file,
 )
 from modeling_mtrec.vectors import NewsVectorCache
-from tests.conftest import tiny_config
+from tests.testing_utils import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,7 +7,7 @@ import pytest
 
 from modeling_mtrec.evaluation.metrics import recall_at_k
 from modeling_mtrec.evaluation.retrieval import evaluate_retrieval, item_slices
-from tests.conftest import NUM_ITEMS, make_two_tower, tiny_items
+from tests.testing_utils import NUM_ITEMS, make_two_tower, tiny_items
 
 
 def test_recall_at_k_by_hand():

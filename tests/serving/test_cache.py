@@ -14,7 +14,7 @@ from modeling_mtrec.data import (
 from modeling_mtrec.evaluation.impressions import fast_evaluate, impression_scores, news_vector_cache
 from modeling_mtrec.serving.retrieval import export_item_vectors
 from modeling_mtrec.vectors import NewsVectorCache, StaleCacheError, encoder_fingerprint
-from tests.conftest import make_two_tower, synthetic_model, tiny_config, tiny_items
+from tests.testing_utils import make_two_tower, synthetic_model, tiny_config, tiny_items
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -19,7 +19,7 @@ from modeling_mtrec.scoring import encode_item_batches
 from modeling_mtrec.serving.pipeline import NewsRecommendationPipeline, save_pipeline_code
 from modeling_mtrec.serving.recommender import MTRecRecommender, NewsTitle
 from modeling_mtrec.vectors import NewsVectorCache
-from tests.conftest import synthetic_model
+from tests.testing_utils import synthetic_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

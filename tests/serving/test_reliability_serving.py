@@ -15,7 +15,7 @@ import torch
 from modeling_mtrec import MTRecModel, MTRecRecommender, NewsTitle, NewsVectorCache, TwoTowerModel
 from modeling_mtrec.evaluation.impressions import news_vector_cache
 from modeling_mtrec.models.mtrec.collator import MTRecCollator
-from tests.conftest import make_two_tower
+from tests.testing_utils import make_two_tower
 
 
 def test_ids_are_normalised_to_strings_at_every_entry_point(setup) -> None:

@@ -12,7 +12,7 @@ from modeling_mtrec import (
 from modeling_mtrec.evaluation.retrieval import approximate_recall
 from modeling_mtrec.serving.retrieval import export_item_vectors, retrieve_then_rank
 from modeling_mtrec.vectors import build_index, search
-from tests.conftest import NUM_ITEMS, make_two_tower, tiny_config, tiny_items
+from tests.testing_utils import NUM_ITEMS, make_two_tower, tiny_config, tiny_items
 
 
 def test_search_matches_brute_force_and_excludes_history():

@@ -21,7 +21,7 @@ from modeling_mtrec import (
     TwoTowerTrainingArguments,
 )
 from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
-from tests.conftest import NUM_ITEMS, make_two_tower, tiny_items
+from tests.testing_utils import NUM_ITEMS, make_two_tower, tiny_items
 from tests.models.foundation import foundation_helpers
 from tests.models.mtrec.exactness_run import ListDataset, build_model, first, micro_batches, train
 

@@ -10,7 +10,7 @@ from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingA
 from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind, synthetic_tokenizer
 from modeling_mtrec.vectors import StaleCacheError
 from modeling_mtrec.training.frozen_states import FrozenStateCache, FrozenStateCollator, frozen_fingerprint
-from tests.conftest import random_batch, tiny_config
+from tests.testing_utils import random_batch, tiny_config
 from tests.models.mtrec import exactness_run
 from tests.models.mtrec.test_exactness import _reference, _trainer, assert_same_params, final_params
 

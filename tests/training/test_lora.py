@@ -14,7 +14,7 @@ pytest.importorskip("peft")
 
 from modeling_mtrec import MTRecModel  # noqa: E402
 from modeling_mtrec.training.lora import apply_lora, load_lora_model, main, merge_lora, save_lora_model  # noqa: E402
-from tests.conftest import random_batch  # noqa: E402
+from tests.testing_utils import random_batch  # noqa: E402
 from tests.models.mtrec import exactness_run  # noqa: E402
 from tests.models.mtrec.test_exactness import _reference, _trainer, assert_same_params, final_params  # noqa: E402
 from tests.training.test_frozen_states import frozen_model  # noqa: E402

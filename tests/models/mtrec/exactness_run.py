@@ -22,12 +22,12 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-# As a script (under torchrun) the repository root must be importable for `tests.conftest`.
+# As a script (under torchrun) the repository root must be importable for `tests.testing_utils`.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 from transformers import BertConfig  # noqa: E402
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments  # noqa: E402
-from tests.conftest import concat_batches, random_batch, tiny_config  # noqa: E402
+from tests.testing_utils import concat_batches, random_batch, tiny_config  # noqa: E402
 
 NUM_MICRO_BATCHES = 8  # 4 optimizer steps of 2 micro-batches (2 processes, or accumulation 2)
 

@@ -8,7 +8,7 @@ import pytest
 
 import modeling_mtrec  # noqa: F401  (registers AutoModel)
 from modeling_mtrec.models.mtrec.corpus import MINDSplit, load_mind, load_mind_split
-from tests.conftest import behavior_line, news_line, write
+from tests.testing_utils import behavior_line, news_line, write
 
 
 def tiny_bert_tokenizer(tmp_path: Path):

@@ -17,7 +17,7 @@ from modeling_mtrec.evaluation.baselines import category_share_metrics
 from modeling_mtrec.models.mtrec.collator import MTRecCollator
 from modeling_mtrec.models.mtrec.corpus import load_mind
 from modeling_mtrec.serving.recommender import MTRecRecommender
-from tests.conftest import REPO_ROOT, TITLE_LENGTH
+from tests.testing_utils import REPO_ROOT, TITLE_LENGTH
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -22,7 +22,7 @@ from modeling_mtrec.training.surgery import (
     accumulate,
     project_conflicting,
 )
-from tests.conftest import random_batch
+from tests.testing_utils import random_batch
 from tests.models.mtrec.exactness_run import build_model, micro_batches, train
 
 HERE = Path(__file__).resolve().parent

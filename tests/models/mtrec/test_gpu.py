@@ -28,7 +28,7 @@ import torch
 from transformers import BertConfig
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
-from tests.conftest import REPO_ROOT, random_batch, tiny_config
+from tests.testing_utils import REPO_ROOT, random_batch, tiny_config
 from tests.models.mtrec.exactness_run import ListDataset
 
 pytestmark = [

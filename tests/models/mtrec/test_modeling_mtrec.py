@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoModel, BertConfig, BertModel
 
 from modeling_mtrec import MTRecConfig, MTRecModel
 from modeling_mtrec.models.mtrec.modeling_mtrec import click_loss
-from tests.conftest import random_batch, tiny_config
+from tests.testing_utils import random_batch, tiny_config
 from tests.models.test_modeling_common import ScoringModelTesterMixin
 
 

@@ -7,7 +7,7 @@ import torch
 from transformers import BertConfig
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
-from tests.conftest import random_batch, tiny_config
+from tests.testing_utils import random_batch, tiny_config
 from tests.models.mtrec.exactness_run import ListDataset, first
 
 LAMBDA = 0.3

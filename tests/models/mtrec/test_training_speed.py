@@ -22,7 +22,7 @@ from modeling_mtrec.models.mtrec.collator import MTRecCollator
 from modeling_mtrec.models.mtrec.corpus import load_mind
 from modeling_mtrec.models.mtrec.modeling_mtrec import length_groups
 from modeling_mtrec.vectors import HistoryVectorCache
-from tests.conftest import random_batch, tiny_config
+from tests.testing_utils import random_batch, tiny_config
 
 
 def no_dropout_model(**overrides) -> MTRecModel:

@@ -16,7 +16,7 @@ from modeling_mtrec.evaluation.retrieval import evaluate_retrieval
 from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
 from modeling_mtrec.models.two_tower.corpus import load_retrieval_corpus
 from modeling_mtrec.models.two_tower.features import feature_mutual_information
-from tests.conftest import REPO_ROOT
+from tests.testing_utils import REPO_ROOT
 
 
 def test_one_epoch_on_synthetic_lifts_recall_well_above_random(tmp_path, one_thread):

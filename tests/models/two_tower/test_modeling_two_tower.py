@@ -29,7 +29,7 @@ from modeling_mtrec.models.two_tower.modeling_two_tower import (
 )
 from modeling_mtrec.serving.retrieval import export_item_vectors, retrieve_then_rank
 from modeling_mtrec.vectors import build_index
-from tests.conftest import NUM_ITEMS, make_two_tower, tiny_batch, tiny_items, tiny_tt_config
+from tests.testing_utils import NUM_ITEMS, make_two_tower, tiny_batch, tiny_items, tiny_tt_config
 from tests.models.test_modeling_common import ScoringModelTesterMixin
 
 

@@ -10,7 +10,7 @@ from modeling_mtrec import (
     TwoTowerTrainingArguments,
 )
 from modeling_mtrec.models.two_tower.collator import TwoTowerCollator
-from tests.conftest import NUM_ITEMS, make_two_tower, tiny_items
+from tests.testing_utils import NUM_ITEMS, make_two_tower, tiny_items
 
 
 def test_trainer_estimator_step_counts_micro_batches_under_gradient_accumulation(tmp_path):
