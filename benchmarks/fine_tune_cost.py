@@ -51,7 +51,9 @@ import torch
 from transformers import set_seed
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
-from modeling_mtrec.data import MTRecCollator, load_mind, simulate_mind_behaviors
+from modeling_mtrec.data import simulate_mind_behaviors
+from modeling_mtrec.models.mtrec.collator import MTRecCollator
+from modeling_mtrec.models.mtrec.corpus import load_mind
 from modeling_mtrec.training.frozen_states import FrozenStateCache, FrozenStateCollator
 from modeling_mtrec.training.lora import apply_lora
 

@@ -7,7 +7,9 @@ import torch
 from transformers import BertConfig
 
 from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingArguments
-from modeling_mtrec.data import MTRecCollator, generate_synthetic_mind, load_mind, synthetic_tokenizer
+from modeling_mtrec.data import generate_synthetic_mind, synthetic_tokenizer
+from modeling_mtrec.models.mtrec.collator import MTRecCollator
+from modeling_mtrec.models.mtrec.corpus import load_mind
 from modeling_mtrec.vectors import StaleCacheError
 from modeling_mtrec.training.frozen_states import FrozenStateCache, FrozenStateCollator, frozen_fingerprint
 from tests.testing_utils import random_batch, tiny_config
