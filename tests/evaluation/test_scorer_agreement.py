@@ -1,4 +1,4 @@
-"""The package's metrics agree with MIND's official scorer on the package's own ``prediction.txt`` (issue 10, item 3).
+"""The package's metrics agree with MIND's official scorer on the package's own ``prediction.txt``.
 
 `official_scores` re-implements the semantics of the leaderboard's ``evaluate.py`` (https://msnews.github.io): it
 reads ``truth.txt`` and ``prediction.txt`` line by line (``<impression id> <JSON list>``, split on whitespace), skips

@@ -1,4 +1,4 @@
-"""Bad input gets a clear error or a count, never garbage (issue 10, item 2): the MIND readers and loaders.
+"""Bad input to the MIND readers and loaders gets a clear error or a count, never garbage.
 
 Every reader path that can see an empty, malformed, duplicate or header row either raises `MINDFormatError` naming
 file and line, or (with ``lenient=True``) counts it; the property tests feed the readers arbitrary bytes.

@@ -1,4 +1,4 @@
-"""SpeedyFeed-style savings (issue 11, part A): length-aware encoding and the history-vector cache.
+"""SpeedyFeed-style savings: length-aware encoding (length buckets) and the history-vector cache.
 
 - `length_buckets`: news vectors, losses and gradients equal the padded path's within float tolerance, and the
   groups leave fewer padded tokens;

@@ -1,4 +1,4 @@
-"""Bad input gets a clear error or a count, never garbage (issue 10, item 2): serving and saved folders.
+"""Bad input to serving and saved folders gets a clear error or a count, never garbage.
 
 News ids are strings at every entry point (integers are normalised, other types refused); unreadable files are
 named; a tokenizer that is not the model's is refused; empty requests give empty answers or a clear error.

@@ -1,4 +1,4 @@
-"""A run never loses its model or its counts (issue 10, item 1), and refuses bad arguments before training (item 2).
+"""A run never loses its model or its counts, and refuses bad arguments before training.
 
 - Unlabelled dev rows (MIND's test format, ``N1`` without ``-0``/``-1``) are decided about at load time: left out of
   the metrics and counted, or, when no labelled row is left, an error before any training.
