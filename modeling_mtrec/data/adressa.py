@@ -30,7 +30,6 @@ without an article id). A line that is not a JSON object, or a click event witho
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
+from .lines import json_objects
 from .mind import MINDFormatError, id_problem
 from .stats import BadRows, LoadStats
 from .tables import BehaviorsBuilder, NewsBuilder
@@ -78,33 +78,20 @@ def read_adressa_events(
     articles: dict[str, dict[str, str]] = {}
     for path in files:
         bad_row = BadRows(os.fspath(path), lenient, stats, error=MINDFormatError, logger=logger)
-        with open(path, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                try:
-                    line = raw.decode("utf-8").removeprefix("\ufeff").strip()
-                except UnicodeDecodeError as err:
-                    bad_row(lineno, f"not valid UTF-8 ({err.reason} at byte {err.start})")
-                    continue
-                if not line:
-                    continue
-                try:
-                    event = json.loads(line)
-                except (json.JSONDecodeError, RecursionError) as error:
-                    bad_row(lineno, f"not a JSON object ({error})")
-                    continue
-                if not isinstance(event, dict):
-                    bad_row(lineno, f"not a JSON object: {line[:80]!r}")
-                    continue
-                if event.get("id") in (None, ""):
-                    stats["non_article_events"] += 1
-                    continue
-                problem = _event_problem(event)
-                if problem:
-                    bad_row(lineno, problem)
-                    continue
-                news_id, user_id = str(event["id"]), str(event["userId"])
-                clicks.append((float(event["time"]), len(clicks), user_id, news_id))
-                _add_article(articles, news_id, event)
+        for lineno, event in json_objects(path):
+            if isinstance(event, str):  # not UTF-8 or not a JSON object
+                bad_row(lineno, event)
+                continue
+            if event.get("id") in (None, ""):
+                stats["non_article_events"] += 1
+                continue
+            problem = _event_problem(event)
+            if problem:
+                bad_row(lineno, problem)
+                continue
+            news_id, user_id = str(event["id"]), str(event["userId"])
+            clicks.append((float(event["time"]), len(clicks), user_id, news_id))
+            _add_article(articles, news_id, event)
     clicks.sort()
     return clicks, articles
 

@@ -9,11 +9,14 @@ skip.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from .stats import BadRows
 
-__all__ = ["compression", "cr_only_hint", "iter_lines"]
+__all__ = ["compression", "cr_only_hint", "iter_lines", "json_objects"]
 
 # (leading bytes, format, how to decompress): the formats data files are shipped or stored in.
 _SIGNATURES: tuple[tuple[bytes, str, str], ...] = (
@@ -64,6 +67,30 @@ def iter_lines(path: str, bad_row: BadRows) -> Iterator[tuple[int, str]]:
                 line = line[:-1]
             if line:
                 yield lineno, line
+
+
+def json_objects(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """``(lineno, object)`` for every line of a JSON Lines file that carries data, or ``(lineno, problem)`` for a line
+    that is not UTF-8 or not a JSON object; a byte-order mark and blank lines carry no data. The caller decides what
+    a problem is (an error naming the line, or a counted skip)."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").removeprefix("\ufeff").strip()
+            except UnicodeDecodeError as err:
+                yield lineno, f"not valid UTF-8 ({err.reason} at byte {err.start})"
+                continue
+            if not line:
+                continue
+            try:
+                value = json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as error:
+                yield lineno, f"not a JSON object ({error})"
+                continue
+            if not isinstance(value, dict):
+                yield lineno, f"not a JSON object: {line[:80]!r}"
+                continue
+            yield lineno, value
 
 
 def cr_only_hint(line: str, is_record: Callable[[str], bool]) -> str:

@@ -44,11 +44,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from datasets import Dataset, Features, List, Value
+from datasets import Dataset, Features, Value
 from datasets.fingerprint import Hasher, generate_random_fingerprint
 from datasets.table import InMemoryTable
 
-from .mind import NEWS_COLUMNS, MINDFormatError, id_problem, require_rows
+from .lines import json_objects
+from .mind import _BEHAVIORS_FEATURES, NEWS_COLUMNS, MINDFormatError, id_problem, require_rows
 from .stats import BadRows, LoadStats
 
 logger = logging.getLogger(__name__)
@@ -71,16 +72,8 @@ __all__ = [
 EXTRA_NEWS_COLUMNS: tuple[str, ...] = ("sentiment",)
 """Optional news columns beyond MIND's 8, in this order when a corpus has them."""
 
-BEHAVIORS_FEATURES = Features(
-    {
-        "impression_id": Value("string"),
-        "user_id": Value("string"),
-        "time": Value("string"),
-        "history": List(Value("string")),
-        "candidates": List(Value("string")),
-        "clicks": List(Value("int8")),
-    }
-)
+BEHAVIORS_FEATURES = _BEHAVIORS_FEATURES
+"""The columns of every behaviors table, MIND's reader's (`data/mind.py`): one schema, whatever the source format."""
 _TEXT_DEFAULTS = {"category": "", "subcategory": "", "abstract": "", "url": "", "title_entities": "[]",
                   "abstract_entities": "[]", "sentiment": ""}  # fmt: skip
 _NEWS_REQUIRED = ("news_id", "title")
@@ -375,29 +368,13 @@ def _parquet_rows(table: pa.Table) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _jsonl_rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """Rows of a JSON Lines file: an object per non-empty line (a byte-order mark and blank lines carry no data)."""
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8").removeprefix("\ufeff").strip()
-            except UnicodeDecodeError as err:
-                yield lineno, f"not valid UTF-8 ({err.reason} at byte {err.start})"
-                continue
-            if not line:
-                continue
-            try:
-                value = json.loads(line)
-            except (json.JSONDecodeError, RecursionError) as error:
-                yield lineno, f"not a JSON object ({error})"
-                continue
-            if not isinstance(value, dict):
-                yield lineno, f"not a JSON object: {line[:80]!r}"
-                continue
+    """Rows of a JSON Lines file: an object per non-empty line (`lines.json_objects`) holding the `required` fields."""
+    for lineno, value in json_objects(path):
+        if isinstance(value, dict):
             missing = [name for name in required if name not in value]
             if missing:
-                yield lineno, f"missing field(s) {missing}"
-                continue
-            yield lineno, value
+                value = f"missing field(s) {missing}"
+        yield lineno, value
 
 
 def table_files(folder: str | os.PathLike) -> tuple[Path, Path]:

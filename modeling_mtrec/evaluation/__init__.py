@@ -1,7 +1,9 @@
 """Evaluation: MIND's impression metrics (plain functions and an `evaluate` module), fast evaluation from news
 vectors encoded once, the MIND leaderboard's prediction file, and a non-neural baseline to compare models with."""
 
+from . import beyond_accuracy
 from .baselines import category_share_metrics, category_share_scores
+from .beyond_accuracy import *  # noqa: F403 (the names of its __all__, which joins this package's below)
 from .impressions import encode_item_table, fast_evaluate, impression_scores, news_vector_cache
 from .leaderboard import (
     ImpressionPrediction,
@@ -19,17 +21,6 @@ from .metrics import (
     ndcg_score,
     padded_impression_metrics,
     recall_at_k,
-)
-from .beyond_accuracy import (
-    beyond_accuracy_metrics,
-    category_coverage,
-    category_intra_list_diversity,
-    category_novelty,
-    item_coverage,
-    popularity_novelty,
-    top_k,
-    vector_intra_list_diversity,
-    vector_novelty,
 )
 
 __all__ = [
@@ -52,13 +43,5 @@ __all__ = [
     "recall_at_k",
     "write_mind_predictions",
     "write_prediction_file",
-    "beyond_accuracy_metrics",
-    "category_coverage",
-    "category_intra_list_diversity",
-    "category_novelty",
-    "item_coverage",
-    "popularity_novelty",
-    "top_k",
-    "vector_intra_list_diversity",
-    "vector_novelty",
 ]
+__all__ += beyond_accuracy.__all__
