@@ -76,6 +76,34 @@ def test_readme_is_a_landing_page():
     assert size <= README_LIMIT_BYTES, f"README.md is {size} bytes; move detail into docs/"
 
 
+def _commands(text: str) -> list[str]:
+    """The command lines of a shell text: neither blank nor comments, with trailing comments removed."""
+    lines = (line.split(" #", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _readme_block(marker: str) -> str:
+    """The code of the one fenced block between ``<!-- marker -->`` and ``<!-- /marker -->`` in README.md."""
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(rf"<!-- {marker} -->\n```bash\n(.*?)^```\n<!-- /{marker} -->", text, re.S | re.M)
+    assert match, f"README.md: no ```bash block between <!-- {marker} --> and <!-- /{marker} -->"
+    return match.group(1)
+
+
+# .ci/run's shell plumbing around the commands (strict mode, working folder, the root-or-sudo switch).
+_CI_PLUMBING = ("set ", "cd ", "if ", "fi", "SUDO=")
+
+
+def test_readme_install_and_test_commands_are_what_ci_runs():
+    ci = [
+        line.replace("$SUDO ", "sudo ")  # .ci/run drops sudo when it runs as root
+        for line in _commands((REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8"))
+        if not line.startswith(_CI_PLUMBING)
+    ]
+    readme = _commands(_readme_block("install")) + _commands(_readme_block("test"))
+    assert readme == ci, f"README.md's install and test commands {readme} differ from .ci/run's {ci}"
+
+
 @pytest.mark.parametrize(("page", "line", "code"), PYTHON_BLOCKS)
 def test_python_block_runs(page, line, code, tmp_path):
     env = dict(
