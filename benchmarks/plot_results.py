@@ -48,6 +48,16 @@ def mean_std(cell: str) -> tuple[float, float]:
     return parts[0], parts[1] if len(parts) > 1 else 0.0
 
 
+def _finish(figure, axis, output: Path) -> Path:
+    """The legend and grid of `axis` (the figure's last panel), then the figure written to `output` and closed."""
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(output, dpi=110)
+    plt.close(figure)
+    return output
+
+
 def plot_training_speed(path: Path, output: Path) -> Path:
     tables = markdown_tables(path.read_text(encoding="utf-8"))
     speed_heading = next(h for h in tables if h.startswith("1."))
@@ -79,12 +89,7 @@ def plot_training_speed(path: Path, output: Path) -> Path:
     right.set_xlabel("optimizer step")
     right.set_ylabel("dev AUC")
     right.set_title(f"Dev AUC against steps (2 layers, {before['variant'].split('(')[0].strip()} = step 0)", fontsize=10)
-    right.legend(fontsize=8)
-    right.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(output, dpi=110)
-    plt.close(figure)
-    return output
+    return _finish(figure, right, output)
 
 
 def plot_main_job(path: Path, output: Path) -> Path:
@@ -100,12 +105,7 @@ def plot_main_job(path: Path, output: Path) -> Path:
     axis.set_xlim(-0.3, 1.3)
     axis.set_ylabel("dev AUC")
     axis.set_title("Main job (train_mtrec.py): dev AUC", fontsize=10)
-    axis.legend(fontsize=8)
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(output, dpi=110)
-    plt.close(figure)
-    return output
+    return _finish(figure, axis, output)
 
 
 def main(argv: list[str] | None = None) -> None:
