@@ -1,5 +1,5 @@
 """What fine-tuning MTRec costs, and what it gives: full fine-tuning, the SpeedyFeed savings, frozen lower layers with
-cached states, LoRA (issue 17).
+cached states, LoRA.
 
 Command of benchmarks/results/fine_tune_cost.md (from the repository root; writes the file and prints it):
 

@@ -14,7 +14,7 @@ What it measures, on the semi-synthetic MIND-sample corpus (the real MIND-sample
    states), against `MTRecTrainer.training_step` (forward, the backward pass(es), the surgery; not the optimizer)
    with ``gradient_surgery`` = none / mtrec / pcgrad on the SAME batches; titles/s counts distinct titles; peak
    GPU memory of each variant (weights included). The optimizer step (AdamW, fused where torch offers it) is timed
-   on its own. Also the cheaper fine-tuning of issue 17 (`mtrec` step): the first 2/3 of the layers frozen
+   on its own. Also the cheaper fine-tuning (`mtrec` step): the first 2/3 of the layers frozen
    (`freeze_encoder_layers`) with their states cached (`training.frozen_states`: gathered on the CPU and copied to
    the GPU inside the timing, as a collator's batch is), and LoRA r 8 on query/value (`training.lora`).
 2. Attention kernels and compilation for the `mtrec` step: SDPA (transformers' default) vs eager attention, and
@@ -296,7 +296,7 @@ def main() -> None:
         del model
         if DEVICE == "cuda":
             torch.cuda.empty_cache()
-        # Issue 17's cheaper fine-tuning, the `mtrec` step (each model alone on the GPU): frozen lower layers from
+        # The cheaper fine-tuning, the `mtrec` step (each model alone on the GPU): frozen lower layers from
         # cached states, and LoRA.
         frozen = 2 * layers // 3
         for variant, spec in ((f"mtrec, frozen {frozen}/{layers} + cached states", {"freeze": frozen}),

@@ -4,7 +4,7 @@ Exact command of benchmarks/results/training_speed.md (from the repository root;
 
     PYTHONPATH=. python benchmarks/training_speed.py
 
-Setting (issue 11, part A): the semi-synthetic MIND-sample corpus (the real titles of ../shared/data/mind_sample,
+Setting: the semi-synthetic MIND-sample corpus (the real titles of ../shared/data/mind_sample,
 simulated users with 50-click histories and the main job's click model, `simulate_mind_behaviors`), batches of 32 training samples, K = 4
 negatives, `gradient_surgery="mtrec"` (the default), one `MTRecTrainer.train()` per run. Variants:
 

@@ -11,7 +11,7 @@ Marked `gpu`: skipped where CUDA is absent (CI, the 2-core development machines)
   unscaled surgery; an overflowing step is skipped by the scaler and leaves the weights finite and unchanged;
 - short training runs in bf16 and fp16 change every parameter and stay finite;
 - `train_mtrec.py` runs a few steps with `--bf16` and with `--fp16` on the GPU and writes finite dev metrics;
-- issue 17's cheaper fine-tuning on the GPU: the bf16 surgery is exact under LoRA and under frozen layers; the
+- the cheaper fine-tuning (frozen layers, LoRA) on the GPU: the bf16 surgery is exact under LoRA and under frozen layers; the
   cached frozen states give the uncached forward; the recipe runs with `--freeze_encoder_layers
   --cache_frozen_states` and with `--lora_r` (then merged), under `--bf16`.
 """
