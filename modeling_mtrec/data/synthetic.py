@@ -288,6 +288,16 @@ class _CorpusBuilder:
         clicked_ids = {n.news_id for n in clicks}
         return " ".join(f"{n.news_id}-{int(n.news_id in clicked_ids)}" for n in candidates)
 
+    def clicks_then_time(self, user: _User, candidates: list[_News], first_day: int, num_days: int) -> Row:
+        """A behaviour row whose clicks are drawn before its timestamp (`generate_synthetic_mind`)."""
+        impressions = self.impression(user, candidates)
+        return ("", user.user_id, self.time(first_day, num_days), " ".join(user.history), impressions)
+
+    def time_then_clicks(self, user: _User, candidates: list[_News], first_day: int, num_days: int) -> Row:
+        """A behaviour row whose timestamp is drawn before its clicks (`simulate_mind_behaviors`)."""
+        time = self.time(first_day, num_days)
+        return ("", user.user_id, time, " ".join(user.history), self.impression(user, candidates))
+
     def time(self, first_day: int, num_days: int) -> str:
         """A MIND-style timestamp, e.g. ``11/12/2019 9:05:41 AM``."""
         rng = self.rng
@@ -331,6 +341,7 @@ def _behaviours(
     make_user: Callable[[int], _User],
     train_news: list[_News],
     dev_news: list[_News],
+    row: Callable[[_User, list[_News], int, int], Row],
     *,
     num_users: int,
     num_dev_users: int,
@@ -338,17 +349,16 @@ def _behaviours(
     history_length: tuple[int, int],
     candidates_per_impression: tuple[int, int],
 ) -> tuple[list[Row], list[Row]]:
-    """The train and dev behaviour rows of the click model (see `generate_synthetic_mind` for their shape)."""
+    """The train and dev behaviour rows of the click model (see `generate_synthetic_mind` for their shape).
+
+    `row(user, candidates, first_day, num_days)` draws one impression's clicks and timestamp: each generator draws
+    them in its own order (`generate_synthetic_mind` the clicks first, `simulate_mind_behaviors` the time first).
+    """
     rng = builder.rng
     subcategory_news: dict[str, dict[str, int]] = {}
     for n in train_news:
         counts = subcategory_news.setdefault(n.category, {})
         counts[n.subcategory] = counts.get(n.subcategory, 0) + 1
-
-    def row(user: _User, candidates: list[_News], first_day: int, num_days: int) -> Row:
-        impressions = builder.impression(user, candidates)  # the clicks, then the timestamp
-        time = builder.time(first_day, num_days)
-        return ("", user.user_id, time, " ".join(user.history), impressions)
 
     def user_with_history(number: int, index: int) -> _User:
         user = make_user(number)
@@ -476,7 +486,8 @@ def generate_synthetic_mind(
     train_news = [builder.news(i + 1) for i in range(num_news)]
     dev_news = [builder.news(num_news + i + 1) for i in range(num_dev_news)]
     train_rows, dev_rows = _behaviours(
-        builder, builder.user, train_news, dev_news, num_users=num_users, num_dev_users=num_dev_users,
+        builder, builder.user, train_news, dev_news, builder.clicks_then_time,
+        num_users=num_users, num_dev_users=num_dev_users,
         impressions_per_user=impressions_per_user, history_length=history_length,
         candidates_per_impression=candidates_per_impression,
     )
@@ -599,7 +610,8 @@ def simulate_mind_behaviors(
         return _User(f"U{number}", favourites, entities)
 
     train_rows, dev_rows = _behaviours(
-        builder, simulated_user, train_news, dev_news, num_users=num_users, num_dev_users=num_dev_users,
+        builder, simulated_user, train_news, dev_news, builder.time_then_clicks,
+        num_users=num_users, num_dev_users=num_dev_users,
         impressions_per_user=impressions_per_user, history_length=history_length,
         candidates_per_impression=candidates_per_impression,
     )

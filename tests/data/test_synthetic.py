@@ -220,7 +220,7 @@ def sha256_of(folders: dict[str, str], names: tuple[str, ...] = ("news.tsv", "be
 # generated before the knobs existed (commit 956f117); `simulated`'s changed once, when both generators came to draw an
 # impression's clicks before its timestamp.
 CORPUS_SHA256 = "6426861c169031e90409558b81df532a127f31744337627a4ddc7a8e49fa4fd9"
-SIMULATED_SHA256 = "eb826901fecfe5061eca6779b19d969e0ebddb885d61826fe3b838eccae94838"
+SIMULATED_SHA256 = "647f6c2a2028d666dbcf9da9b05ace89b4b817171390e580e70f3aec129bd8a9"
 KNOB_DEFAULTS = {"category_boost": 6.0, "entity_boost": 4.0, "subcategory_boost": 1.0, "appeal_boost": 1.0}
 
 
