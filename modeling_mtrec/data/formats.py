@@ -31,7 +31,15 @@ from datasets import Dataset
 
 from .adressa import adressa_files, read_adressa
 from .ebnerd import read_ebnerd
-from .mind import read_behaviors, read_news, read_news_union, require_rows, split_files, split_folders, union_news
+from .mind import (
+    read_behaviors,
+    read_news,
+    read_news_union,
+    require_rows,
+    split_files,
+    split_folders,
+    union_news,
+)
 from .stats import LoadStats
 from .tables import read_tables
 from .xmind import read_xmind

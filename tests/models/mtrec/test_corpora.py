@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from modeling_mtrec.data import synthetic_tokenizer
 from modeling_mtrec.data.formats import read_corpus_splits
 from modeling_mtrec.data.mind import read_news_union, split_folders
-from modeling_mtrec.data import synthetic_tokenizer
 from modeling_mtrec.models.mtrec.corpus import load_mind
 from modeling_mtrec.models.two_tower.corpus import load_retrieval_corpus
 from tests.data.corpus_files import (
