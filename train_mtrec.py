@@ -124,6 +124,11 @@ class MTRecScriptArguments:
         default=MTRecConfig.use_category_task, metadata={"help": "Train the category auxiliary task."}
     )
     use_ner_task: bool = field(default=MTRecConfig.use_ner_task, metadata={"help": "Train the NER auxiliary task."})
+    use_sentiment_task: bool = field(
+        default=True, metadata={"help": "Train the sentiment auxiliary task where the corpus labels sentiment "
+                                        "(EB-NeRD's sentiment_label); off on a corpus without (the load report says "
+                                        "why). Not in the paper, whose MIND has no sentiment labels."}
+    )
     length_buckets: int = field(
         default=MTRecConfig.length_buckets,
         metadata={"help": "Encode titles in up to this many groups of similar length (less padding; same vectors "
@@ -250,7 +255,16 @@ def main() -> None:
             lenient=script_args.lenient,
             cache_dir=os.path.join(training_args.output_dir, "cache"),
             data_format=script_args.data_format,
+            sentiment2id=model.config.sentiment2id if model is not None else None,
         )
+    # The auxiliary tasks a run trains: those the corpus labels (label_report), less those switched off here.
+    flags = {"category": script_args.use_category_task, "ner": script_args.use_ner_task,
+             "sentiment": script_args.use_sentiment_task}
+    data.labels = {task: state if flags[task] or state != "on" else f"off: --use_{task}_task false"
+                   for task, state in data.labels.items()}
+    if data.labels.get("sentiment") == "on" and len(data.sentiment2id) < 2:
+        data.labels["sentiment"] = f"off: one sentiment label only ({sorted(data.sentiment2id)}): nothing to classify"
+    use_sentiment = data.labels.get("sentiment") == "on"
     if training_args.should_save:  # what the metrics will be computed on, written before anything can fail
         write_load_report(training_args.output_dir, corpus=corpus_report(data, train_dir=train_dir, dev_dir=dev_dir))
 
@@ -264,6 +278,8 @@ def main() -> None:
             num_negatives=script_args.num_negatives,
             use_category_task=script_args.use_category_task,
             use_ner_task=script_args.use_ner_task,
+            id2sentiment={i: s for s, i in data.sentiment2id.items()} if use_sentiment else None,
+            use_sentiment_task=use_sentiment,
             freeze_encoder_layers=tune_args.freeze_encoder_layers,
         )
     model.config.length_buckets = script_args.length_buckets  # a speed knob: also for an --init_from model

@@ -19,6 +19,8 @@ def test_train_mtrec_on_ebnerd_writes_its_predictions(tiny_encoder, tmp_path, mo
     report = json.loads((out / "load_report.json").read_text())
     assert report["corpus"]["data_format"] == "ebnerd"
     assert report["corpus"]["auxiliary_tasks"] == {"category": "on", "ner": "on", "sentiment": "on"}
+    config = json.loads((out / "config.json").read_text())  # the corpus labels sentiment: the third task is on
+    assert config["use_sentiment_task"] and config["id2sentiment"] == {"0": "Negative", "1": "Neutral"}
     lines = (out / "prediction.txt").read_text().splitlines()
     # impression_id [ranks of article_ids_inview]: 10 has 3 candidates, 11 and 12 two
     assert [line.split()[0] for line in lines] == ["10", "11", "12"]
@@ -35,3 +37,13 @@ def test_train_two_tower_takes_a_data_format(tmp_path, monkeypatch):
     report = json.loads((out / "load_report.json").read_text())
     assert report["corpus"]["data_format"] == "ebnerd" and report["corpus"]["auxiliary_tasks"]["sentiment"] == "on"
     assert (out / "retrieval_metrics.json").is_file()
+
+
+def test_a_task_switched_off_is_reported(tiny_encoder, tmp_path, monkeypatch):
+    train = ebnerd_corpus(tmp_path / "ebnerd", "train")
+    out = tmp_path / "run"
+    run_mtrec(monkeypatch, out, tiny_encoder[0], "--train_dir", str(train), "--use_sentiment_task", "false",
+              "--dev_comparison", "false")
+    report = json.loads((out / "load_report.json").read_text())
+    assert report["corpus"]["auxiliary_tasks"]["sentiment"] == "off: --use_sentiment_task false"
+    assert not json.loads((out / "config.json").read_text())["use_sentiment_task"]

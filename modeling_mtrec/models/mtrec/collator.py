@@ -51,7 +51,8 @@ class MTRecCollator:
             (reproducible for a fixed collation order only; not exact across a resume).
         epoch (`int`, *optional*, defaults to 0): the training epoch, part of the draw's key (see `set_epoch`).
         with_aux_labels (`bool`, *optional*, defaults to `True`): add ``category_labels`` and ``ner_labels``
-            for MTRec's auxiliary tasks.
+            for MTRec's auxiliary tasks, and ``sentiment_labels (N,)`` when `news` has a ``sentiment_label`` column
+            (`tokenize_news` of a corpus with sentiment labels).
         return_news_rows (`bool`, *optional*, defaults to `False`): add ``news_rows (N,)``, the row of `news`
             behind each of the N distinct news; `MTRecTrainer` sets it for its history-vector cache and removes
             the key before calling the model.
@@ -142,6 +143,9 @@ class MTRecCollator:
         self._input_ids: list[list[int]] = table["input_ids"]
         self._category_labels: list[int] = table.get("category_label", [])
         self._ner_labels: list[list[int]] = table.get("ner_labels", [])
+        self._sentiment_labels: list[int] | None = None
+        if self.with_aux_labels and "sentiment_label" in self.news.column_names:
+            self._sentiment_labels = self.news.select_columns(["sentiment_label"]).with_format(None)[:]["sentiment_label"]
 
     def set_epoch(self, epoch: int) -> None:
         """Negatives are drawn afresh each epoch: the epoch is part of every draw's key."""
@@ -220,6 +224,10 @@ class MTRecCollator:
             batch["ner_labels"], _ = pad_right(
                 [self._ner_labels[row] for row in rows], IGNORE_INDEX, width=news_input_ids.shape[1]
             )  # (N, L)
+            if self._sentiment_labels is not None:
+                batch["sentiment_labels"] = torch.tensor(
+                    [self._sentiment_labels[row] for row in rows], dtype=torch.long
+                )  # (N,)
         if self.return_news_rows:  # keys of MTRecTrainer's history-vector cache
             batch["news_rows"] = torch.tensor(rows, dtype=torch.long)  # (N,)
         batch.update(

@@ -21,7 +21,7 @@ from ...data.mind import load_split_samples
 from ...data.samples import build_eval_impressions, build_train_samples
 from ...data.stats import LoadStats
 from .configuration_mtrec import MTRecConfig
-from .processing_mtrec import tokenize_news
+from .processing_mtrec import sentiment_vocabulary, tokenize_news
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -67,6 +67,8 @@ class MINDCorpus:
         eval (`Dataset` or `None`): `build_eval_impressions` rows of the eval split.
         stats (`LoadStats`): everything skipped or repaired while loading (logged once).
         data_format (`str`): the corpus format (`modeling_mtrec.data.formats.DATA_FORMATS`).
+        sentiment2id (`dict[str, int]`): sentiment -> label of the sentiment task; empty when the corpus has no
+            sentiment labels.
         labels (`dict[str, str]`): per auxiliary task (category, ner, sentiment), ``"on"`` or why the corpus lacks its
             labels (`label_report`), for the load report.
     """
@@ -79,6 +81,7 @@ class MINDCorpus:
     stats: LoadStats
     data_format: str = "mind"
     labels: dict[str, str] = field(default_factory=dict)
+    sentiment2id: dict[str, int] = field(default_factory=dict)
 
 
 def load_mind(
@@ -92,6 +95,7 @@ def load_mind(
     lenient: bool = False,
     cache_dir: str | None = None,
     data_format: str | None = None,
+    sentiment2id: dict[str, int] | None = None,
     **format_options: Any,
 ) -> MINDCorpus:
     """Reads train and/or eval folders of a corpus (MIND by default) into one `MINDCorpus`.
@@ -116,6 +120,8 @@ def load_mind(
         cache_dir: where `tokenize_news` caches the tokenised table.
         data_format: the folders' corpus format (``"mind"``, ``"xmind"``, ``"ebnerd"``, ``"adressa"``, ``"tables"``);
             recognised from the files when None (`modeling_mtrec.data.formats.detect_format`).
+        sentiment2id: sentiment vocabulary (a trained model's `config.sentiment2id`); `None` builds it from the news'
+            sentiment labels (sorted), where the corpus has them (EB-NeRD).
         **format_options: the format's reader options (`read_split`: xMIND's ``mind_dir``, Adressa's
             ``history_days``, ...).
     """
@@ -127,8 +133,11 @@ def load_mind(
     if category2id is None:
         category2id = {category: i for i, category in enumerate(first_categories)}
     news = tokenize_news(
-        news, tokenizer, max_title_length, category2id=category2id, stats=stats, cache_dir=cache_dir
+        news, tokenizer, max_title_length, category2id=category2id, stats=stats, cache_dir=cache_dir,
+        sentiment2id=sentiment2id or None,
     )
+    if "sentiment_label" in news.column_names and not sentiment2id:  # the vocabulary tokenize_news built, sorted
+        sentiment2id = sentiment_vocabulary(corpus.news["sentiment"])
 
     builders = {
         "train": (build_train_samples, "training samples"),
@@ -147,7 +156,8 @@ def load_mind(
     )
     logger.info("Auxiliary tasks: %s", corpus.labels)
     return MINDCorpus(
-        news, news_index, category2id, samples["train"], samples["eval"], stats, corpus.data_format, corpus.labels
+        news, news_index, category2id, samples["train"], samples["eval"], stats, corpus.data_format, corpus.labels,
+        sentiment2id or {},
     )
 
 
