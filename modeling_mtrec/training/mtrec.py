@@ -66,6 +66,13 @@ class MTRecTrainingArguments(TrainingArguments):
             "fast_evaluate) instead of re-encoding every news of every batch; same metrics, no eval_loss."
         },
     )
+    beyond_accuracy_k: int | None = field(
+        default=None,
+        metadata={
+            "help": "With fast_eval: also the beyond-accuracy metrics of each impression's top-k (intra-list "
+            "diversity, novelty, coverage; modeling_mtrec.evaluation.beyond_accuracy). None: the MIND metrics only."
+        },
+    )
 
     history_cache_steps: int = field(
         default=0,
@@ -77,6 +84,8 @@ class MTRecTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        if self.beyond_accuracy_k is not None and self.beyond_accuracy_k < 1:
+            raise ValueError(f"`beyond_accuracy_k` must be >= 1 or None, got {self.beyond_accuracy_k}")
         if not isinstance(self.history_cache_steps, int) or self.history_cache_steps < 0:
             raise ValueError(f"`history_cache_steps` must be an integer >= 0, got {self.history_cache_steps!r}")
         if self.gradient_surgery not in SURGERY_MODES:
@@ -293,7 +302,8 @@ class MTRecTrainer(MultiTaskTrainer):
         impressions with its own replica of the model: the results are identical everywhere without any gather,
         at the price of repeated work."""
         return fast_evaluate(
-            self.model, self.data_collator.news, dataset, batch_size=self.args.eval_batch_size, device=self.args.device
+            self.model, self.data_collator.news, dataset, batch_size=self.args.eval_batch_size, device=self.args.device,
+            beyond_accuracy_k=getattr(self.args, "beyond_accuracy_k", None),
         )
 
 
