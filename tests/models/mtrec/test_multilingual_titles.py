@@ -18,7 +18,7 @@ from modeling_mtrec.data.stats import LoadStats
 from modeling_mtrec.models.mtrec.processing_mtrec import bio_tags, title_entity_spans, tokenize_news
 from tests.testing_utils import tiny_config
 
-O, B, I, X = 0, 1, 2, -100  # X: [CLS] / [SEP], no tag
+O, B, I, X = 0, 1, 2, -100  # noqa: E741  (the BIO tags by their letters; X: [CLS] / [SEP], no tag)
 
 TITLES = {
     "da": "Løkke besøger Aalborg i dag",
