@@ -124,6 +124,11 @@ class MTRecScriptArguments:
         default=MTRecConfig.use_category_task, metadata={"help": "Train the category auxiliary task."}
     )
     use_ner_task: bool = field(default=MTRecConfig.use_ner_task, metadata={"help": "Train the NER auxiliary task."})
+    use_multi_field: bool = field(
+        default=MTRecConfig.use_multi_field,
+        metadata={"help": "MTRec's multi-field variant: news vector pooled from the title, category and entity "
+                          "vectors by additive attention (paper, Sec. 4.4). Off: the paper's main model."},
+    )
     use_sentiment_task: bool = field(
         default=True, metadata={"help": "Train the sentiment auxiliary task where the corpus labels sentiment "
                                         "(EB-NeRD's sentiment_label); off on a corpus without (the load report says "
@@ -280,12 +285,14 @@ def main() -> None:
             use_ner_task=script_args.use_ner_task,
             id2sentiment={i: s for s, i in data.sentiment2id.items()} if use_sentiment else None,
             use_sentiment_task=use_sentiment,
+            use_multi_field=script_args.use_multi_field,
             freeze_encoder_layers=tune_args.freeze_encoder_layers,
         )
     model.config.length_buckets = script_args.length_buckets  # a speed knob: also for an --init_from model
     collator = MTRecCollator(
         data.news, num_negatives=script_args.num_negatives, pad_token_id=tokenizer.pad_token_id,
         seed=training_args.seed,
+        entity_buckets=model.config.num_entity_buckets if model.config.use_multi_field else None,
     )
     if tune_args.cache_frozen_states:
         with training_args.main_process_first(desc="frozen states"):

@@ -47,3 +47,13 @@ def test_a_task_switched_off_is_reported(tiny_encoder, tmp_path, monkeypatch):
     report = json.loads((out / "load_report.json").read_text())
     assert report["corpus"]["auxiliary_tasks"]["sentiment"] == "off: --use_sentiment_task false"
     assert not json.loads((out / "config.json").read_text())["use_sentiment_task"]
+
+
+def test_train_mtrec_multi_field_evaluates_and_predicts(tiny_encoder, tmp_path, monkeypatch):
+    train, dev = ebnerd_corpus(tmp_path / "ebnerd", "train"), ebnerd_corpus(tmp_path / "ebnerd", "validation")
+    out = tmp_path / "run"
+    run_mtrec(monkeypatch, out, tiny_encoder[0], "--train_dir", str(train), "--dev_dir", str(dev), "--do_predict",
+              "--use_multi_field", "--dev_comparison", "false")
+    assert json.loads((out / "config.json").read_text())["use_multi_field"]
+    assert "auc" in json.loads((out / "dev_metrics.json").read_text())
+    assert [line.split()[0] for line in (out / "prediction.txt").read_text().splitlines()] == ["10", "11", "12"]

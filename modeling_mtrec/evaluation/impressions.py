@@ -25,7 +25,12 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from ..models.mtrec.processing_mtrec import title_batches, title_pad_token_id
+from ..models.mtrec.processing_mtrec import (
+    entity_field_ids,
+    multi_field_batch,
+    title_batches,
+    title_pad_token_id,
+)
 from ..models.two_tower.features import ItemFeatures
 from ..scoring import ScoringModel, encode_item_batches, score_impressions
 from ..vectors import NewsVectorCache
@@ -44,7 +49,13 @@ def _item_batches(
     if "input_ids" not in items.column_names:
         raise ValueError(f"the news table lacks input_ids (has {items.column_names}); build it with tokenize_news")
     token_lists = items.select_columns(["input_ids"]).with_format(None)[:]["input_ids"]
-    return title_batches(token_lists, title_pad_token_id(model.config), batch_size, sort_by_length=sort_by_length)
+    batches = title_batches(token_lists, title_pad_token_id(model.config), batch_size, sort_by_length=sort_by_length)
+    if not getattr(model.config, "use_multi_field", False):
+        return batches
+    # MTRec's multi-field variant also reads each news' category and entities.
+    fields = items.select_columns(["category_label", "title_entities"]).with_format(None)[:]
+    entities = [entity_field_ids(value, model.config.num_entity_buckets) for value in fields["title_entities"]]
+    return ((rows, {**inputs, **multi_field_batch(fields["category_label"], entities, rows)}) for rows, inputs in batches)
 
 
 def encode_item_table(

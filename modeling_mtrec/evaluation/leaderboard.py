@@ -18,7 +18,7 @@ from ..data.formats import detect_format, read_split
 from ..data.mind import id_problem, read_behaviors, read_news, require_rows, split_files
 from ..data.samples import recent_history
 from ..data.stats import LoadStats
-from ..models.mtrec.processing_mtrec import raw_title_batches
+from ..models.mtrec.processing_mtrec import entity_field_ids, multi_field_batch, raw_title_batches
 from ..scoring import encode_item_batches, score_impressions
 from ..vectors import NewsVectorCache
 
@@ -200,18 +200,23 @@ def write_mind_predictions(
         if data_format == "adressa":
             format_options.setdefault("split", "dev")
         news, other_behaviors = read_split(mind_dir, data_format, lenient=lenient, stats=stats, **format_options)
-    table = news.select_columns(["news_id", "title"]).with_format(None)[:]
+    table = news.select_columns(["news_id", "title", "category", "title_entities"]).with_format(None)[:]
 
-    def title_vectors(titles: list[str]) -> torch.Tensor:  # (n,) -> (n, D); news.tsv's missing title is empty
-        titles = [title or "" for title in titles]
-        return encode_item_batches(model, raw_title_batches(tokenizer, titles, model.config, batch_size), len(titles))
+    def title_vectors(rows: list[int]) -> torch.Tensor:  # (n,) -> (n, D); news.tsv's missing title is empty
+        titles = [table["title"][i] or "" for i in rows]
+        batches = raw_title_batches(tokenizer, titles, model.config, batch_size)
+        if getattr(model.config, "use_multi_field", False):  # MTRec's multi-field variant: category and entities too
+            labels = [model.config.category2id.get(table["category"][i] or "", -100) for i in rows]
+            entities = [entity_field_ids(table["title_entities"][i], model.config.num_entity_buckets) for i in rows]
+            batches = ((b, {**inputs, **multi_field_batch(labels, entities, b)}) for b, inputs in batches)
+        return encode_item_batches(model, batches, len(titles))
 
     if cache is None:
-        cache = NewsVectorCache.for_model(model, table["news_id"], title_vectors(table["title"]))
+        cache = NewsVectorCache.for_model(model, table["news_id"], title_vectors(list(range(len(table["news_id"])))))
     else:
         missing = [i for i, news_id in enumerate(table["news_id"]) if news_id not in cache]
         if missing:
-            cache.add([table["news_id"][i] for i in missing], title_vectors([table["title"][i] for i in missing]))
+            cache.add([table["news_id"][i] for i in missing], title_vectors(missing))
     if data_format == "mind":
         before = stats.copy()
         behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)

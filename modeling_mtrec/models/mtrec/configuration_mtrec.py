@@ -75,6 +75,14 @@ class MTRecConfig(PreTrainedConfig):
             Whether to build and train the sentiment head: a third auxiliary classification task on [CLS], whose
             loss joins the auxiliary gradient, λ(g_category + g_ner + g_sentiment), before the surgery. Not in the
             paper (its corpus, MIND, has no sentiment labels); the public MTRec reproductions on EB-NeRD train it.
+        use_multi_field (`bool`, *optional*, defaults to `False`):
+            MTRec's multi-field variant (paper, Sec. 4.4: multi-task learning combined with multi-field learning
+            improves further): the news vector is r̃ = Σ_i w_i r_i over the title vector ([CLS]), a category
+            embedding and the mean of the title's entity embeddings, w_i = softmax_i(q · tanh(W r_i)). Off: the
+            paper's main model, r = [CLS].
+        num_entity_buckets (`int`, *optional*, defaults to 50000):
+            Rows of the multi-field entity embedding: entities (MIND's WikidataId, else their label) are hashed
+            into this many buckets (`modeling_mtrec.models.mtrec.processing_mtrec.entity_field_ids`).
         head_dropout (`float`, *optional*, defaults to 0.1):
             Dropout on the BERT output before the auxiliary heads (BERT's own hidden dropout).
         initializer_range (`float`, *optional*, defaults to 0.02):
@@ -113,6 +121,8 @@ class MTRecConfig(PreTrainedConfig):
     use_ner_task: bool = True
     id2sentiment: dict[int, str] | dict[str, str] | None = None
     use_sentiment_task: bool = False
+    use_multi_field: bool = False
+    num_entity_buckets: int = 50_000
     head_dropout: float = 0.1
     initializer_range: float = 0.02
     length_buckets: int = 1
@@ -126,7 +136,8 @@ class MTRecConfig(PreTrainedConfig):
         # JSON turns int keys into strings; the category ids are ints everywhere else.
         self.id2category = {int(k): v for k, v in (self.id2category or {}).items()}
         self.id2sentiment = {int(k): v for k, v in (self.id2sentiment or {}).items()}
-        for name in ("max_title_length", "max_history_length", "num_negatives", "user_attention_dim", "length_buckets"):
+        for name in ("max_title_length", "max_history_length", "num_negatives", "user_attention_dim", "length_buckets",
+                     "num_entity_buckets"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
