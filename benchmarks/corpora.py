@@ -2,7 +2,11 @@
 
 Exact command of benchmarks/results/corpora.md (from the repository root; writes the file and prints it):
 
-    PYTHONPATH=. python benchmarks/corpora.py --steps 40 --seeds 0 1 2 --threads 1
+    PYTHONPATH=. python benchmarks/corpora.py --mind-news ../shared/data/mind_sample/news.tsv --steps 6 --seeds 0 1 2 \
+        --users 100 --max-title-length 16 --threads 1
+
+(a small size, to fit ~10 minutes on a 2-core machine shared with other jobs; `--steps 40 --users 600` is the size
+the defaults aim at.)
 
 The corpus is written by `benchmarks/make_corpus_samples.py` from the real MIND sample (``--mind-news``, default
 ``../shared/data/mind_sample/news.tsv``) into a temporary folder outside the repository (the news are licensed) and
@@ -39,6 +43,7 @@ from transformers import set_seed
 
 from modeling_mtrec import MTRecModel, MTRecTrainer, MTRecTrainingArguments
 from modeling_mtrec.models.mtrec.collator import MTRecCollator
+from modeling_mtrec.models.mtrec.configuration_mtrec import encoder_hub_id
 from modeling_mtrec.models.mtrec.corpus import load_mind
 
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
@@ -110,7 +115,7 @@ def render(results: dict[str, list[dict]], args, corpus_line: str, elapsed: floa
         "",
         f"Corpus: {corpus_line}",
         "",
-        f"Settings: encoder {os.path.basename(os.path.normpath(args.encoder_path))}, {args.steps} steps of "
+        f"Settings: encoder {encoder_hub_id(args.encoder_path) or args.encoder_path}, {args.steps} steps of "
         f"{args.batch_size} clicks, lr {args.lr} (head {args.head_lr}), λ = {args.aux_weight}, MTRec surgery. "
         + _common.machine_facts() + ".",
         "",
