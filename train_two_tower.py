@@ -38,6 +38,7 @@ from modeling_mtrec import (
     TwoTowerTrainer,
     TwoTowerTrainingArguments,
 )
+from modeling_mtrec.data.formats import DATA_FORMATS
 from modeling_mtrec.data.mind import read_behaviors
 from modeling_mtrec.data.synthetic import PRESETS
 from modeling_mtrec.default_encoder import default_encoder_path
@@ -70,8 +71,15 @@ logger = logging.getLogger("train_two_tower")
 
 @dataclass
 class TwoTowerScriptArguments:
-    train_dir: str | None = field(default=None, metadata={"help": "MIND-format train folder. Default: synthetic corpus."})
-    dev_dir: str | None = field(default=None, metadata={"help": "MIND-format folder whose clicks are held out."})
+    train_dir: str | None = field(
+        default=None, metadata={"help": "Train split folder: MIND, xMIND, EB-NeRD, Adressa or the package's tables "
+                                        "(see --data_format). Default: synthetic corpus."}
+    )
+    dev_dir: str | None = field(default=None, metadata={"help": "Split folder (same format) whose clicks are held out."})
+    data_format: str | None = field(
+        default=None, metadata={"help": "Corpus format of --train_dir/--dev_dir. Default: recognised from the files.",
+                                "choices": list(DATA_FORMATS)}
+    )
     synthetic_preset: str | None = field(
         default=None, metadata={"help": "Synthetic corpus (without --train_dir): a preset of generate_synthetic_mind "
                                         "(default: the generator's defaults).", "choices": sorted(PRESETS)}
@@ -129,7 +137,7 @@ def load_corpus(script_args, train_dir: str, dev_dir: str | None):
         return load_retrieval_corpus(
             train_dir=train_dir, eval_dir=dev_dir, max_history_length=script_args.max_history_length,
             max_entities=script_args.max_entities, max_title_words=script_args.max_title_words,
-            lenient=script_args.lenient,
+            lenient=script_args.lenient, data_format=script_args.data_format,
         )
     except ValueError as error:
         behaviors = os.path.join(dev_dir, "behaviors.tsv") if dev_dir else None

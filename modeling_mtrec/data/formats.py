@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,22 @@ from datasets import Dataset
 
 from .adressa import adressa_files, read_adressa
 from .ebnerd import read_ebnerd
-from .mind import read_behaviors, read_news, require_rows, split_files
+from .mind import (
+    read_behaviors,
+    read_news,
+    read_news_union,
+    require_rows,
+    split_files,
+    split_folders,
+    union_news,
+)
 from .stats import LoadStats
 from .tables import read_tables
 from .xmind import read_xmind
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DATA_FORMATS", "detect_format", "label_report", "read_split"]
+__all__ = ["DATA_FORMATS", "CorpusSplits", "detect_format", "label_report", "read_corpus_splits", "read_split"]
 
 DATA_FORMATS: tuple[str, ...] = ("mind", "xmind", "ebnerd", "adressa", "tables")
 
@@ -171,3 +180,88 @@ def label_report(news: Dataset, data_format: str | None = None) -> dict[str, str
     sentiment = news.data.table.column("sentiment").to_pylist() if "sentiment" in news.column_names else []
     report["sentiment"] = "on" if any(sentiment) else "off: the corpus has no sentiment labels"
     return report
+
+
+def _loader_format(folder: str | os.PathLike) -> str:
+    """`detect_format`, whose error for a folder of no known format also names the MIND file missing (the loaders read
+    MIND by default: its users see the file they forgot)."""
+    try:
+        return detect_format(folder)
+    except ValueError as error:
+        try:
+            split_files(folder)
+        except FileNotFoundError as missing:
+            raise FileNotFoundError(f"{missing}. {error}") from None
+        raise
+
+
+@dataclass
+class CorpusSplits:
+    """The train and/or eval split folders of one corpus, read for a model's loader.
+
+    Attributes:
+        news (`Dataset`): the news of every split in one table (`union_news`): train news first, then eval-only news.
+        news_index (`dict[str, int]`): news id -> row of `news`.
+        categories (`list[str]`): the sorted categories of the first split's news.
+        splits (`dict`): ``{"train" | "eval": (source, behaviors)}`` for `load_split_samples`: MIND's
+            ``(news.tsv, behaviors.tsv)`` paths (read there, as before), any other format's ``(folder, table)``.
+        data_format (`str`): the corpus format (`DATA_FORMATS`).
+        labels (`dict[str, str]`): `label_report` of `news`: which auxiliary tasks the corpus can train, and why not.
+    """
+
+    news: Dataset
+    news_index: dict[str, int]
+    categories: list[str]
+    splits: dict[str, tuple[Path, Any]]
+    data_format: str
+    labels: dict[str, str]
+
+
+def read_corpus_splits(
+    train_dir: str | os.PathLike | None,
+    eval_dir: str | os.PathLike | None,
+    caller: str,
+    *,
+    data_format: str | None = None,
+    lenient: bool = False,
+    stats: LoadStats | None = None,
+    **options: Any,
+) -> CorpusSplits:
+    """Read a corpus' train and/or eval folders (at least one; `caller` names the loader, for the error) for a model's
+    loader. MIND goes the way it always went (`read_news_union`, behaviours read later by `load_split_samples`), so
+    its tables are bit-identical; every other format is read by `read_split`. Both folders must be of one format.
+
+    Args:
+        data_format: one of `DATA_FORMATS`; recognised from each folder's files when None.
+        options: `read_split`'s format options. Adressa's ``split`` defaults to ``"train"`` for `train_dir` and
+            ``"dev"`` for `eval_dir` (the same folder can be given for both).
+    """
+    if train_dir is None and eval_dir is None:
+        raise ValueError(f"{caller} needs a train_dir, an eval_dir or both")
+    stats = LoadStats() if stats is None else stats
+    folders = {name: folder for name, folder in (("train", train_dir), ("eval", eval_dir)) if folder}
+    formats = {name: data_format or _loader_format(folder) for name, folder in folders.items()}
+    if len(set(formats.values())) > 1:
+        raise ValueError(f"{caller}: the split folders are of different formats: "
+                         + ", ".join(f"{folders[name]} is {fmt}" for name, fmt in formats.items()))
+    data_format = next(iter(formats.values()))
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"unknown data_format {data_format!r}; known: {DATA_FORMATS}")
+    if data_format == "mind":
+        if options:
+            raise TypeError(f"{caller}: the MIND format takes no option(s) {sorted(options)}")
+        splits = split_folders(train_dir, eval_dir, caller)
+        news, news_index, categories = read_news_union(
+            [news_path for news_path, _ in splits.values()], lenient=lenient, stats=stats
+        )
+    else:
+        tables, splits = [], {}
+        for name, folder in folders.items():
+            split_options = dict(options)
+            if data_format == "adressa":
+                split_options.setdefault("split", "train" if name == "train" else "dev")
+            news, behaviors = read_split(folder, data_format, lenient=lenient, stats=stats, **split_options)
+            tables.append((news, folder))
+            splits[name] = (Path(folder), behaviors)
+        news, news_index, categories = union_news(tables)
+    return CorpusSplits(news, news_index, categories, splits, data_format, label_report(news, data_format))

@@ -63,6 +63,7 @@ __all__ = [
     "read_news",
     "read_news_union",
     "require_rows",
+    "union_news",
     "split_files",
     "split_folders",
     "title_entity_ids",
@@ -573,29 +574,44 @@ def read_news_union(
         sorted categories of the first file.
     """
     stats = LoadStats() if stats is None else stats
-    tables, news_index, categories = [], {}, None
+    tables = []
     for news_path in news_paths:
         before = stats.copy()
         table = read_news(news_path, lenient=lenient, stats=stats)
-        require_rows(table, news_path, "news", dict(sorted((stats - before).items())))
+        tables.append((require_rows(table, news_path, "news", dict(sorted((stats - before).items()))), news_path))
+    if not tables:
+        raise ValueError("read_news_union needs at least one news.tsv")
+    return union_news(tables)
+
+
+def union_news(tables: list[tuple[Dataset, str | os.PathLike]]) -> tuple[Dataset, dict[str, int], list[str]]:
+    """One news table from several already read ones (``(table, where it was read)``, in order): the first table's
+    news first, then each later table's new ones; a repeated news id keeps its first row (`read_news_union`).
+
+    Returns:
+        ``(news, news_index, categories)``: the news table, news id -> row, and the sorted categories of the first
+        table.
+    """
+    kept, news_index, categories = [], {}, None
+    for table, source in tables:
         ids = table.data.column("news_id").to_pylist()  # Arrow directly: datasets' Column iterates slowly
         fresh = [row for row, news_id in enumerate(ids) if news_id not in news_index]
         if len(fresh) < len(ids):
             logger.info(
                 "%s: %d of %d news already read from an earlier split",
-                news_path,
+                source,
                 len(ids) - len(fresh),
                 len(ids),
             )
             table = table.select(fresh)
         for row in fresh:
             news_index[ids[row]] = len(news_index)
-        tables.append(table)
+        kept.append(table)
         if categories is None:  # no category is no class: an empty one is counted by the news processing
             categories = sorted(category for category in table.unique("category") if category.strip())
-    if not tables:
-        raise ValueError("read_news_union needs at least one news.tsv")
-    news = tables[0] if len(tables) == 1 else concatenate_datasets(tables)
+    if not kept:
+        raise ValueError("union_news needs at least one news table")
+    news = kept[0] if len(kept) == 1 else concatenate_datasets(kept)
     return news, news_index, categories
 
 
@@ -613,7 +629,7 @@ SampleBuilder = Callable[..., Dataset]
 
 
 def load_split_samples(
-    splits: dict[str, tuple[Path, Path]],
+    splits: dict[str, tuple[Path, Path | Dataset]],
     builders: dict[str, tuple[SampleBuilder, str]],
     news_index: dict[str, int],
     max_history_length: int,
@@ -623,12 +639,16 @@ def load_split_samples(
     unlabelled_hint: str = ".",
 ) -> dict[str, Dataset | None]:
     """Each split's behaviours turned into samples by ``builders[split] = (builder, what its rows are)`` (a
-    `modeling_mtrec.data.samples` builder); a split left without any sample raises, naming its file and the problems
-    counted so far. `unlabelled_hint` ends the message of an eval split whose impressions are all unlabelled (MIND's
+    `modeling_mtrec.data.samples` builder); ``splits[split]`` is ``(news.tsv, behaviors.tsv)`` (`split_folders`), or
+    ``(folder, behaviors table)`` for a split another format's reader has read (`read_corpus_splits`). A split left
+    without any sample raises, naming its file (or folder) and the problems counted so far. `unlabelled_hint` ends the message of an eval split whose impressions are all unlabelled (MIND's
     test format), e.g. ``": write their predictions with ..."``: where the caller's predictions come from."""
     samples: dict[str, Dataset | None] = {"train": None, "eval": None}
-    for name, (_, behaviors_path) in splits.items():
-        behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)
+    for name, (source, behaviors_path) in splits.items():
+        if isinstance(behaviors_path, Dataset):  # already read by another corpus format's reader (`read_split`)
+            behaviors, behaviors_path = behaviors_path, source
+        else:
+            behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)
         build, what = builders[name]
         samples[name] = build(behaviors, news_index, max_history_length=max_history_length, stats=stats)
         if len(samples[name]) == 0:

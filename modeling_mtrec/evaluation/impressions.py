@@ -19,19 +19,23 @@ are the model's own `encode_users` and `score`, so the fast path adds no model c
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
+from datasets import Dataset
 
-from ..models.mtrec.processing_mtrec import title_batches, title_pad_token_id
+from ..models.mtrec.processing_mtrec import (
+    entity_field_ids,
+    multi_field_batch,
+    title_batches,
+    title_pad_token_id,
+)
 from ..models.two_tower.features import ItemFeatures
 from ..scoring import ScoringModel, encode_item_batches, score_impressions
 from ..vectors import NewsVectorCache
+from .beyond_accuracy import beyond_accuracy_metrics
 from .metrics import impression_metrics
-
-if TYPE_CHECKING:
-    from datasets import Dataset
 
 __all__ = ["encode_item_table", "fast_evaluate", "impression_scores", "news_vector_cache"]
 
@@ -45,7 +49,13 @@ def _item_batches(
     if "input_ids" not in items.column_names:
         raise ValueError(f"the news table lacks input_ids (has {items.column_names}); build it with tokenize_news")
     token_lists = items.select_columns(["input_ids"]).with_format(None)[:]["input_ids"]
-    return title_batches(token_lists, title_pad_token_id(model.config), batch_size, sort_by_length=sort_by_length)
+    batches = title_batches(token_lists, title_pad_token_id(model.config), batch_size, sort_by_length=sort_by_length)
+    if not getattr(model.config, "use_multi_field", False):
+        return batches
+    # MTRec's multi-field variant also reads each news' category and entities.
+    fields = items.select_columns(["category_label", "title_entities"]).with_format(None)[:]
+    entities = [entity_field_ids(value, model.config.num_entity_buckets) for value in fields["title_entities"]]
+    return ((rows, {**inputs, **multi_field_batch(fields["category_label"], entities, rows)}) for rows, inputs in batches)
 
 
 def encode_item_table(
@@ -122,13 +132,21 @@ def impression_scores(
         user_columns: impression columns passed by name to the model's `encode_users` (e.g. ``("user_key",)``
             for the two-tower retriever); none for MTRec.
     """
+    vectors = _item_vectors(model, news, cache, batch_size, device)
+    return _scores_from_vectors(model, vectors, impressions, batch_size, device, user_columns)
+
+
+def _item_vectors(model, news, cache, batch_size, device) -> torch.Tensor:
+    """The vectors of every row of `news` (`impression_scores`' rule): encoded once, or read from `cache`."""
     if cache is None:
         if news is None:
             raise ValueError("impression_scores needs the news table or a cache")
         # Vectors only: a throw-away cache would also hash every encoder weight for its fingerprint.
-        vectors = encode_item_table(model, news, batch_size=batch_size, device=device)
-    else:
-        vectors = cache.vectors if news is None else cache.aligned_to(news)
+        return encode_item_table(model, news, batch_size=batch_size, device=device)
+    return cache.vectors if news is None else cache.aligned_to(news)
+
+
+def _scores_from_vectors(model, vectors, impressions, batch_size, device, user_columns) -> list[np.ndarray]:
     table = impressions.select_columns(["history", "candidates", *user_columns]).with_format(None)[:]
     num_news = vectors.shape[0]
     for column in ("history", "candidates"):
@@ -141,7 +159,15 @@ def impression_scores(
     )
 
 
-def fast_evaluate(model: ScoringModel, news, impressions: Dataset, **options: Any) -> dict[str, float]:
+def fast_evaluate(
+    model: ScoringModel,
+    news,
+    impressions: Dataset,
+    *,
+    beyond_accuracy_k: int | None = None,
+    popularity: np.ndarray | None = None,
+    **options: Any,
+) -> dict[str, float]:
     """MIND metrics of `model` over `build_eval_impressions` rows, from news vectors encoded once.
 
     Same numbers as the slow path (`MTRecTrainer` with ``fast_eval=False``): the same impressions, the same
@@ -151,10 +177,34 @@ def fast_evaluate(model: ScoringModel, news, impressions: Dataset, **options: An
     Args:
         model, news, options: as `impression_scores` (``batch_size``, ``cache``, ``device``, ``user_columns``).
         impressions: its rows, with ``labels`` (1/0) as well.
+        beyond_accuracy_k: also the beyond-accuracy metrics of every impression's top-k
+            (`modeling_mtrec.evaluation.beyond_accuracy.beyond_accuracy_metrics`, over all impressions, the
+            skipped ones included): intra-list diversity, novelty and coverage over the news vectors the scores
+            come from, and over categories when `news` is a table with a ``category`` column. None (default): none.
+        popularity: ``(num_news,)`` click share of each news row in (0, 1], for the popularity novelty (with
+            `beyond_accuracy_k`).
 
     Returns:
         ``{"auc", "mrr", "ndcg@5", "ndcg@10", "num_impressions", "num_skipped_impressions"}``, as
-        `impression_metrics` (no loss: the auxiliary losses need per-token states that the cache does not keep).
+        `impression_metrics` (no loss: the auxiliary losses need per-token states that the cache does not keep),
+        plus the beyond-accuracy metrics (``ild_vector@k``, ``novelty_category@k``, ``coverage_items@k``, ...) with
+        `beyond_accuracy_k`.
     """
-    scores = impression_scores(model, news, impressions, **options)
-    return impression_metrics(impressions.select_columns(["labels"]).with_format(None)[:]["labels"], scores)
+    labels = impressions.select_columns(["labels"]).with_format(None)[:]["labels"]
+    if beyond_accuracy_k is None:
+        return impression_metrics(labels, impression_scores(model, news, impressions, **options))
+    if beyond_accuracy_k < 1:
+        raise ValueError(f"beyond_accuracy_k must be >= 1, got {beyond_accuracy_k}")
+    batch_size, device = options.get("batch_size", 256), options.get("device")
+    vectors = _item_vectors(model, news, options.get("cache"), batch_size, device)
+    scores = _scores_from_vectors(model, vectors, impressions, batch_size, device, options.get("user_columns", ()))
+    metrics = impression_metrics(labels, scores)
+    rows = impressions.select_columns(["history", "candidates"]).with_format(None)[:]
+    categories = None
+    if isinstance(news, Dataset) and "category" in news.column_names:
+        categories = news.select_columns(["category"]).with_format(None)[:]["category"]
+    metrics.update(beyond_accuracy_metrics(
+        rows["candidates"], scores, beyond_accuracy_k, histories=rows["history"], categories=categories,
+        vectors=vectors.float().cpu().numpy(), popularity=popularity,
+    ))
+    return metrics

@@ -9,15 +9,16 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from ..data.formats import detect_format, read_split
 from ..data.mind import id_problem, read_behaviors, read_news, require_rows, split_files
 from ..data.samples import recent_history
 from ..data.stats import LoadStats
-from ..models.mtrec.processing_mtrec import raw_title_batches
+from ..models.mtrec.processing_mtrec import entity_field_ids, multi_field_batch, raw_title_batches
 from ..scoring import encode_item_batches, score_impressions
 from ..vectors import NewsVectorCache
 
@@ -173,38 +174,60 @@ def write_mind_predictions(
     cache: NewsVectorCache | None = None,
     lenient: bool = False,
     stats: LoadStats | None = None,
+    data_format: str | None = None,
+    **format_options: Any,
 ) -> tuple[Path, NewsVectorCache]:
-    """``output_dir/prediction.txt`` (+ ``prediction.zip``) for a MIND folder (dev or unlabelled test).
+    """``output_dir/prediction.txt`` (+ ``prediction.zip``) for a MIND folder (dev or unlabelled test), or a split
+    folder of another corpus format (`modeling_mtrec.data.formats`): EB-NeRD's leaderboard takes the same
+    ``impression_id [r1,...]`` lines, zipped.
 
-    Encodes the folder's ``news.tsv`` titles once (unless `cache` is given; news of the folder missing from
-    a given cache are encoded and added), then ranks every impression of ``behaviors.tsv`` by `predict_ranks`.
+    Encodes the folder's news titles once (unless `cache` is given; news of the folder missing from
+    a given cache are encoded and added), then ranks every impression of the folder by `predict_ranks`.
     Returns the written path and the cache (to save with ``cache.save``).
+
+    Args:
+        data_format: the folder's format (`DATA_FORMATS`); recognised from its files when None.
+        format_options: the format reader's options (`read_split`); Adressa's ``split`` defaults to ``"dev"``.
     """
     own_stats = stats is None
     stats = LoadStats() if stats is None else stats
-    news_path, behaviors_path = split_files(mind_dir)
-    before = stats.copy()
-    news = require_rows(read_news(news_path, lenient=lenient, stats=stats), news_path, "news", dict(stats - before))
-    table = news.select_columns(["news_id", "title"]).with_format(None)[:]
+    data_format = detect_format(mind_dir) if data_format is None else data_format
+    if data_format == "mind":
+        news_path, behaviors_path = split_files(mind_dir)
+        before = stats.copy()
+        news = require_rows(read_news(news_path, lenient=lenient, stats=stats), news_path, "news", dict(stats - before))
+    else:
+        if data_format == "adressa":
+            format_options.setdefault("split", "dev")
+        news, other_behaviors = read_split(mind_dir, data_format, lenient=lenient, stats=stats, **format_options)
+    table = news.select_columns(["news_id", "title", "category", "title_entities"]).with_format(None)[:]
 
-    def title_vectors(titles: list[str]) -> torch.Tensor:  # (n,) -> (n, D); news.tsv's missing title is empty
-        titles = [title or "" for title in titles]
-        return encode_item_batches(model, raw_title_batches(tokenizer, titles, model.config, batch_size), len(titles))
+    def title_vectors(rows: list[int]) -> torch.Tensor:  # (n,) -> (n, D); news.tsv's missing title is empty
+        titles = [table["title"][i] or "" for i in rows]
+        batches = raw_title_batches(tokenizer, titles, model.config, batch_size)
+        if getattr(model.config, "use_multi_field", False):  # MTRec's multi-field variant: category and entities too
+            labels = [model.config.category2id.get(table["category"][i] or "", -100) for i in rows]
+            entities = [entity_field_ids(table["title_entities"][i], model.config.num_entity_buckets) for i in rows]
+            batches = ((b, {**inputs, **multi_field_batch(labels, entities, b)}) for b, inputs in batches)
+        return encode_item_batches(model, batches, len(titles))
 
     if cache is None:
-        cache = NewsVectorCache.for_model(model, table["news_id"], title_vectors(table["title"]))
+        cache = NewsVectorCache.for_model(model, table["news_id"], title_vectors(list(range(len(table["news_id"])))))
     else:
         missing = [i for i, news_id in enumerate(table["news_id"]) if news_id not in cache]
         if missing:
-            cache.add([table["news_id"][i] for i in missing], title_vectors([table["title"][i] for i in missing]))
-    before = stats.copy()
-    behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)
-    require_rows(behaviors, behaviors_path, "impression", dict(stats - before))
+            cache.add([table["news_id"][i] for i in missing], title_vectors(missing))
+    if data_format == "mind":
+        before = stats.copy()
+        behaviors = read_behaviors(behaviors_path, lenient=lenient, stats=stats)
+        require_rows(behaviors, behaviors_path, "impression", dict(stats - before))
+    else:
+        behaviors = other_behaviors  # read_split refuses a file without a usable row
     predictions = predict_ranks(
         model, cache, behaviors, batch_size=batch_size, stats=stats
     )
     path = write_prediction_file(Path(output_dir) / "prediction.txt", predictions, zip_file=zip_file)
     if own_stats:
-        stats.log(logger, f"MIND predictions for {mind_dir}")
+        stats.log(logger, f"{data_format} predictions for {mind_dir}")
     logger.info("Wrote %d impression predictions to %s", len(predictions), path)
     return path, cache

@@ -3,8 +3,8 @@
 The surgery (Bi et al., Findings of ACL 2022: project the auxiliary gradient off the main one when they conflict)
 is `training.surgery.GradientSurgery`; the per-task-gradient step that feeds it the two per-task gradients of the
 whole optimizer step, exact under gradient accumulation, DDP and fp16, is `training.multitask.MultiTaskTrainer`.
-MTRec declares its tasks: the click loss is the main one, the category and NER losses (summed, weighted by λ) the
-auxiliary one.
+MTRec declares its tasks: the click loss is the main one, the category and NER losses (and the sentiment loss when the
+model has that head; summed, weighted by λ) the auxiliary one.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .callbacks import CollatorEpochCallback
 from .multitask import MultiTaskTrainer, TaskLosses
 from .surgery import SURGERY_MODES, supports_whole_gradients
 
-TASK_LOSSES = ("main_loss", "category_loss", "ner_loss")
+TASK_LOSSES = ("main_loss", "category_loss", "ner_loss", "sentiment_loss")
 
 
 @dataclass
@@ -36,7 +36,7 @@ class MTRecTrainingArguments(TrainingArguments):
 
     aux_weight: float = field(
         default=0.3,
-        metadata={"help": "λ: weight of the merged auxiliary (category + NER) gradient (MTRec; default 0.3)."},
+        metadata={"help": "λ: weight of the merged auxiliary (category + NER [+ sentiment]) gradient (MTRec; default 0.3)."},
     )
     gradient_surgery: str = field(
         default="mtrec",
@@ -66,6 +66,13 @@ class MTRecTrainingArguments(TrainingArguments):
             "fast_evaluate) instead of re-encoding every news of every batch; same metrics, no eval_loss."
         },
     )
+    beyond_accuracy_k: int | None = field(
+        default=None,
+        metadata={
+            "help": "With fast_eval: also the beyond-accuracy metrics of each impression's top-k (intra-list "
+            "diversity, novelty, coverage; modeling_mtrec.evaluation.beyond_accuracy). None: the MIND metrics only."
+        },
+    )
 
     history_cache_steps: int = field(
         default=0,
@@ -77,6 +84,8 @@ class MTRecTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        if self.beyond_accuracy_k is not None and self.beyond_accuracy_k < 1:
+            raise ValueError(f"`beyond_accuracy_k` must be >= 1 or None, got {self.beyond_accuracy_k}")
         if not isinstance(self.history_cache_steps, int) or self.history_cache_steps < 0:
             raise ValueError(f"`history_cache_steps` must be an integer >= 0, got {self.history_cache_steps!r}")
         if self.gradient_surgery not in SURGERY_MODES:
@@ -121,7 +130,7 @@ class MTRecTrainer(MultiTaskTrainer):
     Overrides, and why:
     - `__init__`: MIND metrics by default, the collator's epoch callback, the history cache, and an early check
       that the eval sets are labelled (finding out after training would cost the run).
-    - `task_losses`: declares MTRec's tasks (the objective L_main + λ(L_category + L_ner)).
+    - `task_losses`: declares MTRec's tasks (the objective L_main + λ(L_category + L_ner [+ L_sentiment])).
     - `forward`: reuses cached history vectors when `args.history_cache_steps` > 0.
     - `create_optimizer`: with `args.head_learning_rate`, the parameters outside the pretrained news encoder get
       their own learning rate.
@@ -167,7 +176,10 @@ class MTRecTrainer(MultiTaskTrainer):
             raise ValueError("MTRecTrainer needs click `labels` in every training batch (the main task).")
         if model.training:
             self.record_losses(outputs)
-        aux = [loss for loss in (outputs.category_loss, outputs.ner_loss) if loss is not None]
+        # λ(L_category + L_ner + L_sentiment): one auxiliary task, so its gradient is λ(g_category + g_ner +
+        # g_sentiment) before the surgery projects it.
+        aux = [loss for loss in (outputs.category_loss, outputs.ner_loss, getattr(outputs, "sentiment_loss", None))
+               if loss is not None]
         aux_loss = torch.stack(aux).sum() if aux else None
         loss = outputs.main_loss if aux_loss is None else outputs.main_loss + self.aux_weight * aux_loss
         return TaskLosses(loss=loss, main=outputs.main_loss, auxiliary=aux_loss, auxiliary_weight=self.aux_weight)
@@ -290,7 +302,8 @@ class MTRecTrainer(MultiTaskTrainer):
         impressions with its own replica of the model: the results are identical everywhere without any gather,
         at the price of repeated work."""
         return fast_evaluate(
-            self.model, self.data_collator.news, dataset, batch_size=self.args.eval_batch_size, device=self.args.device
+            self.model, self.data_collator.news, dataset, batch_size=self.args.eval_batch_size, device=self.args.device,
+            beyond_accuracy_k=getattr(self.args, "beyond_accuracy_k", None),
         )
 
 

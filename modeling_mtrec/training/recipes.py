@@ -148,11 +148,14 @@ def require_model_type(folder: str | os.PathLike, model_type: str | tuple[str, .
 
 
 def corpus_report(corpus, **folders: str | os.PathLike | None) -> dict[str, Any]:
-    """What a loaded corpus (`MINDCorpus` or `RetrievalCorpus`) holds: its folders, how many news and train / eval
+    """What a loaded corpus (`MINDCorpus` or `RetrievalCorpus`) holds: its folders and format, which auxiliary tasks its
+    labels allow (`label_report`), how many news and train / eval
     rows were kept (MTRec: clicks / impressions; two-tower: clicks / clicks), and every problem counted while
     loading (`LoadStats`: unknown ids, skipped impressions, malformed rows under ``--lenient``, ...)."""
     return {
         **{name: os.fspath(folder) if folder else None for name, folder in folders.items()},
+        "data_format": corpus.data_format,
+        "auxiliary_tasks": corpus.labels,  # label_report: "on", or why the corpus lacks a task's labels
         "news": len(corpus.news),
         "train_rows": len(corpus.train) if corpus.train is not None else 0,
         "eval_rows": len(corpus.eval) if corpus.eval is not None else 0,

@@ -16,6 +16,7 @@ import torch
 from datasets import Dataset
 
 from ...data.padding import IGNORE_INDEX, pad_right
+from .processing_mtrec import entity_field_ids, multi_field_batch
 
 __all__ = ["MTRecCollator"]
 
@@ -51,7 +52,11 @@ class MTRecCollator:
             (reproducible for a fixed collation order only; not exact across a resume).
         epoch (`int`, *optional*, defaults to 0): the training epoch, part of the draw's key (see `set_epoch`).
         with_aux_labels (`bool`, *optional*, defaults to `True`): add ``category_labels`` and ``ner_labels``
-            for MTRec's auxiliary tasks.
+            for MTRec's auxiliary tasks, and ``sentiment_labels (N,)`` when `news` has a ``sentiment_label`` column
+            (`tokenize_news` of a corpus with sentiment labels).
+        entity_buckets (`int`, *optional*): for a multi-field MTRec (`config.use_multi_field`), its
+            `config.num_entity_buckets`: the batch then also holds ``news_category_ids (N,)`` (the category label,
+            -100 for none) and ``news_entity_ids (N, E)`` (`entity_field_ids` of each title, 0-padded, E >= 1).
         return_news_rows (`bool`, *optional*, defaults to `False`): add ``news_rows (N,)``, the row of `news`
             behind each of the N distinct news; `MTRecTrainer` sets it for its history-vector cache and removes
             the key before calling the model.
@@ -125,6 +130,7 @@ class MTRecCollator:
     with_aux_labels: bool = True
     epoch: int = 0
     return_news_rows: bool = False
+    entity_buckets: int | None = None
 
     def __post_init__(self) -> None:
         if self.num_negatives < 1:
@@ -142,6 +148,14 @@ class MTRecCollator:
         self._input_ids: list[list[int]] = table["input_ids"]
         self._category_labels: list[int] = table.get("category_label", [])
         self._ner_labels: list[list[int]] = table.get("ner_labels", [])
+        self._fields = None
+        if self.entity_buckets is not None:
+            fields = self.news.select_columns(["category_label", "title_entities"]).with_format(None)[:]
+            entities = [entity_field_ids(value, self.entity_buckets) for value in fields["title_entities"]]
+            self._fields = (fields["category_label"], entities)
+        self._sentiment_labels: list[int] | None = None
+        if self.with_aux_labels and "sentiment_label" in self.news.column_names:
+            self._sentiment_labels = self.news.select_columns(["sentiment_label"]).with_format(None)[:]["sentiment_label"]
 
     def set_epoch(self, epoch: int) -> None:
         """Negatives are drawn afresh each epoch: the epoch is part of every draw's key."""
@@ -220,6 +234,13 @@ class MTRecCollator:
             batch["ner_labels"], _ = pad_right(
                 [self._ner_labels[row] for row in rows], IGNORE_INDEX, width=news_input_ids.shape[1]
             )  # (N, L)
+            if self._sentiment_labels is not None:
+                batch["sentiment_labels"] = torch.tensor(
+                    [self._sentiment_labels[row] for row in rows], dtype=torch.long
+                )  # (N,)
+        if self._fields is not None:  # the multi-field variant's category and entity fields
+            fields = multi_field_batch(*self._fields, rows)
+            batch["news_category_ids"], batch["news_entity_ids"] = fields["category_ids"], fields["entity_ids"]
         if self.return_news_rows:  # keys of MTRecTrainer's history-vector cache
             batch["news_rows"] = torch.tensor(rows, dtype=torch.long)  # (N,)
         batch.update(

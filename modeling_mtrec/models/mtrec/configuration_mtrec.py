@@ -44,7 +44,8 @@ def encoder_hub_id(name_or_path: str | os.PathLike | None) -> str | None:
 class MTRecConfig(PreTrainedConfig):
     r"""
     Configuration of an [`MTRecModel`]: a BERT news encoder, an additive-attention user encoder, dot-product
-    click scores, and two auxiliary heads on the BERT output (news category from [CLS], per-token BIO NER).
+    click scores, and two auxiliary heads on the BERT output (news category from [CLS], per-token BIO NER); a third,
+    news sentiment from [CLS], where the corpus labels it (EB-NeRD; off by default: not in the paper).
 
     Args:
         encoder_config (`BertConfig` or `dict`, *optional*):
@@ -67,6 +68,21 @@ class MTRecConfig(PreTrainedConfig):
             Whether to build and train the category head.
         use_ner_task (`bool`, *optional*, defaults to `True`):
             Whether to build and train the NER head.
+        id2sentiment (`dict[int, str]`, *optional*):
+            Sentiment vocabulary of the sentiment task (EB-NeRD's ``sentiment_label``: Negative / Neutral /
+            Positive). Needed, with at least two labels, when `use_sentiment_task` is on.
+        use_sentiment_task (`bool`, *optional*, defaults to `False`):
+            Whether to build and train the sentiment head: a third auxiliary classification task on [CLS], whose
+            loss joins the auxiliary gradient, λ(g_category + g_ner + g_sentiment), before the surgery. Not in the
+            paper (its corpus, MIND, has no sentiment labels); the public MTRec reproductions on EB-NeRD train it.
+        use_multi_field (`bool`, *optional*, defaults to `False`):
+            MTRec's multi-field variant (paper, Sec. 4.4: multi-task learning combined with multi-field learning
+            improves further): the news vector is r̃ = Σ_i w_i r_i over the title vector ([CLS]), a category
+            embedding and the mean of the title's entity embeddings, w_i = softmax_i(q · tanh(W r_i)). Off: the
+            paper's main model, r = [CLS].
+        num_entity_buckets (`int`, *optional*, defaults to 50000):
+            Rows of the multi-field entity embedding: entities (MIND's WikidataId, else their label) are hashed
+            into this many buckets (`modeling_mtrec.models.mtrec.processing_mtrec.entity_field_ids`).
         head_dropout (`float`, *optional*, defaults to 0.1):
             Dropout on the BERT output before the auxiliary heads (BERT's own hidden dropout).
         initializer_range (`float`, *optional*, defaults to 0.02):
@@ -90,7 +106,9 @@ class MTRecConfig(PreTrainedConfig):
 
     model_type = "mtrec"
     sub_configs_defaults = {"encoder_config": SubConfigSpec(config_class=BertConfig)}
-    keys_to_ignore_at_inference = ["main_loss", "category_loss", "ner_loss", "news_embeds", "user_embeds"]
+    keys_to_ignore_at_inference = [
+        "main_loss", "category_loss", "ner_loss", "sentiment_loss", "news_embeds", "user_embeds"
+    ]
 
     encoder_config: dict | BertConfig | None = None
     id2category: dict[int, str] | dict[str, str] | None = None
@@ -101,6 +119,10 @@ class MTRecConfig(PreTrainedConfig):
     user_attention_dim: int = 200
     use_category_task: bool = True
     use_ner_task: bool = True
+    id2sentiment: dict[int, str] | dict[str, str] | None = None
+    use_sentiment_task: bool = False
+    use_multi_field: bool = False
+    num_entity_buckets: int = 50_000
     head_dropout: float = 0.1
     initializer_range: float = 0.02
     length_buckets: int = 1
@@ -113,7 +135,9 @@ class MTRecConfig(PreTrainedConfig):
             self.ner_labels = list(DEFAULT_NER_LABELS)
         # JSON turns int keys into strings; the category ids are ints everywhere else.
         self.id2category = {int(k): v for k, v in (self.id2category or {}).items()}
-        for name in ("max_title_length", "max_history_length", "num_negatives", "user_attention_dim", "length_buckets"):
+        self.id2sentiment = {int(k): v for k, v in (self.id2sentiment or {}).items()}
+        for name in ("max_title_length", "max_history_length", "num_negatives", "user_attention_dim", "length_buckets",
+                     "num_entity_buckets"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
@@ -121,6 +145,14 @@ class MTRecConfig(PreTrainedConfig):
             raise ValueError(f"`max_title_length` must leave room for [CLS], [SEP] and a word, got {self.max_title_length}")
         if sorted(self.id2category) != list(range(len(self.id2category))):
             raise ValueError(f"`id2category` keys must be 0..{len(self.id2category) - 1}, got {sorted(self.id2category)}")
+        if sorted(self.id2sentiment) != list(range(len(self.id2sentiment))):
+            raise ValueError(
+                f"`id2sentiment` keys must be 0..{len(self.id2sentiment) - 1}, got {sorted(self.id2sentiment)}"
+            )
+        if self.use_sentiment_task and len(self.id2sentiment) < 2:
+            raise ValueError(
+                f"`use_sentiment_task` needs `id2sentiment` with at least two labels, got {self.id2sentiment!r}"
+            )
         if not isinstance(self.freeze_encoder_layers, int) or self.freeze_encoder_layers < 0:
             raise ValueError(f"`freeze_encoder_layers` must be an integer >= 0, got {self.freeze_encoder_layers!r}")
         if len(self.ner_labels) < 2:
@@ -155,6 +187,14 @@ class MTRecConfig(PreTrainedConfig):
     @property
     def category2id(self) -> dict[str, int]:
         return {name: idx for idx, name in self.id2category.items()}
+
+    @property
+    def num_sentiments(self) -> int:
+        return len(self.id2sentiment)
+
+    @property
+    def sentiment2id(self) -> dict[str, int]:
+        return {name: idx for idx, name in self.id2sentiment.items()}
 
     @property
     def hidden_size(self) -> int:

@@ -1,7 +1,8 @@
-"""MIND-format corpora for MTRec: the train and eval splits over ONE tokenised news table.
+"""Corpora for MTRec (MIND, or any format of `modeling_mtrec.data.formats`): the train and eval splits over ONE
+tokenised news table.
 
-The splits are read the model-agnostic way (`modeling_mtrec.data.mind.read_news_union`, then each split's behaviours
-into samples, `load_split_samples`); what MTRec makes of the news is its own: tokenised titles with the category and
+The splits are read the model-agnostic way (`modeling_mtrec.data.formats.read_corpus_splits`, then each split's
+behaviours into samples, `load_split_samples`); what MTRec makes of the news is its own: tokenised titles with the category and
 BIO labels of its two auxiliary tasks (`tokenize_news`).
 """
 
@@ -10,16 +11,17 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
 
-from ...data.mind import load_split_samples, read_news_union, split_folders
+from ...data.formats import read_corpus_splits
+from ...data.mind import load_split_samples
 from ...data.samples import build_eval_impressions, build_train_samples
 from ...data.stats import LoadStats
 from .configuration_mtrec import MTRecConfig
-from .processing_mtrec import tokenize_news
+from .processing_mtrec import sentiment_vocabulary, tokenize_news
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -64,6 +66,11 @@ class MINDCorpus:
         train (`Dataset` or `None`): `build_train_samples` rows of the train split.
         eval (`Dataset` or `None`): `build_eval_impressions` rows of the eval split.
         stats (`LoadStats`): everything skipped or repaired while loading (logged once).
+        data_format (`str`): the corpus format (`modeling_mtrec.data.formats.DATA_FORMATS`).
+        sentiment2id (`dict[str, int]`): sentiment -> label of the sentiment task; empty when the corpus has no
+            sentiment labels.
+        labels (`dict[str, str]`): per auxiliary task (category, ner, sentiment), ``"on"`` or why the corpus lacks its
+            labels (`label_report`), for the load report.
     """
 
     news: Dataset
@@ -72,6 +79,9 @@ class MINDCorpus:
     train: Dataset | None
     eval: Dataset | None
     stats: LoadStats
+    data_format: str = "mind"
+    labels: dict[str, str] = field(default_factory=dict)
+    sentiment2id: dict[str, int] = field(default_factory=dict)
 
 
 def load_mind(
@@ -84,8 +94,11 @@ def load_mind(
     category2id: dict[str, int] | None = None,
     lenient: bool = False,
     cache_dir: str | None = None,
+    data_format: str | None = None,
+    sentiment2id: dict[str, int] | None = None,
+    **format_options: Any,
 ) -> MINDCorpus:
-    """Reads MIND-format train and/or eval folders into one `MINDCorpus`.
+    """Reads train and/or eval folders of a corpus (MIND by default) into one `MINDCorpus`.
 
     A news id present in both splits' news.tsv keeps the train row (MIND repeats the same news across splits;
     this is expected, so it is logged as information, not counted as a problem).
@@ -105,17 +118,26 @@ def load_mind(
             News of other categories get no category label (counted as "unknown_category").
         lenient: skip and count malformed rows instead of raising `MINDFormatError`.
         cache_dir: where `tokenize_news` caches the tokenised table.
+        data_format: the folders' corpus format (``"mind"``, ``"xmind"``, ``"ebnerd"``, ``"adressa"``, ``"tables"``);
+            recognised from the files when None (`modeling_mtrec.data.formats.detect_format`).
+        sentiment2id: sentiment vocabulary (a trained model's `config.sentiment2id`); `None` builds it from the news'
+            sentiment labels (sorted), where the corpus has them (EB-NeRD).
+        **format_options: the format's reader options (`read_split`: xMIND's ``mind_dir``, Adressa's
+            ``history_days``, ...).
     """
-    splits = split_folders(train_dir, eval_dir, "load_mind")
     stats = LoadStats()
-    news, news_index, first_categories = read_news_union(
-        [news_path for news_path, _ in splits.values()], lenient=lenient, stats=stats
+    corpus = read_corpus_splits(
+        train_dir, eval_dir, "load_mind", data_format=data_format, lenient=lenient, stats=stats, **format_options
     )
+    news, news_index, first_categories, splits = corpus.news, corpus.news_index, corpus.categories, corpus.splits
     if category2id is None:
         category2id = {category: i for i, category in enumerate(first_categories)}
     news = tokenize_news(
-        news, tokenizer, max_title_length, category2id=category2id, stats=stats, cache_dir=cache_dir
+        news, tokenizer, max_title_length, category2id=category2id, stats=stats, cache_dir=cache_dir,
+        sentiment2id=sentiment2id or None,
     )
+    if "sentiment_label" in news.column_names and not sentiment2id:  # the vocabulary tokenize_news built, sorted
+        sentiment2id = sentiment_vocabulary(corpus.news["sentiment"])
 
     builders = {
         "train": (build_train_samples, "training samples"),
@@ -124,7 +146,7 @@ def load_mind(
     samples = load_split_samples(
         splits, builders, news_index, max_history_length, lenient, stats, unlabelled_hint=_UNLABELLED_HINT
     )
-    stats.log(logger, f"MIND corpus (train={train_dir}, eval={eval_dir})")
+    stats.log(logger, f"{corpus.data_format} corpus (train={train_dir}, eval={eval_dir})")
     logger.info(
         "MIND corpus: %d news, %s train samples, %s eval impressions, %d categories",
         len(news),
@@ -132,7 +154,11 @@ def load_mind(
         len(samples["eval"]) if samples["eval"] is not None else 0,
         len(category2id),
     )
-    return MINDCorpus(news, news_index, category2id, samples["train"], samples["eval"], stats)
+    logger.info("Auxiliary tasks: %s", corpus.labels)
+    return MINDCorpus(
+        news, news_index, category2id, samples["train"], samples["eval"], stats, corpus.data_format, corpus.labels,
+        sentiment2id or {},
+    )
 
 
 def load_mind_split(

@@ -6,8 +6,9 @@ News encoder: BERT over the title; the news vector r is the final hidden state a
 User encoder: additive attention over the user's clicked news, r_u = sum_i a_i r_i with
 a_i = softmax_i(q . tanh(W r_i + b)). Click score: s_j = r_j . r_u.
 Main loss: softmax over one clicked and K non-clicked news of the same impression.
-Auxiliary tasks on the BERT output (paper: 3.3): news category from [CLS]; NER as per-token BIO tags.
-L = L_main + L_category + L_ner. The gradient surgery that combines them during training lives in
+Auxiliary tasks on the BERT output (paper: 3.3): news category from [CLS]; NER as per-token BIO tags; and, off by
+default, news sentiment from [CLS] (`config.use_sentiment_task`).
+L = L_main + L_category + L_ner (+ L_sentiment). The gradient surgery that combines them during training lives in
 `modeling_mtrec.training.surgery` (applied by `MTRecTrainer`); this file only computes the losses.
 
 NOTE: departures from / precisions of the paper.
@@ -21,6 +22,14 @@ NOTE: departures from / precisions of the paper.
 - `config.freeze_encoder_layers` = k > 0 (not in the paper; PLM-NR, Legommenders) freezes the embeddings and the
   first k BERT layers and runs them without dropout even in training, so that their output is a fixed function of
   the title: states computed once (`news_hidden_states`) give the same step as running them.
+- The sentiment task (`config.use_sentiment_task`, not in the paper, whose MIND has no sentiment labels) is a third
+  auxiliary classification head on [CLS], as the category head, for corpora that label sentiment (EB-NeRD's
+  `sentiment_label`, as the public MTRec reproductions on EB-NeRD train it); its loss is one more auxiliary loss.
+- The multi-field variant (`config.use_multi_field`; the paper reports it in Sec. 4.4 without its details) pools the
+  title vector, a category embedding and the mean entity embedding of the title by additive attention,
+  r̃ = Σ_i w_i r_i, w_i = softmax_i(q · tanh(W r_i)), the user encoder's form. A news without a (known) category uses
+  one shared "no category" row; a title without entities leaves the entity field out of the softmax. The auxiliary
+  heads still read BERT's output (the paper's tasks are on the encoder), so the category field is not leaked to them.
 """
 
 from __future__ import annotations
@@ -49,7 +58,7 @@ IGNORE_INDEX = -100  # Copied from modeling_mtrec.data.padding.IGNORE_INDEX (thi
 class MTRecOutput(ModelOutput):
     r"""
     loss (`torch.FloatTensor` of shape `()`, *optional*):
-        L_main + L_category + L_ner over the losses whose labels were given (unweighted, as in the paper;
+        L_main + L_category + L_ner (+ L_sentiment) over the losses whose labels were given (unweighted, as in the paper;
         the λ of the gradient surgery is a training argument, applied by `MTRecTrainer`).
     main_loss (`torch.FloatTensor` of shape `()`, *optional*):
         Click loss, returned when `labels` is given.
@@ -59,6 +68,9 @@ class MTRecOutput(ModelOutput):
     ner_loss (`torch.FloatTensor` of shape `()`, *optional*):
         BIO cross-entropy averaged over the labelled title tokens; `None` when the task is off or `ner_labels`
         is absent.
+    sentiment_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        Sentiment cross-entropy averaged over the distinct news of the batch with a sentiment label; `None` when the
+        task is off or `sentiment_labels` is absent.
     logits (`torch.FloatTensor` of shape `(batch_size, num_candidates)`):
         Click scores s_j = r_j . r_u.
     news_embeds (`torch.FloatTensor` of shape `(num_news, hidden_size)`):
@@ -71,6 +83,7 @@ class MTRecOutput(ModelOutput):
     main_loss: torch.FloatTensor | None = None
     category_loss: torch.FloatTensor | None = None
     ner_loss: torch.FloatTensor | None = None
+    sentiment_loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     news_embeds: torch.FloatTensor | None = None
     user_embeds: torch.FloatTensor | None = None
@@ -210,7 +223,8 @@ class MTRecPreTrainedModel(PreTrainedModel):
 
 
 class MTRecModel(MTRecPreTrainedModel):
-    """MTRec news recommender with its category and NER heads; owns its losses (see `forward`)."""
+    """MTRec news recommender with its category and NER heads (and a sentiment head when configured); owns its losses
+    (see `forward`)."""
 
     def __init__(self, config: MTRecConfig):
         super().__init__(config)
@@ -225,6 +239,12 @@ class MTRecModel(MTRecPreTrainedModel):
             else None
         )
         self.ner_head = nn.Linear(hidden, len(config.ner_labels)) if config.use_ner_task else None
+        self.sentiment_head = nn.Linear(hidden, config.num_sentiments) if config.use_sentiment_task else None
+        if config.use_multi_field:
+            # Row num_categories: no or unknown category. Entity row 0: padding (hashed ids are 1..num_entity_buckets).
+            self.category_embeddings = nn.Embedding(config.num_categories + 1, hidden)
+            self.entity_embeddings = nn.Embedding(config.num_entity_buckets + 1, hidden, padding_idx=0)
+            self.field_attention = AdditiveAttention(hidden, config.user_attention_dim)
         self.post_init()
         for module in self._frozen_modules():
             module.requires_grad_(False).eval()  # see `train`
@@ -330,9 +350,41 @@ class MTRecModel(MTRecPreTrainedModel):
         """Everything a news vector depends on (a news-vector cache fingerprints it)."""
         return self.news_encoder
 
-    def encode_items(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """News vectors r: BERT's final [CLS] state. (N, L) -> (N, D)."""
-        return self._encode_tokens(input_ids, attention_mask)[:, 0]
+    def encode_items(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        category_ids: torch.Tensor | None = None,
+        entity_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """News vectors r: BERT's final [CLS] state. (N, L) -> (N, D). With `config.use_multi_field`, r̃: the [CLS]
+        state pooled with the category (N,) and entity (N, E) embeddings (`pool_fields`)."""
+        vectors = self._encode_tokens(input_ids, attention_mask)[:, 0]  # (N, D)
+        return self.pool_fields(vectors, category_ids, entity_ids) if self.config.use_multi_field else vectors
+
+    def pool_fields(
+        self, title_vectors: torch.Tensor, category_ids: torch.Tensor | None, entity_ids: torch.Tensor | None
+    ) -> torch.Tensor:
+        """r̃ = Σ_i w_i r_i over the fields (title, category, entities), w_i = softmax_i(q · tanh(W r_i)).
+
+        title_vectors (N, D); category_ids (N,): category id, negative (-100) for none or unknown; entity_ids (N, E):
+        hashed entity ids, 0 on padding. -> (N, D)
+        """
+        if category_ids is None or entity_ids is None:
+            raise ValueError(
+                "a multi-field MTRec (config.use_multi_field) needs the news' category_ids and entity_ids "
+                "(MTRecCollator(..., entity_buckets=config.num_entity_buckets) supplies them)"
+            )
+        unknown = self.config.num_categories
+        category_ids = torch.where(category_ids < 0, torch.full_like(category_ids, unknown), category_ids)
+        category = self.category_embeddings(category_ids).to(title_vectors.dtype)  # (N, D)
+        entity_mask = entity_ids > 0  # (N, E)
+        entities = self.entity_embeddings(entity_ids).to(title_vectors.dtype) * entity_mask[..., None]  # (N, E, D)
+        entity = entities.sum(1) / entity_mask.sum(1, keepdim=True).clamp(min=1).to(title_vectors.dtype)  # (N, D)
+        fields = torch.stack([title_vectors, category, entity], dim=1)  # (N, 3, D)
+        present = torch.ones(fields.shape[:2], dtype=torch.bool, device=fields.device)  # (N, 3)
+        present[:, 2] = entity_mask.any(1)  # a title without entities: that field takes no weight
+        return self.field_attention(fields, present)  # (N, 3, D) -> (N, D)
 
     def encode_users(self, history_embeds: torch.Tensor, history_mask: torch.Tensor | None = None) -> torch.Tensor:
         """User vectors r_u from clicked-news vectors. (B, H, D), (B, H) -> (B, D); r_u = 0 for an empty history.
@@ -383,6 +435,9 @@ class MTRecModel(MTRecPreTrainedModel):
         labels: torch.LongTensor | None = None,
         category_labels: torch.LongTensor | None = None,
         ner_labels: torch.LongTensor | None = None,
+        sentiment_labels: torch.LongTensor | None = None,
+        news_category_ids: torch.LongTensor | None = None,
+        news_entity_ids: torch.LongTensor | None = None,
         cached_news_embeds: torch.Tensor | None = None,
         cached_news_mask: torch.Tensor | None = None,
         news_hidden_states: torch.Tensor | None = None,
@@ -401,6 +456,12 @@ class MTRecModel(MTRecPreTrainedModel):
         labels (`torch.LongTensor` of shape `(batch_size, num_candidates)`): 1 clicked, 0 not, -100 padding.
         category_labels (`torch.LongTensor` of shape `(num_news,)`): category id per news, -100 to ignore.
         ner_labels (`torch.LongTensor` of shape `(num_news, title_length)`): BIO tag id per token, -100 to ignore.
+        sentiment_labels (`torch.LongTensor` of shape `(num_news,)`, *optional*): sentiment id per news, -100 to
+            ignore (read only with `config.use_sentiment_task`).
+        news_category_ids (`torch.LongTensor` of shape `(num_news,)`, *optional*): category id per news, negative for
+            none (the category field of `config.use_multi_field`; needed then).
+        news_entity_ids (`torch.LongTensor` of shape `(num_news, num_entities)`, *optional*): hashed entity ids of
+            each title, 0 on padding (the entity field of `config.use_multi_field`; needed then).
         cached_news_embeds (`torch.Tensor` of shape `(num_news, hidden_size)`, *optional*): news vectors computed
             earlier (the history-vector cache of `MTRecTrainer`, `history_cache_steps`); read only where
             `cached_news_mask` is True.
@@ -418,15 +479,24 @@ class MTRecModel(MTRecPreTrainedModel):
                 news_input_ids[fresh], None if news_attention_mask is None else news_attention_mask[fresh],
                 None if news_hidden_states is None else news_hidden_states[fresh],
             )  # (F, L, D)
-            news_embeds = cached_news_embeds.detach().to(hidden.dtype).index_copy(0, fresh, hidden[:, 0])  # (N, D)
             fresh_embeds = hidden[:, 0]  # (F, D)
+            fresh_vectors = fresh_embeds
+            if self.config.use_multi_field:
+                fresh_vectors = self.pool_fields(
+                    fresh_embeds, None if news_category_ids is None else news_category_ids[fresh],
+                    None if news_entity_ids is None else news_entity_ids[fresh],
+                )
+            news_embeds = cached_news_embeds.detach().to(hidden.dtype).index_copy(0, fresh, fresh_vectors)  # (N, D)
             category_labels = None if category_labels is None else category_labels[fresh]
             ner_labels = None if ner_labels is None else ner_labels[fresh]
+            sentiment_labels = None if sentiment_labels is None else sentiment_labels[fresh]
         else:
             hidden = self._encode_tokens(news_input_ids, news_attention_mask, news_hidden_states)  # (N, L, D)
             news_embeds = fresh_embeds = hidden[:, 0]  # (N, D): [CLS]
+            if self.config.use_multi_field:  # r̃ for users and scores; the auxiliary heads keep reading BERT
+                news_embeds = self.pool_fields(fresh_embeds, news_category_ids, news_entity_ids)
 
-        logits = user_embeds = main_loss = category_loss = ner_loss = None
+        logits = user_embeds = main_loss = category_loss = ner_loss = sentiment_loss = None
         if history_index is not None and candidate_index is not None:
             history_embeds = news_embeds[history_index]  # (B, H, D)
             if history_mask is None:
@@ -444,8 +514,11 @@ class MTRecModel(MTRecPreTrainedModel):
         if self.ner_head is not None and ner_labels is not None:
             tag_logits = self.ner_head(self.head_dropout(hidden))  # (F, L, num_tags)
             ner_loss = masked_cross_entropy(tag_logits, ner_labels)
+        if self.sentiment_head is not None and sentiment_labels is not None:
+            sentiment_logits = self.sentiment_head(self.head_dropout(fresh_embeds))  # (F, num_sentiments)
+            sentiment_loss = masked_cross_entropy(sentiment_logits, sentiment_labels)
 
-        present = [part for part in (main_loss, category_loss, ner_loss) if part is not None]
+        present = [part for part in (main_loss, category_loss, ner_loss, sentiment_loss) if part is not None]
         loss = torch.stack(present).sum() if present else None
 
         output = MTRecOutput(
@@ -453,6 +526,7 @@ class MTRecModel(MTRecPreTrainedModel):
             main_loss=main_loss,
             category_loss=category_loss,
             ner_loss=ner_loss,
+            sentiment_loss=sentiment_loss,
             logits=logits,
             news_embeds=news_embeds,
             user_embeds=user_embeds,

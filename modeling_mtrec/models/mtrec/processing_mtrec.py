@@ -22,9 +22,11 @@ import hashlib
 import json
 import logging
 import os
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import torch
 from datasets import Dataset, Features, List, Value
 from transformers import PreTrainedTokenizerBase
 
@@ -313,6 +315,43 @@ def raw_title_batches(
     return title_batches(token_lists, title_pad_token_id(config), batch_size)
 
 
+def entity_field_ids(title_entities: str | None, num_buckets: int) -> list[int]:
+    """The multi-field variant's entity ids of one title (`MTRecConfig.use_multi_field`): each distinct entity of the
+    ``title_entities`` JSON (its ``WikidataId``, else its ``Label``: EB-NeRD links no knowledge base) hashed by CRC-32
+    into 1..`num_buckets` (0 is padding), in order of appearance. A stable hash, so a saved model and the data agree
+    in any process; broken JSON gives no entity (the NER task counts it).
+
+    >>> entity_field_ids('[{"WikidataId": "Q30", "Label": "USA"}]', 100)
+    [10]
+    """
+    try:
+        entities = parse_title_entities(title_entities or "")
+    except EntityAnnotationError:
+        return []
+    keys = []
+    for entity in entities:
+        if isinstance(entity, dict):
+            key = entity.get("WikidataId") or entity.get("Label")
+            if isinstance(key, str) and key and key not in keys:
+                keys.append(key)
+    return [zlib.crc32(key.encode("utf-8", "surrogatepass")) % num_buckets + 1 for key in keys]
+
+
+def multi_field_batch(
+    category_labels: Sequence[int], entity_lists: Sequence[Sequence[int]], rows: Sequence[int]
+) -> dict[str, torch.Tensor]:
+    """``{"category_ids" (n,), "entity_ids" (n, E)}`` of news `rows` (entity ids right-padded with 0, E >= 1): the
+    multi-field inputs of `MTRecModel.encode_items`."""
+    entity_ids, _ = pad_right([list(entity_lists[row]) for row in rows], 0, min_width=1)
+    return {"category_ids": torch.tensor([category_labels[row] for row in rows], dtype=torch.long),
+            "entity_ids": entity_ids}
+
+
+def sentiment_vocabulary(sentiments: Sequence[str | None]) -> dict[str, int]:
+    """Sentiment -> label id over the distinct non-empty values, sorted (EB-NeRD: Negative 0, Neutral 1, Positive 2)."""
+    return {value: i for i, value in enumerate(sorted({v for v in sentiments if v and v.strip()}))}
+
+
 def tokenize_news(
     news: Dataset,
     tokenizer: PreTrainedTokenizerBase,
@@ -320,8 +359,10 @@ def tokenize_news(
     category2id: dict[str, int] | None = None,
     stats: LoadStats | None = None,
     cache_dir: str | None = None,
+    sentiment2id: dict[str, int] | None = None,
 ) -> Dataset:
-    """Tokenise every title and add ``input_ids``, ``category_label`` and ``ner_labels`` (all columns kept).
+    """Tokenise every title and add ``input_ids``, ``category_label`` and ``ner_labels`` (all columns kept), and
+    ``sentiment_label`` when the table has a ``sentiment`` column (EB-NeRD, own tables; `modeling_mtrec.data.formats`).
 
     Entity spans and categories are resolved in one plain pass first, so the problem counts are exact and are
     reported on a cached run too; the tokenisation itself is a batched `Dataset.map`, cached under
@@ -332,18 +373,22 @@ def tokenize_news(
     ``unknown_category`` and ``empty_category`` (``category_label=-100``; an empty category is never a class),
     ``empty_title`` and ``title_without_words`` (e.g. emoji only: kept, but [CLS] [SEP] or [UNK]s is all the encoder
     sees of them) and ``title_truncated_entities`` (news whose entity runs past ``max_title_length`` tokens; the
-    pieces that remain keep their tags).
+    pieces that remain keep their tags); with a ``sentiment`` column, ``empty_sentiment`` and ``unknown_sentiment``
+    (``sentiment_label=-100``).
 
     Args:
         news: the news table of `read_news` (needs ``title``, ``title_entities`` and ``category``).
         tokenizer: a *fast* tokenizer; its offset mapping aligns entity characters to word pieces.
         max_title_length: most tokens per title, [CLS] and [SEP] included (MTRec uses 30).
         category2id: category -> label id; None builds it from this table's categories, sorted.
+        sentiment2id: sentiment -> label id, read only when the table has a ``sentiment`` column; None builds it from
+            the column's values, sorted (EB-NeRD: Negative 0, Neutral 1, Positive 2).
         stats: counter to add the problems to.
         cache_dir: folder for the cached tokenised table; None disables the explicit cache file.
 
     Returns:
-        ``news`` with ``input_ids`` (list[int]), ``category_label`` (int) and ``ner_labels`` (list[int]) added.
+        ``news`` with ``input_ids`` (list[int]), ``category_label`` (int), ``ner_labels`` (list[int]) and, with a
+        ``sentiment`` column, ``sentiment_label`` (int) added.
     """
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
@@ -357,7 +402,7 @@ def tokenize_news(
     missing = [c for c in ("title", "title_entities", "category") if c not in news.column_names]
     if missing:
         raise ValueError(f"the news table lacks column(s) {missing}; it has {news.column_names}")
-    clashing = [c for c in ("input_ids", "category_label", "ner_labels") if c in news.column_names]
+    clashing = [c for c in ("input_ids", "category_label", "ner_labels", "sentiment_label") if c in news.column_names]
     if clashing:
         raise ValueError(f"the news table is already tokenised: it has column(s) {clashing}")
 
@@ -387,6 +432,19 @@ def tokenize_news(
     unknown = sum(label == IGNORE_INDEX for label in category_labels) - sum(empty)
     if unknown:
         stats["unknown_category"] += unknown
+    sentiment_labels = None
+    if "sentiment" in news.column_names:  # the third auxiliary task's labels, as the category's
+        sentiments = [value or "" for value in news["sentiment"]]
+        if sentiment2id is None:
+            sentiment2id = sentiment_vocabulary(sentiments)
+        sentiment_labels = [sentiment2id.get(value, IGNORE_INDEX) if value.strip() else IGNORE_INDEX
+                            for value in sentiments]
+        no_sentiment = sum(not value.strip() for value in sentiments)
+        if no_sentiment:
+            stats["empty_sentiment"] += no_sentiment
+        unknown = sum(label == IGNORE_INDEX for label in sentiment_labels) - no_sentiment
+        if unknown:
+            stats["unknown_sentiment"] += unknown
 
     def tokenize_batch(batch_titles: list[str], indices: list[int]) -> dict[str, list[Any]]:
         encoded = tokenize_titles(tokenizer, batch_titles, max_title_length, return_offsets_mapping=True)
@@ -395,21 +453,28 @@ def tokenize_news(
             spans = spans_per_news[index]
             ner_labels.append(bio_tags(offsets, spans))
             cut_off.append(_entities_cut_off(title or "", offsets, spans))
-        return {
+        columns = {
             "input_ids": encoded["input_ids"],
             "category_label": [category_labels[i] for i in indices],
             "ner_labels": ner_labels,
             "_entities_cut_off": cut_off,
         }
+        if sentiment_labels is not None:
+            columns["sentiment_label"] = [sentiment_labels[i] for i in indices]
+        return columns
 
     if len(news) == 0:  # `map` calls nothing on an empty table, so it would add no column
         features = Features({**news.features, "input_ids": List(Value("int64")), "category_label": Value("int64"),
-                             "ner_labels": List(Value("int64"))})
+                             "ner_labels": List(Value("int64"))}
+                            | ({"sentiment_label": Value("int64")} if sentiment_labels is not None else {}))
         return Dataset.from_dict({name: [] for name in features}, features=features)
 
     fingerprint = _tokenization_fingerprint(
         news, titles, entity_annotations, categories, tokenizer, max_title_length, category2id
     )
+    if sentiment_labels is not None:  # MIND's tables (no sentiment column) keep the fingerprint they always had
+        key = f"{fingerprint}\x1d{sorted(sentiment2id.items())}\x1d" + "\x1e".join(sentiments)
+        fingerprint = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[: len(fingerprint)]
     cache_file_name = None
     if cache_dir is not None:
         os.makedirs(cache_dir, exist_ok=True)

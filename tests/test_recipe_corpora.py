@@ -1,0 +1,59 @@
+"""The recipes take any corpus format (`--data_format`, or recognised from the files), write which auxiliary tasks its
+labels allow into `load_report.json`, and `--do_predict` writes the corpus' prediction file (EB-NeRD's leaderboard
+takes MIND's `impression_id [r1,...]` lines, zipped)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+from tests.data.corpus_files import ebnerd_corpus
+from tests.test_recipes import run_mtrec, run_two_tower
+
+
+def test_train_mtrec_on_ebnerd_writes_its_predictions(tiny_encoder, tmp_path, monkeypatch):
+    train, dev = ebnerd_corpus(tmp_path / "ebnerd", "train"), ebnerd_corpus(tmp_path / "ebnerd", "validation")
+    out = tmp_path / "run"
+    run_mtrec(monkeypatch, out, tiny_encoder[0], "--train_dir", str(train), "--dev_dir", str(dev), "--do_predict",
+              "--dev_comparison", "false")
+    report = json.loads((out / "load_report.json").read_text())
+    assert report["corpus"]["data_format"] == "ebnerd"
+    assert report["corpus"]["auxiliary_tasks"] == {"category": "on", "ner": "on", "sentiment": "on"}
+    config = json.loads((out / "config.json").read_text())  # the corpus labels sentiment: the third task is on
+    assert config["use_sentiment_task"] and config["id2sentiment"] == {"0": "Negative", "1": "Neutral"}
+    lines = (out / "prediction.txt").read_text().splitlines()
+    # impression_id [ranks of article_ids_inview]: 10 has 3 candidates, 11 and 12 two
+    assert [line.split()[0] for line in lines] == ["10", "11", "12"]
+    assert sorted(json.loads(lines[0].split()[1])) == [1, 2, 3]
+    with zipfile.ZipFile(out / "prediction.zip") as archive:
+        assert archive.read("prediction.txt").decode().splitlines() == lines
+
+
+def test_train_two_tower_takes_a_data_format(tmp_path, monkeypatch):
+    train, dev = ebnerd_corpus(tmp_path / "ebnerd", "train"), ebnerd_corpus(tmp_path / "ebnerd", "validation")
+    out = tmp_path / "run"
+    run_two_tower(monkeypatch, out, "--train_dir", str(train), "--dev_dir", str(dev), "--data_format", "ebnerd",
+                  "--eval_ks", "1,2")
+    report = json.loads((out / "load_report.json").read_text())
+    assert report["corpus"]["data_format"] == "ebnerd" and report["corpus"]["auxiliary_tasks"]["sentiment"] == "on"
+    assert (out / "retrieval_metrics.json").is_file()
+
+
+def test_a_task_switched_off_is_reported(tiny_encoder, tmp_path, monkeypatch):
+    train = ebnerd_corpus(tmp_path / "ebnerd", "train")
+    out = tmp_path / "run"
+    run_mtrec(monkeypatch, out, tiny_encoder[0], "--train_dir", str(train), "--use_sentiment_task", "false",
+              "--dev_comparison", "false")
+    report = json.loads((out / "load_report.json").read_text())
+    assert report["corpus"]["auxiliary_tasks"]["sentiment"] == "off: --use_sentiment_task false"
+    assert not json.loads((out / "config.json").read_text())["use_sentiment_task"]
+
+
+def test_train_mtrec_multi_field_evaluates_and_predicts(tiny_encoder, tmp_path, monkeypatch):
+    train, dev = ebnerd_corpus(tmp_path / "ebnerd", "train"), ebnerd_corpus(tmp_path / "ebnerd", "validation")
+    out = tmp_path / "run"
+    run_mtrec(monkeypatch, out, tiny_encoder[0], "--train_dir", str(train), "--dev_dir", str(dev), "--do_predict",
+              "--use_multi_field", "--dev_comparison", "false")
+    assert json.loads((out / "config.json").read_text())["use_multi_field"]
+    assert "auc" in json.loads((out / "dev_metrics.json").read_text())
+    assert [line.split()[0] for line in (out / "prediction.txt").read_text().splitlines()] == ["10", "11", "12"]
