@@ -143,7 +143,7 @@ def test_recipe_refuses_a_folder_without_its_tokenizer_before_training(setup, ti
 
 def test_recipe_checks_the_prediction_folder_before_training(folders, tiny_encoder, tmp_path, monkeypatch):
     monkeypatch.setattr(MTRecTrainer, "train", lambda *a, **k: pytest.fail("training started"))
-    with pytest.raises(FileNotFoundError, match="nowhere/news.tsv: not found"):
+    with pytest.raises(FileNotFoundError, match="nowhere: not a folder"):
         run_recipe(monkeypatch, tmp_path / "run", tiny_encoder[0], "--train_dir", folders["train"], "--dev_dir",
                    folders["dev"], "--do_predict", "--test_dir", str(tmp_path / "nowhere"))
 
