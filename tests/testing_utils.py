@@ -166,3 +166,18 @@ def synthetic_model(tokenizer, category2id: dict[str, int]) -> MTRecModel:
         initializer_range=0.3,
     )
     return MTRecModel(config).eval()
+
+
+# The start of a script for a fresh interpreter where importing modeling_mtrec fails: modeling_mtrec is installed
+# (editable) and on PYTHONPATH, so only a blocker on the import system proves that a saved folder's own files are enough.
+BLOCK_PACKAGE_SCRIPT = """
+import sys
+
+class BlockPackage:
+    def find_spec(self, name, path=None, target=None):
+        if name == "modeling_mtrec" or name.startswith("modeling_mtrec."):
+            raise ImportError(f"blocked: {name}")
+        return None
+
+sys.meta_path.insert(0, BlockPackage())
+"""

@@ -25,19 +25,11 @@ from transformers import AutoConfig, AutoModel
 
 import modeling_mtrec
 from modeling_mtrec.scoring import ScoringModel, score_impressions
+from tests.testing_utils import BLOCK_PACKAGE_SCRIPT
 
-# Run in a fresh interpreter: modeling_mtrec is installed (editable) and on PYTHONPATH, so only a blocker on the
-# import system proves that a saved folder's own code is enough.
-_REMOTE_CODE_SCRIPT = """
-import sys, torch
-
-class BlockPackage:
-    def find_spec(self, name, path=None, target=None):
-        if name == "modeling_mtrec" or name.startswith("modeling_mtrec."):
-            raise ImportError(f"blocked: {name}")
-        return None
-
-sys.meta_path.insert(0, BlockPackage())
+# Run in a fresh interpreter where the package cannot be imported: a saved folder's own code must be enough.
+_REMOTE_CODE_SCRIPT = BLOCK_PACKAGE_SCRIPT + """
+import torch
 from transformers import AutoModel
 
 model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()

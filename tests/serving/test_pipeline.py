@@ -19,7 +19,7 @@ from modeling_mtrec.scoring import encode_item_batches
 from modeling_mtrec.serving.pipeline import NewsRecommendationPipeline, save_pipeline_code
 from modeling_mtrec.serving.recommender import MTRecRecommender, NewsTitle
 from modeling_mtrec.vectors import NewsVectorCache
-from tests.testing_utils import synthetic_model
+from tests.testing_utils import BLOCK_PACKAGE_SCRIPT, synthetic_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -31,17 +31,7 @@ TITLES = [
 HISTORY, CANDIDATES = TITLES[:4], TITLES[4:]
 
 # A fresh interpreter where importing modeling_mtrec fails: the saved folder's own files must be enough.
-_BLOCK_PACKAGE = """
-import sys
-
-class BlockPackage:
-    def find_spec(self, name, path=None, target=None):
-        if name == "modeling_mtrec" or name.startswith("modeling_mtrec."):
-            raise ImportError(f"blocked: {name}")
-        return None
-
-sys.meta_path.insert(0, BlockPackage())
-"""
+_BLOCK_PACKAGE = BLOCK_PACKAGE_SCRIPT
 
 _REMOTE_PIPELINE = _BLOCK_PACKAGE + """
 import json
