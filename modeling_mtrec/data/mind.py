@@ -50,6 +50,7 @@ from .stats import BadRows, LoadStats
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BEHAVIORS_FEATURES",
     "BEHAVIORS_COLUMNS",
     "EntityAnnotationError",
     "MINDFormatError",
@@ -81,7 +82,8 @@ NEWS_COLUMNS: tuple[str, ...] = (
 )
 BEHAVIORS_COLUMNS: tuple[str, ...] = ("impression_id", "user_id", "time", "history", "impressions")
 _NEWS_FEATURES = Features({name: Value("string") for name in NEWS_COLUMNS})
-_BEHAVIORS_FEATURES = Features(
+# The columns of every behaviors table, whatever the corpus format (data/tables.py and the other readers use it).
+BEHAVIORS_FEATURES = Features(
     {
         "impression_id": Value("string"),
         "user_id": Value("string"),
@@ -490,7 +492,7 @@ def _behaviors_table(
         _list_array(counts, candidates),
         _list_array(counts, clicks),
     ]
-    return pa.Table.from_arrays(columns, schema=_BEHAVIORS_FEATURES.arrow_schema)
+    return pa.Table.from_arrays(columns, schema=BEHAVIORS_FEATURES.arrow_schema)
 
 
 def read_behaviors(

@@ -49,13 +49,12 @@ from datasets.fingerprint import Hasher, generate_random_fingerprint
 from datasets.table import InMemoryTable
 
 from .lines import json_objects
-from .mind import _BEHAVIORS_FEATURES, NEWS_COLUMNS, MINDFormatError, id_problem, require_rows
+from .mind import BEHAVIORS_FEATURES, NEWS_COLUMNS, MINDFormatError, id_problem, require_rows
 from .stats import BadRows, LoadStats
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "BEHAVIORS_FEATURES",
     "BehaviorsBuilder",
     "EXTRA_NEWS_COLUMNS",
     "behaviors_dataset",
@@ -72,8 +71,6 @@ __all__ = [
 EXTRA_NEWS_COLUMNS: tuple[str, ...] = ("sentiment",)
 """Optional news columns beyond MIND's 8, in this order when a corpus has them."""
 
-BEHAVIORS_FEATURES = _BEHAVIORS_FEATURES
-"""The columns of every behaviors table, MIND's reader's (`data/mind.py`): one schema, whatever the source format."""
 _TEXT_DEFAULTS = {"category": "", "subcategory": "", "abstract": "", "url": "", "title_entities": "[]",
                   "abstract_entities": "[]", "sentiment": ""}  # fmt: skip
 _NEWS_REQUIRED = ("news_id", "title")
