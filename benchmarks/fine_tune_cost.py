@@ -56,6 +56,7 @@ from modeling_mtrec.models.mtrec.collator import MTRecCollator
 from modeling_mtrec.models.mtrec.corpus import load_mind
 from modeling_mtrec.training.frozen_states import FrozenStateCache, FrozenStateCollator
 from modeling_mtrec.training.lora import apply_lora
+from modeling_mtrec.training.recipes import reuse_freed_memory
 
 NEGATIVES, HISTORY, BUCKETS = 4, 50, 4
 METRICS = ("auc", "mrr", "ndcg@10")
@@ -170,6 +171,7 @@ def _rss_child(name, spec, args, batches_path, queue) -> None:
     import _common as common  # a spawned process: offline set-up again
 
     common.configure(args.threads)
+    reuse_freed_memory()  # as the parent and the recipes: its peak memory is part of what is measured
     tokenizer = common.load_tokenizer(args.encoder)[1]
     corpus = build_corpus(tokenizer, args, args.work_dir)
     batches = torch.load(batches_path)
@@ -208,8 +210,8 @@ def peak_rss(corpus, tokenizer, args, specs: dict[str, dict]) -> dict[str, int]:
     return peaks
 
 
-def quality(corpus, tokenizer, args, specs: dict[str, dict]) -> list[dict]:
-    results = []
+def quality(corpus, tokenizer, args, specs: dict[str, dict]):
+    """Yields each (seed, variant) run's dev metrics as it ends."""
     for seed in [int(s) for s in args.seeds.split(",")]:
         for name, spec in specs.items():
             trainer, _ = build_trainer(name, spec, corpus, tokenizer, args, seed=seed, steps=args.quality_steps,
@@ -217,10 +219,10 @@ def quality(corpus, tokenizer, args, specs: dict[str, dict]) -> list[dict]:
             before = trainer.evaluate(metric_key_prefix="before") if name == "default" else {}
             trainer.train()
             metrics = trainer.evaluate()
-            results.append({"variant": name, "seed": seed, **{k: metrics[f"eval_{k}"] for k in METRICS},
-                            **{f"before_{k}": before[f"before_{k}"] for k in METRICS if before}})
-            print(results[-1], flush=True)
-    return results
+            result = {"variant": name, "seed": seed, **{k: metrics[f"eval_{k}"] for k in METRICS},
+                      **{f"before_{k}": before[f"before_{k}"] for k in METRICS if before}}
+            print(result, flush=True)
+            yield result
 
 
 def mean_std(values: list[float], digits: int = 4) -> str:
@@ -230,8 +232,29 @@ def mean_std(values: list[float], digits: int = 4) -> str:
 
 
 def report(args, tokenizer) -> None:
+    """Runs the three parts, rewriting the results file after each part and each quality run (a cut run leaves its
+    partial table)."""
     corpus = build_corpus(tokenizer, args, args.work_dir)
     specs = variants(args.freeze_layers)
+    results = {"speed": [], "peaks": {}, "scores": []}
+
+    def write() -> None:
+        _common.write_result(args.output, render(args, corpus, specs, **results))
+
+    if not args.skip_speed:
+        results["speed"] = speed_round_robin(corpus, tokenizer, args, specs)
+        write()
+    if not args.skip_rss:
+        results["peaks"] = peak_rss(corpus, tokenizer, args, specs)
+        write()
+    if not args.skip_quality:
+        for result in quality(corpus, tokenizer, args, specs):
+            results["scores"].append(result)
+            write()
+    write()
+
+
+def render(args, corpus, specs: dict[str, dict], *, speed: list[dict], peaks: dict[str, int], scores: list[dict]) -> str:
     lines = [
         "# What fine-tuning MTRec costs: full, SpeedyFeed savings, frozen layers with cached states, LoRA (CPU)",
         "",
@@ -244,19 +267,18 @@ def report(args, tokenizer) -> None:
         f"K = {NEGATIVES}, gradient_surgery = mtrec. Length buckets {BUCKETS}; history cache T = {args.cache_steps}; "
         f"LoRA r = {args.lora_r}, alpha = {2 * args.lora_r}, dropout 0.1 on query/value. AdamW: BERT lr "
         f"{args.learning_rate:g}, LoRA lr {args.lora_learning_rate:g}, user encoder and heads "
-        f"{args.head_learning_rate:g} (10% warm-up, linear decay).",
+        f"{args.head_learning_rate:g} (10% warm-up, linear decay). Freed memory reused as in the recipes "
+        "(`training.recipes.reuse_freed_memory`).",
         "",
     ]
-    speed = [] if args.skip_speed else speed_round_robin(corpus, tokenizer, args, specs)
-    peaks = {} if args.skip_rss else peak_rss(corpus, tokenizer, args, specs)
-    scores = [] if args.skip_quality else quality(corpus, tokenizer, args, specs)
     by_variant = {name: [r for r in scores if r["variant"] == name] for name in specs}
     default_auc = {r["seed"]: r["auc"] for r in by_variant["default"]}
     speed_of = {r["variant"]: r for r in speed}
     lines += [
         f"Speed: {args.speed_steps} batches per variant, round robin, median after step 1. Peak RSS: each variant "
         f"alone in a fresh process, {args.rss_steps} steps. Quality: {args.quality_steps} optimizer steps, seeds "
-        f"{args.seeds} (mean ± std).",
+        f"{args.seeds} (mean ± std; the runs done so far: {len(scores)} of "
+        f"{len(specs) * len(args.seeds.split(','))}).",
         "",
         "| variant | samples/s | x default | x buckets + cache | peak RSS (GiB) | trainable parameters | "
         "optimizer state (MiB) | dev AUC | AUC - default AUC | MRR | nDCG@10 |",
@@ -265,6 +287,7 @@ def report(args, tokenizer) -> None:
     base, fastest = speed_of.get("default"), speed_of.get("buckets + history cache")
     for name in specs:
         s, runs = speed_of.get(name), by_variant[name]
+        paired = [r["auc"] - default_auc[r["seed"]] for r in runs if r["seed"] in default_auc]
         cells = [
             f"{s['samples_per_second']:.2f}" if s else "",
             f"{s['samples_per_second'] / base['samples_per_second']:.2f}" if s else "",
@@ -273,7 +296,7 @@ def report(args, tokenizer) -> None:
             f"{s['trainable']:,}" if s else "",
             f"{s['optimizer_bytes'] / 2**20:.1f}" if s else "",
             mean_std([r["auc"] for r in runs]) if runs else "",
-            mean_std([r["auc"] - default_auc[r["seed"]] for r in runs]) if runs else "",
+            mean_std(paired) if paired else "",
             mean_std([r["mrr"] for r in runs]) if runs else "",
             mean_std([r["ndcg@10"] for r in runs]) if runs else "",
         ]
@@ -286,9 +309,10 @@ def report(args, tokenizer) -> None:
                       f"{frozen[0]['states_seconds']:.1f} s."]
     if scores:
         lines += ["", "Dev AUC per seed:", ""]
-        lines += [f"- {name}: " + ", ".join(f"{r['auc']:.4f}" for r in runs) for name, runs in by_variant.items()]
+        lines += [f"- {name}: " + ", ".join(f"{r['auc']:.4f} (seed {r['seed']})" for r in runs)
+                  for name, runs in by_variant.items() if runs]
     lines.append("")
-    _common.write_result(args.output, "\n".join(lines))
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -310,6 +334,7 @@ def main() -> None:
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
     args = _common.parse_arguments(parser, "fine_tune_cost.md", encoder=True)
+    reuse_freed_memory()  # as the recipes do: the step's arithmetic is the same, its page faults go
     if not os.path.isfile(args.mind_news):
         raise SystemExit(f"{args.mind_news} not found: pass --mind-news (a MIND news.tsv)")
     args.encoder_path, tokenizer = _common.load_tokenizer(args.encoder)

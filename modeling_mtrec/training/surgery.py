@@ -110,8 +110,9 @@ class GradientSurgery:
         """
         if len(main) != len(aux):
             raise ValueError(f"got gradients of {len(main)} parameters for the main task, {len(aux)} for the auxiliary")
-        update = [m if a is None else (a if m is None else m + a) for m, a in zip(main, aux)]
         shared = [i for i, (m, a) in enumerate(zip(main, aux)) if m is not None and a is not None]
+        # One side's gradient where one side reaches a parameter; the shared ones are filled from the projection below.
+        update = [m if a is None else a for m, a in zip(main, aux)]
         if not shared:
             return update, None
         flat_main = torch.cat([main[i].reshape(-1) for i in shared]).float()

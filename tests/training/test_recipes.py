@@ -30,3 +30,17 @@ def test_refuses_rows_scored_on_other_impressions(tmp_path):
     with pytest.raises(ValueError, match="different numbers of impressions.*'trained': 199"):
         write_dev_comparison(tmp_path, {"untrained": row(0.6), "trained": row(0.7, impressions=199)})
     assert not (tmp_path / DEV_COMPARISON).exists()
+
+
+def test_reuse_freed_memory_sets_glibcs_thresholds_unless_the_environment_chose(monkeypatch):
+    import platform
+
+    from modeling_mtrec.training import recipes
+
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert recipes.reuse_freed_memory() is False  # the user's own choice stays
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert recipes.reuse_freed_memory() is expected
+    monkeypatch.setattr(recipes.platform, "system", lambda: "Darwin")
+    assert recipes.reuse_freed_memory() is False  # no glibc: nothing to set
