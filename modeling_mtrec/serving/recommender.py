@@ -17,8 +17,14 @@ import torch
 
 from ..data.mind import as_id
 from ..data.samples import recent_history
+from ..data.stats import LoadStats
 from ..models.mtrec.modeling_mtrec import MTRecModel
-from ..models.mtrec.processing_mtrec import MULTI_FIELD_NEEDS, check_tokenizer, raw_news_batches
+from ..models.mtrec.processing_mtrec import (
+    MULTI_FIELD_NEEDS,
+    check_tokenizer,
+    raw_news_batches,
+    raw_news_fields,
+)
 from ..scoring import encode_item_batches, model_device, score_impressions
 from ..vectors import NewsVectorCache
 
@@ -201,6 +207,11 @@ class MTRecRecommender:
                         "them, NewsTitle(title, category=..., title_entities=...), or add the news first "
                         "(add_news(ids, titles, categories=..., title_entities=...)) and pass its id"
                     )
+                for title in titles_of:  # a broken field is named by its NewsTitle, not by a position in a batch
+                    try:
+                        raw_news_fields([title.category], [title.title_entities], self.model.config, LoadStats())
+                    except (TypeError, ValueError) as error:
+                        raise type(error)(f"the NewsTitle {title!r}: {error}") from None
                 fields = [t.category for t in titles_of], [t.title_entities for t in titles_of]
             vectors = self.encode_titles([str(t) for t in titles_of], *fields)  # (t, D)
             finite = torch.isfinite(vectors).all(dim=1)

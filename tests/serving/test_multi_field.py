@@ -133,6 +133,9 @@ def test_multi_field_bad_fields_are_named(model, tokenizer):
         add(entities=[3, "[]"])
     with pytest.raises(TypeError, match="must be a list of strings, got the string"):
         add(categories="sports")
+    with pytest.raises(ValueError, match=r"the NewsTitle NewsTitle\('chef opens coffee festival', category='news', "
+                                         r"title_entities='\{broken'\): title_entities 0: .*not valid JSON"):
+        recommender.recommend([], [NewsTitle(TITLES[1], category="news", title_entities="{broken")])
     assert len(recommender.cache) == 0  # all or nothing
 
 
