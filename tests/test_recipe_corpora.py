@@ -1,30 +1,33 @@
 """The recipes take any corpus format (`--data_format`, or recognised from the files), write which auxiliary tasks its
 labels allow into `load_report.json`, and `--do_predict` writes the corpus' prediction file (EB-NeRD's leaderboard
-takes MIND's `impression_id [r1,...]` lines, zipped)."""
+takes MIND's `impression_id [r1,...]` lines, zipped, its test set's beyond-accuracy rows last)."""
 
 from __future__ import annotations
 
 import json
 import zipfile
 
-from tests.data.corpus_files import ebnerd_corpus
+from tests.data.corpus_files import ebnerd_corpus, ebnerd_test_behaviors
 from tests.test_recipes import run_mtrec, run_two_tower
 
 
 def test_train_mtrec_on_ebnerd_writes_its_predictions(tiny_encoder, tmp_path, monkeypatch):
     train, dev = ebnerd_corpus(tmp_path / "ebnerd", "train"), ebnerd_corpus(tmp_path / "ebnerd", "validation")
+    test = ebnerd_corpus(tmp_path / "ebnerd", "test", behaviors_table=ebnerd_test_behaviors())
     out = tmp_path / "run"
     run_mtrec(monkeypatch, out, tiny_encoder[0], "--train_dir", str(train), "--dev_dir", str(dev), "--do_predict",
-              "--dev_comparison", "false")
+              "--test_dir", str(test), "--dev_comparison", "false")
     report = json.loads((out / "load_report.json").read_text())
     assert report["corpus"]["data_format"] == "ebnerd"
     assert report["corpus"]["auxiliary_tasks"] == {"category": "on", "ner": "on", "sentiment": "on"}
     config = json.loads((out / "config.json").read_text())  # the corpus labels sentiment: the third task is on
     assert config["use_sentiment_task"] and config["id2sentiment"] == {"0": "Negative", "1": "Neutral"}
     lines = (out / "prediction.txt").read_text().splitlines()
-    # impression_id [ranks of article_ids_inview]: 10 has 3 candidates, 11 and 12 two
-    assert [line.split()[0] for line in lines] == ["10", "11", "12"]
-    assert sorted(json.loads(lines[0].split()[1])) == [1, 2, 3]
+    # impression_id [ranks of article_ids_inview]; the test file holds 10, 0, 11, 0, its is_beyond_accuracy rows being
+    # the 0s: they come last, in file order, as the RecSys Challenge 2024's code writes them
+    assert [line.split()[0] for line in lines] == ["10", "11", "0", "0"]
+    assert [sorted(json.loads(line.split()[1])) for line in lines] == [[1, 2, 3], [1, 2], [1, 2, 3], [1, 2, 3]]
+    assert report["predictions"]["problems"]["beyond_accuracy_impressions"] == 2
     with zipfile.ZipFile(out / "prediction.zip") as archive:
         assert archive.read("prediction.txt").decode().splitlines() == lines
 

@@ -149,12 +149,12 @@ def behavior_line(impression_id: str, history: str, impressions: str, user: str 
 
 TITLE_LENGTH = 16
 
-def synthetic_model(tokenizer, category2id: dict[str, int]) -> MTRecModel:
+def synthetic_model(tokenizer, category2id: dict[str, int], **overrides) -> MTRecModel:
     """A tiny random MTRec over the synthetic tokenizer.
 
     initializer_range 0.3 instead of BERT's 0.02: at 0.02 a random BERT maps every title to nearly the same [CLS]
     vector, scores then differ by ~1e-5 and both paths' rankings are decided by float rounding, which is no test
-    of either.
+    of either. `overrides` go to the config (e.g. ``use_multi_field=True``).
     """
     torch.manual_seed(0)
     encoder = BertConfig(
@@ -163,7 +163,7 @@ def synthetic_model(tokenizer, category2id: dict[str, int]) -> MTRecModel:
     )
     config = tiny_config(
         encoder_config=encoder, id2category={i: c for c, i in category2id.items()}, max_title_length=TITLE_LENGTH,
-        initializer_range=0.3,
+        initializer_range=0.3, **overrides,
     )
     return MTRecModel(config).eval()
 

@@ -7,7 +7,7 @@ load_mind` tokenises titles, `models.two_tower.corpus.load_retrieval_corpus` has
 """
 
 from .adressa import read_adressa
-from .ebnerd import read_ebnerd
+from .ebnerd import read_ebnerd, read_ebnerd_with_beyond_accuracy
 from .formats import DATA_FORMATS, detect_format, label_report, read_split
 from .mind import MINDFormatError, read_behaviors, read_news, read_news_union
 from .padding import IGNORE_INDEX, pad_right
@@ -39,6 +39,7 @@ __all__ = [
     "label_report",
     "read_adressa",
     "read_ebnerd",
+    "read_ebnerd_with_beyond_accuracy",
     "read_split",
     "read_tables",
     "read_xmind",

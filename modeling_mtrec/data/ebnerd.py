@@ -35,7 +35,8 @@ the paper's exact-match rule misses them too. Counted:
 Also counted: ``"users_without_history"`` (an impression whose user has no history row: empty history),
 ``"clicks_not_in_view"`` (a clicked id missing from ``article_ids_inview``: it cannot be a candidate),
 ``"beyond_accuracy_impressions"`` (the test set's ``is_beyond_accuracy`` rows: one shared candidate list for the
-beyond-accuracy leaderboard, all with impression id 0; they are left out of the behaviors table). Bad rows follow the
+beyond-accuracy leaderboard, all with impression id 0; they are not in the behaviors table, which evaluation and
+training read, but `read_ebnerd_with_beyond_accuracy` returns them for the prediction file). Bad rows follow the
 MIND reader's rules (`modeling_mtrec.data.tables`): `MINDFormatError` naming the file and the 1-based row, or a
 counted skip under ``lenient``; a missing file or column always raises.
 """
@@ -68,7 +69,14 @@ from .tables import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ebnerd_files", "locate_entities", "read_ebnerd", "read_ebnerd_articles", "read_ebnerd_behaviors"]
+__all__ = [
+    "ebnerd_files",
+    "locate_entities",
+    "read_ebnerd",
+    "read_ebnerd_articles",
+    "read_ebnerd_behaviors",
+    "read_ebnerd_with_beyond_accuracy",
+]
 
 _ARTICLE_COLUMNS = ("article_id", "title")
 _ARTICLE_OPTIONAL = ("category_str", "subcategory", "subtitle", "url", "ner_clusters", "entity_groups", "sentiment_label")
@@ -240,10 +248,23 @@ def read_ebnerd_behaviors(
 ) -> Dataset:
     """The behaviors table of an EB-NeRD split: ``behaviors.parquet`` joined with ``history.parquet`` on ``user_id``.
 
-    The work runs on Arrow columns (EB-NeRD-large holds 12M impressions); python only visits the bad rows and the
-    user ids.
+    The test set's ``is_beyond_accuracy`` rows are counted and not in it (`read_ebnerd_with_beyond_accuracy` reads
+    them). The work runs on Arrow columns (EB-NeRD-large holds 12M impressions); python only visits the bad rows and
+    the user ids.
     """
-    stats = LoadStats() if stats is None else stats
+    return _read_behaviors(behaviors_path, history_path, lenient, LoadStats() if stats is None else stats, False)[0]
+
+
+def _read_behaviors(
+    behaviors_path: str | os.PathLike,
+    history_path: str | os.PathLike,
+    lenient: bool,
+    stats: LoadStats,
+    with_beyond_accuracy: bool,
+) -> tuple[Dataset, Dataset | None]:
+    """(behaviors table, beyond-accuracy table or None): `read_ebnerd_behaviors`'s table and, with
+    `with_beyond_accuracy` and where the file has such rows, the ``is_beyond_accuracy`` rows as a table of the same
+    columns, in file order (each with its impression id, 0 in the challenge's file)."""
     history_rows, histories = _history_lists(history_path, lenient, stats)
     path = os.fspath(behaviors_path)
     table = read_parquet(behaviors_path, _BEHAVIOR_COLUMNS, _BEHAVIOR_OPTIONAL, "EB-NeRD behaviors.parquet")
@@ -260,11 +281,15 @@ def read_ebnerd_behaviors(
     impression_ids = table.column("impression_id").combine_chunks()
     user_ids = table.column("user_id").combine_chunks()
     inview = table.column("article_ids_inview").combine_chunks()
+    clicked = table.column("article_ids_clicked").combine_chunks() if labelled else None
     beyond = np.zeros(n, dtype=bool)
     if "is_beyond_accuracy" in table.column_names:
         beyond = pc.fill_null(table.column("is_beyond_accuracy"), False).to_numpy()
     if beyond.any():
         stats["beyond_accuracy_impressions"] += int(beyond.sum())
+    read_beyond = with_beyond_accuracy and bool(beyond.any())
+    # The rows checked: the ordinary ones, and the beyond-accuracy ones only when they are read.
+    checked = ~beyond | read_beyond
 
     # The first problem of each row, found column by column, reported in row order (a strict read names the first).
     problems: dict[int, tuple[str, str]] = {}
@@ -274,57 +299,60 @@ def read_ebnerd_behaviors(
         list_problems(inview, "article_ids_inview", "candidates", allow_empty=False),
     ]
     if labelled:
-        clicked = table.column("article_ids_clicked").combine_chunks()
         found.append(list_problems(clicked, "article_ids_clicked", "clicks", allow_empty=True))
     for rows in found:
         for row, problem in rows.items():
-            if not beyond[row]:
+            if checked[row]:
                 problems.setdefault(row, (problem, "malformed_rows_skipped"))
-    # A repeated impression id among the other rows: the first row keeps it.
+    # A repeated impression id among the other rows: the first row keeps it. The beyond-accuracy rows share theirs.
     rest = np.flatnonzero(~beyond & ~np.isin(np.arange(n), list(problems)))
     problems.update(duplicate_problems(impression_ids, rest))
     for row in sorted(problems):
         bad_row(row + 1, *problems[row])
-    keep_mask = ~beyond
-    keep_mask[list(problems)] = False
-    keep = pa.array(keep_mask)
+    usable = np.ones(n, dtype=bool)
+    usable[list(problems)] = False
 
-    kept_users = user_ids.filter(keep)
-    empty_row = len(histories) - 1
-    history_index = [history_rows.get(user, empty_row) for user in kept_users.to_pylist()]
-    without_history = sum(index == empty_row for index in history_index)
-    if without_history:
-        stats["users_without_history"] += without_history
-    candidates = inview.filter(keep)
-    flat = pc.list_flatten(candidates)
-    counts = pc.list_value_length(candidates).to_numpy()
-    if labelled:
-        clicked = clicked.filter(keep)
-        # Membership of each candidate in its row's clicked list, on (row, id) keys: ids coded against one value set.
-        clicked_flat = pc.list_flatten(clicked)
-        values = pc.unique(pa.concat_arrays([flat.cast(pa.string()), clicked_flat.cast(pa.string())]))
-        view_keys = pc.list_parent_indices(candidates).to_numpy().astype(np.int64) << 32 | pc.index_in(
-            flat.cast(pa.string()), value_set=values).to_numpy().astype(np.int64)  # fmt: skip
-        click_keys = np.unique(pc.list_parent_indices(clicked).to_numpy().astype(np.int64) << 32 | pc.index_in(
-            clicked_flat.cast(pa.string()), value_set=values).to_numpy().astype(np.int64))  # fmt: skip
-        clicks = np.isin(view_keys, click_keys).astype(np.int8)
-        not_in_view = int((~np.isin(click_keys, view_keys)).sum())
-        if not_in_view:
-            stats["clicks_not_in_view"] += not_in_view
-    else:
-        clicks = np.full(len(flat), -1, dtype=np.int8)
-    offsets = np.zeros(len(counts) + 1, dtype=np.int32)
-    np.cumsum(counts, out=offsets[1:])
-    columns = {
-        "impression_id": pc.cast(impression_ids.filter(keep), pa.string()),
-        "user_id": pc.cast(kept_users, pa.string()),
-        "time": iso_times(table.column("impression_time")).filter(keep),
-        "history": histories.take(pa.array(history_index, pa.int64())),
-        "candidates": pa.ListArray.from_arrays(pa.array(offsets), flat.cast(pa.string())),
-        "clicks": pa.ListArray.from_arrays(pa.array(offsets), pa.array(clicks, pa.int8())),
-    }
-    problems_here = dict(sorted((stats - counted_before).items()))
-    return behaviors_dataset(columns, behaviors_path, problems_here)
+    def behaviors_table(keep_mask: np.ndarray) -> Dataset:
+        keep = pa.array(keep_mask)
+        kept_users = user_ids.filter(keep)
+        empty_row = len(histories) - 1
+        history_index = [history_rows.get(user, empty_row) for user in kept_users.to_pylist()]
+        without_history = sum(index == empty_row for index in history_index)
+        if without_history:
+            stats["users_without_history"] += without_history
+        candidates = inview.filter(keep)
+        flat = pc.list_flatten(candidates)
+        counts = pc.list_value_length(candidates).to_numpy()
+        if labelled:
+            kept_clicks = clicked.filter(keep)
+            # Membership of each candidate in its row's clicked list, on (row, id) keys: ids coded against one value set.
+            clicked_flat = pc.list_flatten(kept_clicks)
+            values = pc.unique(pa.concat_arrays([flat.cast(pa.string()), clicked_flat.cast(pa.string())]))
+            view_keys = pc.list_parent_indices(candidates).to_numpy().astype(np.int64) << 32 | pc.index_in(
+                flat.cast(pa.string()), value_set=values).to_numpy().astype(np.int64)  # fmt: skip
+            click_keys = np.unique(pc.list_parent_indices(kept_clicks).to_numpy().astype(np.int64) << 32 | pc.index_in(
+                clicked_flat.cast(pa.string()), value_set=values).to_numpy().astype(np.int64))  # fmt: skip
+            clicks = np.isin(view_keys, click_keys).astype(np.int8)
+            not_in_view = int((~np.isin(click_keys, view_keys)).sum())
+            if not_in_view:
+                stats["clicks_not_in_view"] += not_in_view
+        else:
+            clicks = np.full(len(flat), -1, dtype=np.int8)
+        offsets = np.zeros(len(counts) + 1, dtype=np.int32)
+        np.cumsum(counts, out=offsets[1:])
+        columns = {
+            "impression_id": pc.cast(impression_ids.filter(keep), pa.string()),
+            "user_id": pc.cast(kept_users, pa.string()),
+            "time": iso_times(table.column("impression_time")).filter(keep),
+            "history": histories.take(pa.array(history_index, pa.int64())),
+            "candidates": pa.ListArray.from_arrays(pa.array(offsets), flat.cast(pa.string())),
+            "clicks": pa.ListArray.from_arrays(pa.array(offsets), pa.array(clicks, pa.int8())),
+        }
+        problems_here = dict(sorted((stats - counted_before).items()))
+        return behaviors_dataset(columns, behaviors_path, problems_here)
+
+    behaviors = behaviors_table(usable & ~beyond)
+    return behaviors, (behaviors_table(usable & beyond) if read_beyond else None)
 
 
 def read_ebnerd(
@@ -337,11 +365,29 @@ def read_ebnerd(
         lenient: skip and count bad rows instead of raising `MINDFormatError`.
         stats: where to count problems; when None a local `LoadStats` is logged at the end.
     """
+    return _read_split(folder, lenient, stats, False)[:2]
+
+
+def read_ebnerd_with_beyond_accuracy(
+    folder: str | os.PathLike, *, lenient: bool = False, stats: LoadStats | None = None
+) -> tuple[Dataset, Dataset, Dataset | None]:
+    """`read_ebnerd`, plus the test set's ``is_beyond_accuracy`` rows as a third table: the behaviors columns, one row
+    per such row in file order, each with its impression id (0 in the challenge's file); None when the split has
+    none. RecSys Challenge 2024's prediction file ranks them after the other impressions
+    (`modeling_mtrec.evaluation.leaderboard.write_mind_predictions`). They are checked as the other rows are (a bad
+    one raises naming its row, or is skipped and counted under `lenient`), except that they share one id.
+    """
+    return _read_split(folder, lenient, stats, True)
+
+
+def _read_split(
+    folder: str | os.PathLike, lenient: bool, stats: LoadStats | None, with_beyond_accuracy: bool
+) -> tuple[Dataset, Dataset, Dataset | None]:
     own_stats = stats is None
     stats = LoadStats() if stats is None else stats
     articles, behaviors_path, history_path = ebnerd_files(folder)
     news = read_ebnerd_articles(articles, lenient=lenient, stats=stats)
-    behaviors = read_ebnerd_behaviors(behaviors_path, history_path, lenient=lenient, stats=stats)
+    behaviors, beyond = _read_behaviors(behaviors_path, history_path, lenient, stats, with_beyond_accuracy)
     if own_stats:
         stats.log(logger, f"read_ebnerd({folder})")
-    return news, behaviors
+    return news, behaviors, beyond

@@ -45,7 +45,7 @@ KNOWN_REASONS: tuple[str, ...] = (
     "ner_mentions_inside_longer",  # EB-NeRD: a mention inside a longer one already placed (the longer one wins)
     "users_without_history",  # EB-NeRD: a behaviors user missing from history.parquet (empty history)
     "clicks_not_in_view",  # EB-NeRD: a clicked article not among the impression's inview articles
-    "beyond_accuracy_impressions",  # EB-NeRD test set: is_beyond_accuracy rows, left out of the behaviors table
+    "beyond_accuracy_impressions",  # EB-NeRD test set: is_beyond_accuracy rows, not evaluated; predicted last
     "duplicate_history_users",  # EB-NeRD: a user with several history rows; the first is kept
     "entity_annotations_dropped",  # xMIND: MIND's entity offsets do not carry over to a translation
     "untranslated_news",  # xMIND: a MIND news without a translation: left out (its ids then count as unknown)

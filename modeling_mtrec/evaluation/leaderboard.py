@@ -1,5 +1,10 @@
 """The MIND leaderboard's ``prediction.txt`` (and ``prediction.zip``) from a ``behaviors.tsv``, every impression
-included: `predict_ranks`, `write_prediction_file`, `write_mind_predictions`."""
+included: `predict_ranks`, `write_prediction_file`, `write_mind_predictions`.
+
+EB-NeRD's (RecSys Challenge 2024) takes the same lines, plus one per ``is_beyond_accuracy`` row of its test set: those
+rows share impression id 0 and one candidate list, and come after every other impression, in file order, as the
+challenge's own code writes them (ebrec's ``write_submission_file`` over the ordinary predictions concatenated with
+the beyond-accuracy ones)."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..data.ebnerd import read_ebnerd_with_beyond_accuracy
 from ..data.formats import detect_format, read_split
 from ..data.mind import id_problem, read_behaviors, read_news, require_rows, split_files
 from ..data.samples import recent_history
@@ -141,11 +147,19 @@ def predict_ranks(
 
 
 def write_prediction_file(
-    path: str | os.PathLike[str], predictions: Iterable[ImpressionPrediction], *, zip_file: bool = False
+    path: str | os.PathLike[str],
+    predictions: Iterable[ImpressionPrediction],
+    *,
+    zip_file: bool = False,
+    beyond_accuracy: Iterable[ImpressionPrediction] = (),
 ) -> Path:
     """Writes MIND's ``prediction.txt`` (one ``"<impression_id> [r1,r2,...]"`` line per impression, in the given
     order); with ``zip_file=True`` also ``prediction.zip`` beside it (the leaderboard's upload, holding
-    ``prediction.txt`` at its root). Returns the path of the zip when written, else of the text file."""
+    ``prediction.txt`` at its root). Returns the path of the zip when written, else of the text file.
+
+    `beyond_accuracy` (EB-NeRD's test set): the ``is_beyond_accuracy`` rows' lines, written after all others in the
+    given order. They share one impression id (0), so the check that no impression is predicted twice, which keeps
+    the scorer's one-to-one pairing of the other lines, leaves them out: the challenge pairs them by order."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
@@ -154,6 +168,8 @@ def write_prediction_file(
             if prediction.impression_id in seen:  # the scorer pairs lines with the truth file one to one
                 raise ValueError(f"impression {prediction.impression_id!r} is predicted twice; {path} is incomplete")
             seen.add(prediction.impression_id)
+            f.write(prediction.line() + "\n")
+        for prediction in beyond_accuracy:
             f.write(prediction.line() + "\n")
     if not zip_file:
         return path
@@ -182,7 +198,9 @@ def write_mind_predictions(
     ``impression_id [r1,...]`` lines, zipped.
 
     Encodes the folder's news titles once (unless `cache` is given; news of the folder missing from
-    a given cache are encoded and added), then ranks every impression of the folder by `predict_ranks`.
+    a given cache are encoded and added), then ranks every impression of the folder by `predict_ranks`. EB-NeRD's
+    test set: its ``is_beyond_accuracy`` rows are ranked too, each for its own user, and written after the other
+    impressions in file order, each as ``0 [r1,...]`` (the module docstring: the challenge's convention).
     Returns the written path and the cache (to save with ``cache.save``).
 
     Args:
@@ -192,10 +210,15 @@ def write_mind_predictions(
     own_stats = stats is None
     stats = LoadStats() if stats is None else stats
     data_format = detect_format(mind_dir) if data_format is None else data_format
+    beyond = None  # EB-NeRD test set's is_beyond_accuracy rows
     if data_format == "mind":
         news_path, behaviors_path = split_files(mind_dir)
         before = stats.copy()
         news = require_rows(read_news(news_path, lenient=lenient, stats=stats), news_path, "news", dict(stats - before))
+    elif data_format == "ebnerd":
+        if format_options:
+            raise TypeError(f"read_split('ebnerd') takes no option(s) {sorted(format_options)}")
+        news, other_behaviors, beyond = read_ebnerd_with_beyond_accuracy(mind_dir, lenient=lenient, stats=stats)
     else:
         if data_format == "adressa":
             format_options.setdefault("split", "dev")
@@ -226,8 +249,17 @@ def write_mind_predictions(
     predictions = predict_ranks(
         model, cache, behaviors, batch_size=batch_size, stats=stats
     )
-    path = write_prediction_file(Path(output_dir) / "prediction.txt", predictions, zip_file=zip_file)
+    beyond_predictions = []
+    if beyond is not None:
+        beyond_predictions = predict_ranks(model, cache, beyond, batch_size=batch_size, stats=stats)
+    path = write_prediction_file(
+        Path(output_dir) / "prediction.txt", predictions, zip_file=zip_file, beyond_accuracy=beyond_predictions
+    )
     if own_stats:
         stats.log(logger, f"{data_format} predictions for {mind_dir}")
-    logger.info("Wrote %d impression predictions to %s", len(predictions), path)
+    if beyond_predictions:
+        logger.info("Wrote %d impression predictions and, after them, %d beyond-accuracy rows to %s",
+                    len(predictions), len(beyond_predictions), path)
+    else:
+        logger.info("Wrote %d impression predictions to %s", len(predictions), path)
     return path, cache

@@ -16,6 +16,11 @@ It computes what `MTRecRecommender.recommend` computes, on the same tensors: tit
 (``[CLS] ... [SEP]``, truncated to `max_title_length`), encoded sorted by length in batches of `title_batch_size`, the most
 recent `max_history_length` clicks, ties ranked in input order.
 
+A multi-field MTRec (`MTRecConfig.use_multi_field`) encodes a news from its title, category and title entities: give
+each entry as ``{"title": ..., "category": ..., "title_entities": ...}`` (MIND's news.tsv columns; ``""`` and ``"[]"``
+for none), or news ids with ``news_ids=True`` (the folder's vectors hold the fields already). A plain title is refused
+for such a model, with that advice. A single-field MTRec takes either form and reads the title alone.
+
 This file stands alone (torch and transformers only): saving the pipeline (`save_pretrained`, or
 `save_pipeline_code` on a saved model folder) copies it into the folder and names it in the config's
 `custom_pipelines`, so the folder runs it where the `modeling_mtrec` package is not installed.
@@ -24,8 +29,10 @@ This file stands alone (torch and transformers only): saving the pipeline (`save
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,14 +42,19 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 TASK = "news-recommendation"
 NEWS_VECTORS_FILE = "news_vectors.safetensors"  # as MTRecRecommender.from_pretrained reads it
+NEWS_KEYS = ("title", "category", "title_entities")  # an entry given as a dict: MIND's news.tsv columns
+IGNORE_INDEX = -100  # Copied from modeling_mtrec.data.padding.IGNORE_INDEX
+
+logger = logging.getLogger(__name__)
 
 
 class NewsRecommendationPipeline(Pipeline):
     """Ranks candidate news for a user of an `MTRecModel` (see the module docstring).
 
     Call arguments:
-        inputs (`dict` or `list[dict]`): ``{"history": [...], "candidates": [...]}``, titles (or news ids with
-            `news_ids`), the history oldest first.
+        inputs (`dict` or `list[dict]`): ``{"history": [...], "candidates": [...]}``, the history oldest first; each
+            entry a title, a news dict ``{"title", "category", "title_entities"}`` (what a multi-field MTRec needs),
+            or a news id with `news_ids`. ``candidate`` and ``item`` in the output are the entries as given.
         top_k (`int`, *optional*): keep only the best `top_k` candidates in ``ranking``.
         news_ids (`bool`, *optional*, defaults to `False`): the entries are news ids of the folder's news vectors;
             an unknown id raises `KeyError` naming it.
@@ -82,20 +94,33 @@ class NewsRecommendationPipeline(Pipeline):
     # ---------------------------------------------------------------------------------------------- steps
 
     def preprocess(self, inputs: dict, news_ids: bool = False, title_batch_size: int = 256) -> dict[str, Any]:
-        history, candidates = _check_input(inputs)
-        # Every distinct entry is encoded (or looked up) once, then addressed by row, as MTRecRecommender does.
-        rows: dict[str, int] = {}
-        for entry in (*history, *candidates):
-            rows.setdefault(entry, len(rows))
-        entries = list(rows)
+        history, candidates = _check_input(inputs, news_ids)
         config = self.model.config
+        multi_field = bool(getattr(config, "use_multi_field", False))
+        # Each entry as what its vector depends on: a news id, a title, or (title, category label, entity ids).
+        keys = {"history": history, "candidates": candidates}
+        if not news_ids:
+            keys = {name: [_news_key(entry, name, i, config, multi_field) for i, entry in enumerate(entries)]
+                    for name, entries in keys.items()}
+            if multi_field:  # as training: the model's vector for no category; said, not dropped silently
+                known = config.category2id
+                unknown = [entry["category"] for entry in (*history, *candidates)
+                           if isinstance(entry, dict) and entry["category"].strip() and entry["category"] not in known]
+                if unknown:
+                    logger.warning("%d news have a category the model was not trained on (first: %r): they get its "
+                                   "vector for no category, as in training", len(unknown), unknown[0])
+        # Every distinct news is encoded (or looked up) once, then addressed by row, as MTRecRecommender does.
+        rows: dict[Any, int] = {}
+        for key in (*keys["history"], *keys["candidates"]):
+            rows.setdefault(key, len(rows))
+        entries = list(rows)
         max_history = config.max_history_length
-        recent = history[max(0, len(history) - max_history) :]  # the most recent clicks, as in training
+        recent = keys["history"][max(0, len(history) - max_history) :]  # the most recent clicks, as in training
         model_inputs = {
             "history": history,
             "candidates": candidates,
-            "history_rows": [rows[entry] for entry in recent],
-            "candidate_rows": [rows[entry] for entry in candidates],
+            "history_rows": [rows[key] for key in recent],
+            "candidate_rows": [rows[key] for key in keys["candidates"]],
             "num_dropped": len(history) - len(recent),
         }
         if news_ids:
@@ -106,9 +131,18 @@ class NewsRecommendationPipeline(Pipeline):
                 raise KeyError(f"news id {unknown!r} is not in the news vectors ({len(known_ids)} news)")
             model_inputs["vectors"] = vectors[torch.as_tensor([index[entry] for entry in entries], dtype=torch.long)]
             return model_inputs
-        token_lists = self.tokenizer(entries, truncation=True, max_length=config.max_title_length)["input_ids"]
+        titles = [entry[0] for entry in entries] if multi_field else entries
+        token_lists = self.tokenizer(titles, truncation=True, max_length=config.max_title_length)["input_ids"]
         pad = getattr(config.encoder_config, "pad_token_id", None)
-        model_inputs["title_batches"] = _title_batches(token_lists, 0 if pad is None else int(pad), title_batch_size)
+        batches = _title_batches(token_lists, 0 if pad is None else int(pad), title_batch_size)
+        if multi_field:  # each batch's category (b,) and entity ids (b, E), as processing_mtrec.multi_field_batch
+            for batch_rows, batch in batches:
+                width = max(1, *(len(entries[row][2]) for row in batch_rows))
+                batch["category_ids"] = torch.tensor([entries[row][1] for row in batch_rows], dtype=torch.long)
+                batch["entity_ids"] = torch.tensor(
+                    [[*entries[row][2], *[0] * (width - len(entries[row][2]))] for row in batch_rows], dtype=torch.long
+                )  # (b, E), 0-padded
+        model_inputs["title_batches"] = batches
         return model_inputs
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
@@ -117,8 +151,8 @@ class NewsRecommendationPipeline(Pipeline):
         if vectors is None:  # the news table of this input: (R, D) float32 on CPU, as the recommender keeps it
             batches = model_inputs.pop("title_batches")
             vectors = torch.zeros(sum(len(batch[0]) for batch in batches), model.vector_size)  # (R, D)
-            for rows, input_ids, attention_mask in batches:
-                encoded = model.encode_items(input_ids.to(device), attention_mask.to(device))  # (b, D)
+            for rows, inputs in batches:
+                encoded = model.encode_items(**{name: value.to(device) for name, value in inputs.items()})  # (b, D)
                 vectors[torch.as_tensor(rows, dtype=torch.long)] = encoded.float().cpu()
         history_rows, candidate_rows = model_inputs["history_rows"], model_inputs["candidate_rows"]
         table = vectors.to(device)  # (R, D)
@@ -178,8 +212,9 @@ class NewsRecommendationPipeline(Pipeline):
         return self._news_vectors
 
 
-def _check_input(inputs: Any) -> tuple[list[str], list[str]]:
-    """(history, candidates) of one input; `ValueError` naming what is wrong."""
+def _check_input(inputs: Any, news_ids: bool = False) -> tuple[list, list]:
+    """(history, candidates) of one input; `ValueError` naming what is wrong. Entries are strings (titles, or news ids
+    with `news_ids`) or, without `news_ids`, news dicts (`NEWS_KEYS`), checked by `_news_fields`."""
     if not isinstance(inputs, dict) or not {"history", "candidates"} <= set(inputs):
         raise ValueError(f'an input is a dict {{"history": [...], "candidates": [...]}}, got {type(inputs).__name__}')
     out = []
@@ -187,19 +222,91 @@ def _check_input(inputs: Any) -> tuple[list[str], list[str]]:
         value = inputs[key]
         if isinstance(value, str) or not isinstance(value, Sequence):
             raise ValueError(f"{key!r} must be a list of strings, got {type(value).__name__}")
-        bad = next((entry for entry in value if not isinstance(entry, str)), None)
+        kinds = (str,) if news_ids else (str, dict)
+        bad = next((entry for entry in value if not isinstance(entry, kinds)), None)
         if bad is not None:
-            raise ValueError(f"{key!r} must hold strings, got {type(bad).__name__} {bad!r}")
+            what = "strings (news ids are strings)" if news_ids else "strings (titles) or news dicts"
+            raise ValueError(f"{key!r} must hold {what}, got {type(bad).__name__} {bad!r}")
         out.append(list(value))
     if not out[1]:
         raise ValueError("'candidates' is empty: give at least one news to rank")
     return out[0], out[1]
 
 
+def _news_key(entry: str | dict, key: str, position: int, config: Any, multi_field: bool) -> str | tuple:
+    """What the vector of one entry (a title or a news dict) depends on: its title for a single-field MTRec, which
+    reads the title alone; for a multi-field one (title, category label, entity ids), the inputs
+    `processing_mtrec.raw_news_fields` makes (an empty or unknown category -100). `ValueError` naming the entry when
+    a multi-field MTRec lacks a field, a field is broken or a news dict holds an unknown key (a misspelt field).
+
+    NOTE: written again here rather than imported (this file runs as Hub remote code without the package);
+    `tests/serving/test_multi_field.py` checks that the scores equal the recommender's bit for bit.
+    """
+    where = f"{key!r} entry {position}"
+    needs = (
+        "a multi-field MTRec (config.use_multi_field) encodes each news from its title, category and title entities: "
+        'give each entry as {"title": ..., "category": ..., "title_entities": ...} (MIND\'s news.tsv columns; "" and '
+        '"[]" for none), or news ids with news_ids=True'
+    )
+    if isinstance(entry, str):
+        if multi_field:
+            raise ValueError(f"{where} is a plain title: {needs}")
+        return entry
+    extra = sorted(set(entry) - set(NEWS_KEYS))
+    if extra:
+        raise ValueError(f"{where} has unknown key(s) {extra}; a news dict holds {list(NEWS_KEYS)}")
+    title = entry.get("title")
+    if not isinstance(title, str):
+        raise ValueError(f'{where} has no string "title": {entry!r}')
+    if not multi_field:
+        return title
+    category, title_entities = entry.get("category"), entry.get("title_entities")
+    if category is None or title_entities is None:
+        raise ValueError(f'{where} lacks "category" or "title_entities": {needs}')
+    if not isinstance(category, str):
+        raise ValueError(f"{where}: category must be a string, got {type(category).__name__} {category!r}")
+    label = config.category2id.get(category, IGNORE_INDEX) if category.strip() else IGNORE_INDEX
+    try:
+        entity_ids = tuple(_entity_field_ids(title_entities, config.num_entity_buckets, strict=True))
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+    return title, label, entity_ids
+
+
+def _entity_field_ids(title_entities: str | list | None, num_buckets: int, strict: bool = False) -> list[int]:
+    """`processing_mtrec.entity_field_ids`, written again for this standalone file (see `_news_fields`) and taking the
+    parsed list too: each distinct entity's WikidataId (else its Label) hashed by CRC-32 into 1..`num_buckets`, in
+    order of appearance. With `strict`, an annotation that is not a JSON list of objects is a `ValueError` (a
+    caller's input); otherwise it gives no entity, as the package's does for a file's broken annotation."""
+    entities = title_entities
+    if entities is None or isinstance(entities, str):
+        try:
+            entities = json.loads(entities) if entities and entities.strip() else []
+        except (json.JSONDecodeError, RecursionError) as error:
+            if strict:
+                raise ValueError(f"title_entities is not valid JSON: {error}") from None
+            return []
+    if not isinstance(entities, list):
+        if strict:
+            raise ValueError(f"title_entities is not a JSON list: {title_entities!r}")
+        return []
+    if strict:
+        bad = next((i for i, entity in enumerate(entities) if not isinstance(entity, dict)), None)
+        if bad is not None:
+            raise ValueError(f"title_entities: entity {bad} is not a JSON object: {entities[bad]!r}")
+    keys = []
+    for entity in entities:
+        if isinstance(entity, dict):
+            key = entity.get("WikidataId") or entity.get("Label")
+            if isinstance(key, str) and key and key not in keys:
+                keys.append(key)
+    return [zlib.crc32(key.encode("utf-8", "surrogatepass")) % num_buckets + 1 for key in keys]
+
+
 def _title_batches(
     token_lists: Sequence[Sequence[int]], pad_token_id: int, batch_size: int
-) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
-    """(rows, input_ids (b, L), attention_mask (b, L)) per batch of titles sorted by length, each padded to its
+) -> list[tuple[list[int], dict[str, torch.Tensor]]]:
+    """(rows, {"input_ids" (b, L), "attention_mask" (b, L)}) per batch of titles sorted by length, each padded to its
     longest (the recommender's batching: `processing_mtrec.title_batches`).
 
     NOTE: written again here rather than imported, because this file runs as Hub remote code without the package;
@@ -212,7 +319,8 @@ def _title_batches(
         width = max(len(token_lists[i]) for i in rows)
         ids = [list(token_lists[i]) + [pad_token_id] * (width - len(token_lists[i])) for i in rows]
         mask = [[1] * len(token_lists[i]) + [0] * (width - len(token_lists[i])) for i in rows]
-        batches.append((rows, torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)))
+        batches.append((rows, {"input_ids": torch.tensor(ids, dtype=torch.long),
+                               "attention_mask": torch.tensor(mask, dtype=torch.long)}))
     return batches
 
 

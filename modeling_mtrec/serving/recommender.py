@@ -1,5 +1,8 @@
 """The application API: `MTRecRecommender` ranks candidates for a user from cached news vectors, with news ids or
-raw titles (`NewsTitle`): ``from_pretrained(folder)``, ``add_news(ids, titles)``, ``recommend(history, candidates)``."""
+raw titles (`NewsTitle`): ``from_pretrained(folder)``, ``add_news(ids, titles)``, ``recommend(history, candidates)``.
+
+A multi-field MTRec (`MTRecConfig.use_multi_field`) encodes a news from its title, category and title entities, so
+`add_news` takes them (``categories=``, ``title_entities=``: MIND's news.tsv columns) and a `NewsTitle` carries them."""
 
 from __future__ import annotations
 
@@ -14,8 +17,14 @@ import torch
 
 from ..data.mind import as_id
 from ..data.samples import recent_history
+from ..data.stats import LoadStats
 from ..models.mtrec.modeling_mtrec import MTRecModel
-from ..models.mtrec.processing_mtrec import check_tokenizer, raw_title_batches
+from ..models.mtrec.processing_mtrec import (
+    MULTI_FIELD_NEEDS,
+    check_tokenizer,
+    raw_news_batches,
+    raw_news_fields,
+)
 from ..scoring import encode_item_batches, model_device, score_impressions
 from ..vectors import NewsVectorCache
 
@@ -30,9 +39,30 @@ class NewsTitle(str):
 
     Plain strings are always news ids, so a misspelt id raises `KeyError` instead of being silently encoded as
     a one-word title.
+
+    A multi-field MTRec (`MTRecConfig.use_multi_field`) also needs the news' `category` (MIND's category, ``""`` for
+    none) and `title_entities` (MIND's title_entities JSON or the list it holds, ``"[]"`` for none):
+    ``NewsTitle("Shares climb", category="finance", title_entities="[]")``; without them it is refused, naming the
+    title. A single-field MTRec reads the title alone. Two NewsTitles are the same news only when their title and,
+    for a multi-field MTRec, their fields agree.
     """
 
-    __slots__ = ()
+    # No __slots__: a str subclass cannot have non-empty ones, so the fields live in the instance dict.
+
+    def __new__(cls, title: str, category: str | None = None, title_entities: str | list | None = None) -> NewsTitle:
+        self = super().__new__(cls, title)
+        self.category = category
+        self.title_entities = title_entities
+        return self
+
+    def __reduce__(self):  # str's own pickling would drop the fields
+        return (type(self), (str(self), self.category, self.title_entities))
+
+    def __repr__(self) -> str:
+        fields = "" if self.category is None and self.title_entities is None else (
+            f", category={self.category!r}, title_entities={self.title_entities!r}"
+        )
+        return f"NewsTitle({str(self)!r}{fields})"
 
 
 NewsRef = str  # a news id, or a NewsTitle
@@ -116,21 +146,47 @@ class MTRecRecommender:
         cache = NewsVectorCache.load(cache_path, model) if cache_path is not None else None
         return cls(model, tokenizer, cache, device=device)
 
-    def add_news(self, news_ids: Iterable[str], titles: Iterable[str]) -> None:
-        """Encodes titles and stores them in the cache under the ids (an id already there is overwritten; integer ids
-        are stored as their string, as everywhere). Both are read once (any iterable); all or nothing: a bad id,
-        title or vector stores none."""
+    def add_news(
+        self,
+        news_ids: Iterable[str],
+        titles: Iterable[str],
+        categories: Iterable[str | None] | None = None,
+        title_entities: Iterable[str | list | None] | None = None,
+    ) -> None:
+        """Encodes news and stores them in the cache under the ids (an id already there is overwritten; integer ids
+        are stored as their string, as everywhere). All are read once (any iterable); all or nothing: a bad id,
+        title, field or vector stores none.
+
+        Args:
+            categories: one per news, MIND's category (``""`` or None for none). A multi-field MTRec needs them
+                (`ValueError` otherwise); a category it was not trained on gets its vector for no category, as in
+                training, with a warning. A single-field MTRec does not read them.
+            title_entities: one per news, MIND's title_entities JSON or the list it holds (``"[]"``, ``""`` or None
+                for none; EB-NeRD's reader writes the same). Needed by a multi-field MTRec, as `categories`.
+        """
         news_ids = _as_list(news_ids, "news ids")
         titles = _as_list(titles, "titles", "strings")
         if len(news_ids) != len(titles):
             raise ValueError(f"got {len(news_ids)} news ids but {len(titles)} titles")
-        self.cache.add(news_ids, self.encode_titles(titles))
+        self.cache.add(news_ids, self.encode_titles(titles, categories, title_entities))
 
-    def encode_titles(self, titles: Iterable[str]) -> torch.Tensor:
-        """MTRec news vectors of raw titles, tokenised as in training. (n,) -> (n, D); a title that is not a string
-        is a `TypeError` naming its position."""
+    def encode_titles(
+        self,
+        titles: Iterable[str],
+        categories: Iterable[str | None] | None = None,
+        title_entities: Iterable[str | list | None] | None = None,
+    ) -> torch.Tensor:
+        """MTRec news vectors of raw titles, tokenised as in training, and for a multi-field MTRec of their
+        `categories` and `title_entities` (as in `add_news`). (n,) -> (n, D); a title or field of the wrong type is a
+        `TypeError` naming its position, a broken title_entities annotation a `ValueError` naming it."""
         titles = _as_list(titles, "titles", "strings")
-        batches = raw_title_batches(self.tokenizer, titles, self.model.config, self.batch_size)
+        if categories is not None:
+            categories = _as_list(categories, "categories", "strings")
+        if title_entities is not None:
+            title_entities = _as_list(title_entities, "title_entities", "title_entities annotations")
+        batches = raw_news_batches(
+            self.tokenizer, titles, self.model.config, self.batch_size, categories, title_entities
+        )
         return encode_item_batches(self.model, batches, len(titles), device=self.device)
 
     def _vectors(self, refs: Sequence[NewsRef]) -> torch.Tensor:
@@ -141,7 +197,23 @@ class MTRecRecommender:
         if ids:
             out[ids] = self.cache.lookup(str(refs[i]) for i in ids)
         if titles:
-            vectors = self.encode_titles([str(refs[i]) for i in titles])  # (t, D)
+            titles_of = [refs[i] for i in titles]
+            fields = None, None
+            if self.model.config.use_multi_field:
+                bare = next((t for t in titles_of if t.category is None or t.title_entities is None), None)
+                if bare is not None:
+                    raise ValueError(
+                        f"the NewsTitle {str(bare)!r} has no category or title entities: {MULTI_FIELD_NEEDS}. Give "
+                        "them, NewsTitle(title, category=..., title_entities=...), or add the news first "
+                        "(add_news(ids, titles, categories=..., title_entities=...)) and pass its id"
+                    )
+                for title in titles_of:  # a broken field is named by its NewsTitle, not by a position in a batch
+                    try:
+                        raw_news_fields([title.category], [title.title_entities], self.model.config, LoadStats())
+                    except (TypeError, ValueError) as error:
+                        raise type(error)(f"the NewsTitle {title!r}: {error}") from None
+                fields = [t.category for t in titles_of], [t.title_entities for t in titles_of]
+            vectors = self.encode_titles([str(t) for t in titles_of], *fields)  # (t, D)
             finite = torch.isfinite(vectors).all(dim=1)
             if not bool(finite.all()):
                 title = refs[titles[int((~finite).nonzero()[0])]]
@@ -163,16 +235,24 @@ class MTRecRecommender:
             raise ValueError(f"got {len(histories)} histories but {len(candidates)} candidate lists")
         max_history = self.model.config.max_history_length
         # Every distinct reference is resolved (looked up or encoded) once, then addressed by row. Ids are normalised
-        # as everywhere (`as_id`: 123 -> "123").
-        def key(ref: NewsRef) -> tuple[bool, str]:
-            return (True, str(ref)) if isinstance(ref, NewsTitle) else (False, as_id(ref))
+        # as everywhere (`as_id`: 123 -> "123"); a NewsTitle of a multi-field MTRec is told apart by its fields too.
+        multi_field = self.model.config.use_multi_field
 
-        refs: dict[tuple[bool, str], int] = {}
+        def key(ref: NewsRef) -> tuple:
+            if not isinstance(ref, NewsTitle):
+                return (False, as_id(ref))
+            if not multi_field:
+                return (True, str(ref))
+            entities = ref.title_entities
+            return (True, str(ref), ref.category, isinstance(entities, list), repr(entities))
+
+        refs: dict[tuple, int] = {}
+        first: list[NewsRef] = []  # the first reference of each key, in row order
         for seq in (*histories, *candidates):
             for ref in seq:
-                refs.setdefault(key(ref), len(refs))
-        keys = list(refs)
-        vectors = self._vectors([NewsTitle(text) if is_title else text for is_title, text in keys])  # (R, D)
+                if refs.setdefault(key(ref), len(refs)) == len(first):
+                    first.append(ref if isinstance(ref, NewsTitle) else as_id(ref))
+        vectors = self._vectors(first)  # (R, D)
         # The model keeps the most recent max_history_length clicks (as in training).
         history_rows = [recent_history([refs[key(r)] for r in h], max_history) for h in histories]
         candidate_rows = [[refs[key(r)] for r in c] for c in candidates]

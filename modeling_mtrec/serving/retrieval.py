@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..models.mtrec.processing_mtrec import title_batches
+from ..models.mtrec.processing_mtrec import MULTI_FIELD_NEEDS, multi_field_batch, title_batches
 from ..models.two_tower.features import ItemFeatures
 from ..scoring import encode_item_batches, encode_users_from_vectors, score_impressions
 from ..vectors import search
@@ -67,6 +67,7 @@ def retrieve_then_rank(
     k: int = 100,
     top_n: int | None = 10,
     pad_token_id: int = 0,
+    news_fields: tuple[Sequence[int], Sequence[Sequence[int]]] | None = None,
 ) -> list[RankedNews]:
     """Retrieves the top `k` news for one user with the two-tower model and re-ranks them with MTRec.
 
@@ -81,6 +82,9 @@ def retrieve_then_rank(
         mtrec_model: a trained `MTRecModel`; news_input_ids: tokenised titles per news row (`tokenize_news`'s
             ``input_ids`` column, same rows), padded here with `pad_token_id`.
         k: how many news to retrieve; top_n: how many re-ranked news to return (None: all k).
+        news_fields: for a multi-field MTRec (`config.use_multi_field`), which needs them: (category labels, entity
+            ids) per news row, same rows: `tokenize_news`'s ``category_label`` column and `entity_field_ids` of each
+            ``title_entities`` with ``config.num_entity_buckets``, as the collator and the fast evaluation read them.
 
     Returns:
         `RankedNews` sorted by MTRec's score, best first.
@@ -105,6 +109,16 @@ def retrieve_then_rank(
     # 2. Rank: MTRec encodes the candidates' and the history's titles, pools the history, scores by dot product.
     titles = [news_input_ids[r] for r in candidates + history]
     batches = title_batches(titles, pad_token_id, batch_size=len(titles), sort_by_length=False)
+    if getattr(mtrec_model.config, "use_multi_field", False):
+        if news_fields is None:
+            raise ValueError(f"{MULTI_FIELD_NEEDS}: pass news_fields=(category labels, entity ids) per news row")
+        labels, entities = news_fields
+        if len(labels) != len(items) or len(entities) != len(items):
+            raise ValueError(f"news_fields holds {len(labels)} category labels and {len(entities)} entity lists "
+                             f"for {len(items)} news rows")
+        news_rows = candidates + history
+        batches = ((b, {**inputs, **multi_field_batch(labels, entities, [news_rows[i] for i in b])})
+                   for b, inputs in batches)
     news = encode_item_batches(mtrec_model, batches, len(titles))  # (K + H, D)
     rank_scores = score_impressions(
         mtrec_model, news, [[len(candidates) + i for i in own_rows]], [list(range(len(candidates)))]

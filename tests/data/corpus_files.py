@@ -84,6 +84,21 @@ def ebnerd_behaviors(**overrides) -> pa.Table:
     return pa.table(columns)
 
 
+def ebnerd_test_behaviors(**overrides) -> pa.Table:
+    """EB-NeRD's test-set shape: no ``article_ids_clicked``; ``is_beyond_accuracy`` rows (impression id 0, one shared
+    candidate list) between the ordinary ones, as the real file may hold them."""
+    columns = {
+        "impression_id": pa.array([10, 0, 11, 0], pa.uint32()),
+        "impression_time": [dt.datetime(2023, 6, 1, 7), dt.datetime(2023, 6, 1, 8), dt.datetime(2023, 6, 1, 9),
+                            dt.datetime(2023, 6, 1, 10)],
+        "article_ids_inview": pa.array([[1, 2, 3], [3, 1, 2], [2, 3], [3, 1, 2]], IDS),
+        "user_id": pa.array([100, 200, 100, 100], pa.uint32()),
+        "is_beyond_accuracy": [False, True, False, True],
+    }
+    columns.update(overrides)
+    return pa.table(columns)
+
+
 def ebnerd_history(**overrides) -> pa.Table:
     columns = {
         "user_id": pa.array([100], pa.uint32()),

@@ -9,11 +9,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from modeling_mtrec.data.ebnerd import locate_entities, read_ebnerd
+from modeling_mtrec.data.ebnerd import locate_entities, read_ebnerd, read_ebnerd_with_beyond_accuracy
 from modeling_mtrec.data.mind import MINDFormatError
 from modeling_mtrec.data.stats import LoadStats
 from modeling_mtrec.models.mtrec.processing_mtrec import title_entity_spans
-from tests.data.corpus_files import IDS, ebnerd_articles, ebnerd_behaviors, ebnerd_corpus, ebnerd_history
+from tests.data.corpus_files import (
+    IDS,
+    ebnerd_articles,
+    ebnerd_behaviors,
+    ebnerd_corpus,
+    ebnerd_history,
+    ebnerd_test_behaviors,
+)
 
 
 def test_read_ebnerd_split(tmp_path: Path) -> None:
@@ -51,6 +58,38 @@ def test_test_set_has_no_clicks_and_beyond_accuracy_rows_are_counted(tmp_path: P
     assert impressions["impression_id"][:] == ["10", "11"]
     assert impressions["clicks"][:] == [[-1, -1, -1], [-1, -1]]
     assert stats["beyond_accuracy_impressions"] == 1
+
+
+def test_beyond_accuracy_rows_are_read_for_the_prediction_file(tmp_path: Path) -> None:
+    """The test set's is_beyond_accuracy rows stay out of the behaviors table and come as a table of their own, in file
+    order, each with its impression id 0 (the challenge's prediction file ranks them after the other impressions)."""
+    folder = ebnerd_corpus(tmp_path, "test", behaviors_table=ebnerd_test_behaviors())
+    stats = LoadStats()
+    news, impressions, beyond = read_ebnerd_with_beyond_accuracy(folder, stats=stats)
+    assert impressions["impression_id"][:] == ["10", "11"] and len(news) == 3
+    assert beyond[:] == {
+        "impression_id": ["0", "0"],
+        "user_id": ["200", "100"],
+        "time": ["2023-06-01T08:00:00", "2023-06-01T10:00:00"],
+        "history": [[], ["3", "1"]],
+        "candidates": [["3", "1", "2"], ["3", "1", "2"]],
+        "clicks": [[-1, -1, -1], [-1, -1, -1]],
+    }
+    assert stats["beyond_accuracy_impressions"] == 2 and stats["users_without_history"] == 1  # user 200's row
+    # A split without such rows (train, validation) has no third table; read_ebnerd reads the same two.
+    assert read_ebnerd_with_beyond_accuracy(ebnerd_corpus(tmp_path / "train"))[2] is None
+    assert read_ebnerd(folder)[1][:] == impressions[:]
+
+
+def test_a_bad_beyond_accuracy_row_is_named(tmp_path: Path) -> None:
+    table = ebnerd_test_behaviors(article_ids_inview=pa.array([[1, 2, 3], [3, 1, 2], [2, 3], []], IDS))
+    folder = ebnerd_corpus(tmp_path, "test", behaviors_table=table)
+    assert read_ebnerd(folder)[1]["impression_id"][:] == ["10", "11"]  # not read unless asked for
+    with pytest.raises(MINDFormatError, match=r"behaviors.parquet:4: empty candidates list"):
+        read_ebnerd_with_beyond_accuracy(folder)
+    stats = LoadStats()
+    _, _, beyond = read_ebnerd_with_beyond_accuracy(folder, lenient=True, stats=stats)
+    assert beyond["candidates"][:] == [["3", "1", "2"]] and stats["malformed_rows_skipped"] == 1
 
 
 def test_articles_parquet_in_the_split_folder_is_used_first(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import zipfile
 from pathlib import Path
@@ -14,16 +15,20 @@ from modeling_mtrec import MTRecModel
 from modeling_mtrec.data import (
     LoadStats,
     read_behaviors,
+    synthetic_tokenizer,
 )
+from modeling_mtrec.data.ebnerd import read_ebnerd_with_beyond_accuracy
 from modeling_mtrec.evaluation.impressions import news_vector_cache
 from modeling_mtrec.evaluation.leaderboard import (
+    ImpressionPrediction,
     predict_ranks,
     ranks_from_scores,
     write_mind_predictions,
     write_prediction_file,
 )
 from modeling_mtrec.vectors import NewsVectorCache
-from tests.testing_utils import tiny_config
+from tests.data.corpus_files import ebnerd_corpus, ebnerd_test_behaviors
+from tests.testing_utils import synthetic_model, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -127,3 +132,32 @@ def test_prediction_history_rule_is_the_training_rule(tmp_path):
 
     assert ranks(["N1", "N2"]) != ranks(["N2"])  # the two rules rank these candidates differently
     assert prediction.ranks == ranks(["N1", "N2"])
+
+
+def test_ebnerd_test_set_predictions_end_with_the_beyond_accuracy_rows(tmp_path):
+    """RecSys Challenge 2024's file (ebrec's write_submission_file, as its scripts call it): every ordinary impression
+    in file order, then every is_beyond_accuracy row in file order, each as "0 [ranks of its candidates]"."""
+    tokenizer = synthetic_tokenizer()
+    model = synthetic_model(tokenizer, {"nyheder": 0, "vejr": 1, "kultur": 2})
+    folder = ebnerd_corpus(tmp_path / "ebnerd", "test", behaviors_table=ebnerd_test_behaviors())
+    stats = LoadStats()
+    path, cache = write_mind_predictions(model, tokenizer, folder, tmp_path / "out", stats=stats)
+    lines = (tmp_path / "out" / "prediction.txt").read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["10", "11", "0", "0"]  # the test file holds 10, 0, 11, 0
+    ranks = [json.loads(line.split()[1]) for line in lines]
+    assert [sorted(r) for r in ranks] == [[1, 2, 3], [1, 2], [1, 2, 3], [1, 2, 3]]  # permutations of 1..n
+    # Each beyond-accuracy line ranks the shared candidates for its own user (user 200 has no history: input order).
+    _, behaviors, beyond = read_ebnerd_with_beyond_accuracy(folder)
+    assert ranks[2:] == [p.ranks for p in predict_ranks(model, cache, beyond)] and ranks[2] == [1, 2, 3]
+    assert ranks[:2] == [p.ranks for p in predict_ranks(model, cache, behaviors)]
+    assert stats["beyond_accuracy_impressions"] == 2  # still counted in the load report
+    with zipfile.ZipFile(path) as archive:
+        assert archive.read("prediction.txt").decode().splitlines() == lines
+
+
+def test_only_beyond_accuracy_lines_may_share_an_impression_id(tmp_path):
+    line = ImpressionPrediction("0", [2, 1])
+    write_prediction_file(tmp_path / "prediction.txt", [ImpressionPrediction("7", [1])], beyond_accuracy=[line, line])
+    assert (tmp_path / "prediction.txt").read_text() == "7 [1]\n0 [2,1]\n0 [2,1]\n"
+    with pytest.raises(ValueError, match="impression '0' is predicted twice"):
+        write_prediction_file(tmp_path / "prediction.txt", [line, line])

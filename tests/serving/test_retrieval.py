@@ -51,3 +51,28 @@ def test_retrieve_then_rank_with_tiny_models():
     user_vector = mtrec.encode_users(mtrec.encode_items(hist_ids, (hist_ids != 0).long())[None])
     assert (news @ user_vector.T).item() == pytest.approx(ranked[0].rank_score, rel=1e-4, abs=1e-5)
     assert len(retrieve_then_rank(7, history, two_tower, index, items, mtrec, titles, k=4, top_n=2)) == 2
+
+
+def test_retrieve_then_rank_with_a_multi_field_mtrec():
+    items = tiny_items()
+    two_tower = make_two_tower()
+    index = build_index(export_item_vectors(two_tower, items), "flat")
+    torch.manual_seed(0)
+    mtrec = MTRecModel(tiny_config(use_multi_field=True, num_entity_buckets=20)).eval()
+    g = torch.Generator().manual_seed(1)
+    titles = [[2, *torch.randint(5, 99, (3,), generator=g).tolist(), 3] for _ in range(NUM_ITEMS)]
+    labels = [row % 4 - 1 for row in range(NUM_ITEMS)]  # -1: no category
+    entities = [[row % 20 + 1] if row % 3 else [] for row in range(NUM_ITEMS)]
+    history = [0, 5]
+    with pytest.raises(ValueError, match="multi-field MTRec .*news_fields="):
+        retrieve_then_rank(7, history, two_tower, index, items, mtrec, titles, k=4)
+    with pytest.raises(ValueError, match="news_fields holds 2 category labels"):
+        retrieve_then_rank(7, history, two_tower, index, items, mtrec, titles, k=4, news_fields=(labels[:2], entities))
+    ranked = retrieve_then_rank(7, history, two_tower, index, items, mtrec, titles, k=4, news_fields=(labels, entities))
+    rows = [ranked[0].row, *history]
+    ids = torch.tensor([titles[r] for r in rows])
+    fields = {"category_ids": torch.tensor([labels[r] for r in rows]),
+              "entity_ids": torch.tensor([entities[r] or [0] for r in rows])}
+    news = mtrec.encode_items(ids, torch.ones_like(ids), **fields)  # (3, D): the top candidate, then the history
+    user = mtrec.encode_users(news[None, 1:])
+    assert (news[0] @ user[0]).item() == pytest.approx(ranked[0].rank_score, rel=1e-4, abs=1e-5)

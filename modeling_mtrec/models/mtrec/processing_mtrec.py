@@ -347,6 +347,102 @@ def multi_field_batch(
             "entity_ids": entity_ids}
 
 
+MULTI_FIELD_NEEDS = (
+    "a multi-field MTRec (config.use_multi_field) encodes each news from its title, category and title entities"
+)
+
+
+def raw_news_fields(
+    categories: Sequence[str | None],
+    title_entities: Sequence[str | list | None],
+    config: MTRecConfig,
+    stats: LoadStats | None = None,
+) -> tuple[list[int], list[list[int]]]:
+    """The multi-field inputs of news given by a caller (`MTRecRecommender`): (category labels, `entity_field_ids` per
+    news), as `tokenize_news` and the collator make them from news.tsv's columns, so a news gets the same vector.
+
+    A category is a string, ``""`` or None for none; one that is not in ``config.category2id`` gets -100 as in
+    training (the model's row for no or an unknown category) and is counted as ``"unknown_category"`` in `stats`
+    (logged as a warning when `stats` is None: nothing is dropped silently). Title entities are MIND's
+    ``title_entities`` JSON (EB-NeRD's reader writes the same) or the list it holds; ``""``, ``"[]"`` and None mean
+    none. Unlike a file's annotation, which training reads as no entity when it is broken, a caller's broken one is
+    an error: `TypeError` or `ValueError` naming its position.
+    """
+    categories = list(categories)
+    title_entities = list(title_entities)
+    if len(categories) != len(title_entities):
+        raise ValueError(f"got {len(categories)} categories but {len(title_entities)} title_entities")
+    category2id = config.category2id
+    labels, unknown = [], []
+    for position, category in enumerate(categories):
+        if category is not None and not isinstance(category, str):
+            raise TypeError(f"category {position} must be a string, got {type(category).__name__}: {category!r}")
+        category = category or ""
+        label = category2id.get(category, IGNORE_INDEX) if category.strip() else IGNORE_INDEX  # as tokenize_news
+        if label == IGNORE_INDEX and category.strip():
+            unknown.append(category)
+        labels.append(label)
+    if unknown:
+        if stats is not None:
+            stats["unknown_category"] += len(unknown)
+        else:
+            logger.warning(
+                "%d of %d news have a category the model was not trained on (first: %r): they get its vector for no "
+                "category, as in training", len(unknown), len(categories), unknown[0],
+            )
+    entity_lists = []
+    for position, value in enumerate(title_entities):
+        where = f"title_entities {position}"
+        if isinstance(value, list):
+            entities = value
+            try:
+                value = json.dumps(value, ensure_ascii=False)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{where}: not JSON-serialisable: {error}") from None
+        elif value is None or isinstance(value, str):
+            try:
+                entities = parse_title_entities(value or "")
+            except EntityAnnotationError as error:
+                raise ValueError(f"{where}: {error}") from None
+        else:
+            raise TypeError(
+                f"{where} must be MIND's title_entities JSON (a string) or the list it holds, got "
+                f"{type(value).__name__}: {value!r}"
+            )
+        bad = next((i for i, entity in enumerate(entities) if not isinstance(entity, dict)), None)
+        if bad is not None:
+            raise ValueError(f"{where}: entity {bad} is not a JSON object: {entities[bad]!r}")
+        entity_lists.append(entity_field_ids(value, config.num_entity_buckets))
+    return labels, entity_lists
+
+
+def raw_news_batches(
+    tokenizer: PreTrainedTokenizerBase,
+    titles: Sequence[str],
+    config: MTRecConfig,
+    batch_size: int,
+    categories: Sequence[str | None] | None = None,
+    title_entities: Sequence[str | list | None] | None = None,
+    stats: LoadStats | None = None,
+) -> Iterator[tuple[list[int], dict[str, Any]]]:
+    """`raw_title_batches`, with each news' category and entity ids (`raw_news_fields`) added for a multi-field MTRec,
+    which needs both (`ValueError` saying so when either is None). A single-field MTRec reads the titles alone: the
+    fields are then checked for length only and not read."""
+    for name, values in (("categories", categories), ("title_entities", title_entities)):
+        if values is not None and len(values) != len(titles):
+            raise ValueError(f"got {len(titles)} titles but {len(values)} {name}")
+    batches = raw_title_batches(tokenizer, titles, config, batch_size)
+    if not config.use_multi_field:
+        return batches
+    if categories is None or title_entities is None:
+        raise ValueError(
+            f"{MULTI_FIELD_NEEDS}: pass categories=[...] (MIND's category, '' for none) and title_entities=[...] "
+            "(MIND's title_entities JSON or its list, '[]' for none)"
+        )
+    labels, entity_lists = raw_news_fields(categories, title_entities, config, stats)
+    return ((rows, {**inputs, **multi_field_batch(labels, entity_lists, rows)}) for rows, inputs in batches)
+
+
 def sentiment_vocabulary(sentiments: Sequence[str | None]) -> dict[str, int]:
     """Sentiment -> label id over the distinct non-empty values, sorted (EB-NeRD: Negative 0, Neutral 1, Positive 2)."""
     return {value: i for i, value in enumerate(sorted({v for v in sentiments if v and v.strip()}))}
