@@ -101,9 +101,9 @@ def reuse_freed_memory() -> bool:
     parameter-sized tensors several times (the gradient of each task, the embedding matrix's dense gradient, the
     flat vectors of the gradient surgery: ~0.5 GB per step for all-MiniLM-L6-v2), so every step paid a page fault
     and a zeroed page for each 4 KB of them. Raising the mmap and trim thresholds lets malloc reuse that memory:
-    the arithmetic is unchanged (the same losses, bit for bit), only the system time goes.
-    `benchmarks/step_time.py` measures it (the `--malloc` rows); the effect is nil on a GPU, whose tensors do not
-    live in malloc. Setting `MALLOC_MMAP_THRESHOLD_` in the environment leaves glibc's choice alone.
+    the arithmetic is unchanged (the same weights after training, bit for bit), only the system time goes.
+    `benchmarks/memory_reuse.py` measures it on the main job; on a GPU the effect is nil (its tensors do not live in
+    malloc). Setting `MALLOC_MMAP_THRESHOLD_` in the environment leaves glibc's choice alone.
 
     Returns whether the thresholds were set.
     """
