@@ -8,14 +8,15 @@ Exact command of benchmarks/results/corpora.md (from the repository root; writes
         --threads 1
 
 Why this size: 4 variants x 3 seeds had to fit ~25 minutes at one thread, and the multi-field rows need enough steps
-for their randomly initialised category/entity embeddings and field attention to train (6 steps could not). Timed
-2- and 6-step runs of the `MTRec` row here: with 4 frozen layers and 30-token titles a step took ~7 s, with 16-token
-titles ~4 s, with 5 frozen layers and 16-token titles ~1.7 s; so `--freeze-layers 5 --max-title-length 16` (the
-package's own cheap fine-tuning: embeddings and first 5 BERT layers frozen, their states computed once per run, as
-`train_mtrec.py --freeze_encoder_layers 5 --cache_frozen_states` does) with 60 steps of 16 clicks (960 clicks, 36% of
-an epoch of the 600-user corpus), ~2 minutes a run with its evaluation. BERT's trainable top layer gets lr 1e-4, the
-main job's default (`train_mtrec.py`), rather than 2e-5: the paper's rate is for epochs of full fine-tuning, not 60
-steps; the user encoder and heads (category, NER, sentiment, field embeddings and attention) keep 1e-3.
+for their randomly initialised category/entity embeddings and field attention to train. Timed 2- and 6-step smoke
+runs here (batch 16, one thread): with 4 frozen layers and 30-token titles a step took ~7 s, with 16-token titles ~4 s;
+with 5 frozen layers and 16-token titles ~1.7 s (the full run: 89-115 s of training per 60-step run). Hence
+`--freeze-layers 5 --max-title-length 16` (the package's own cheap fine-tuning: the embeddings and first 5 BERT
+layers frozen, their states computed once per run, as `train_mtrec.py --freeze_encoder_layers 5
+--cache_frozen_states` does) with 60 steps of 16 clicks (960 clicks, 36% of an epoch of the 600-user corpus), ~2
+minutes a run with its evaluation. BERT's trainable top layer gets lr 1e-4, the main job's default (`train_mtrec.py`),
+rather than 2e-5: the paper's rate is for epochs of full fine-tuning, not 60 steps; the user encoder and heads
+(category, NER, sentiment, field embeddings and attention) keep 1e-3.
 The defaults (full fine-tuning, 30-token titles, lr 2e-5, 40 steps) remain for a machine with more time.
 
 The corpus is written by `benchmarks/make_corpus_samples.py` from the real MIND sample (``--mind-news``, default
