@@ -2,7 +2,7 @@
 
 Exact command of benchmarks/results/memory_reuse.md (from the repository root; writes the file and prints it):
 
-    PYTHONPATH=. python benchmarks/memory_reuse.py --steps 30 --rounds 2
+    PYTHONPATH=. python benchmarks/memory_reuse.py --steps 15 --rounds 2
 
 Each run is the main job's recipe in its own process, cut to `--steps` optimizer steps, without the before/after
 comparison (so the process is the training loop, one evaluation and the start-up):
@@ -48,6 +48,7 @@ def run(variant: str, output_dir: Path, steps: int) -> dict:
     args = ["--output_dir", str(output_dir), "--max_steps", str(steps), "--dev_comparison", "false",
             "--disable_tqdm", "true"]
     command = [sys.executable, recipe, *args] if variant == "reuse" else [sys.executable, "-c", _WITHOUT, recipe, *args]
+    load_before = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
@@ -62,6 +63,7 @@ def run(variant: str, output_dir: Path, steps: int) -> dict:
         "sys_s": after.ru_stime - before.ru_stime,
         # the largest child's peak: run from `_isolated`, the recipe is this process's only child
         "peak_rss_mb": after.ru_maxrss / 1024, "sha256": digest, "steps": steps,
+        "load": f"{load_before:.1f} / {os.getloadavg()[0]:.1f}",
     }
 
 
@@ -117,14 +119,16 @@ def report(runs: list[dict], args) -> str:
         f"Each run: `train_mtrec.py --max_steps {args.steps} --dev_comparison false --disable_tqdm true` in its own "
         "process (the synthetic demo corpus, all-MiniLM-L6-v2, batch 8, MTRec surgery); the variants alternate, order "
         "swapped every round. s/step = the Trainer's train_runtime / steps. Equal weight digests: the same trained "
-        "model, bit for bit.",
+        "model, bit for bit. Load: the 1-minute load average before / after a run (the machine may be shared: a "
+        "load above 2 slows both variants; compare within a round).",
         "",
-        "| round | variant | s/step | user CPU (s) | system CPU (s) | peak RSS (MB) | weights (SHA-256, first 12) |",
-        "|---:|---|---:|---:|---:|---:|---|",
+        "| round | variant | s/step | user CPU (s) | system CPU (s) | peak RSS (MB) | weights (SHA-256, first 12) | "
+        "load before / after |",
+        "|---:|---|---:|---:|---:|---:|---|---|",
     ]
     for r in runs:
         lines.append(f"| {r['round']} | {r['variant']} | {r['s_per_step']:.2f} | {r['user_s']:.0f} | {r['sys_s']:.1f} | "
-                     f"{r['peak_rss_mb']:.0f} | `{r['sha256'][:12]}` |")
+                     f"{r['peak_rss_mb']:.0f} | `{r['sha256'][:12]}` | {r['load']} |")
     med = {v: statistics.median(r["s_per_step"] for r in runs if r["variant"] == v) for v in VARIANTS}
     sys_s = {v: statistics.median(r["sys_s"] for r in runs if r["variant"] == v) for v in VARIANTS}
     same = len({r["sha256"] for r in runs}) == 1

@@ -294,6 +294,12 @@ def _entity_field_ids(title_entities: str | list | None, num_buckets: int, stric
         bad = next((i for i, entity in enumerate(entities) if not isinstance(entity, dict)), None)
         if bad is not None:
             raise ValueError(f"title_entities: entity {bad} is not a JSON object: {entities[bad]!r}")
+    return entity_bucket_ids(entities, num_buckets)
+
+
+# Copied from modeling_mtrec.models.mtrec.processing_mtrec.entity_bucket_ids (this file stands alone as remote code)
+def entity_bucket_ids(entities: list, num_buckets: int) -> list[int]:
+    """`entity_field_ids` of parsed entities (a list of MIND entity objects; anything else in it is skipped)."""
     keys = []
     for entity in entities:
         if isinstance(entity, dict):

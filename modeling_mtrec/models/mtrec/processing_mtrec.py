@@ -328,6 +328,11 @@ def entity_field_ids(title_entities: str | None, num_buckets: int) -> list[int]:
         entities = parse_title_entities(title_entities or "")
     except EntityAnnotationError:
         return []
+    return entity_bucket_ids(entities, num_buckets)
+
+
+def entity_bucket_ids(entities: list, num_buckets: int) -> list[int]:
+    """`entity_field_ids` of parsed entities (a list of MIND entity objects; anything else in it is skipped)."""
     keys = []
     for entity in entities:
         if isinstance(entity, dict):
