@@ -281,8 +281,10 @@ def main() -> None:
             max_title_length=max_title_length,
             max_history_length=max_history_length,
             num_negatives=script_args.num_negatives,
-            use_category_task=script_args.use_category_task,
-            use_ner_task=script_args.use_ner_task,
+            # The tasks the corpus labels (the load report's "on"): xMIND's or Adressa's titles carry no entity
+            # annotations, so a fresh model gets no NER head to save and serve (load_mind ignores their tags).
+            use_category_task=data.labels.get("category") == "on",
+            use_ner_task=data.labels.get("ner") == "on",
             id2sentiment={i: s for s, i in data.sentiment2id.items()} if use_sentiment else None,
             use_sentiment_task=use_sentiment,
             use_multi_field=script_args.use_multi_field,

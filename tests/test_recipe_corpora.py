@@ -60,3 +60,34 @@ def test_train_mtrec_multi_field_evaluates_and_predicts(tiny_encoder, tmp_path, 
     assert json.loads((out / "config.json").read_text())["use_multi_field"]
     assert "auc" in json.loads((out / "dev_metrics.json").read_text())
     assert [line.split()[0] for line in (out / "prediction.txt").read_text().splitlines()] == ["10", "11", "12"]
+
+
+def test_a_corpus_without_entity_annotations_trains_no_ner(tiny_encoder, tmp_path, monkeypatch):
+    """xMIND, Adressa and own tables without `title_entities` report NER off: a fresh model gets no NER head, and an
+    --init_from model's head is not trained on the unannotated titles' all-O tags (it was, before: ner_loss fell to
+    0.06 on xMIND while the load report said "off")."""
+    from safetensors.torch import load_file
+
+    from tests.data.corpus_files import TABLE_BEHAVIORS, TABLE_NEWS, tables_split
+
+    plain = [{key: value for key, value in row.items() if key != "title_entities"} for row in TABLE_NEWS]
+    (tmp_path / "plain").mkdir()
+    split = tables_split(tmp_path / "plain", news=plain, behaviors=TABLE_BEHAVIORS)
+    fresh = tmp_path / "fresh"
+    run_mtrec(monkeypatch, fresh, tiny_encoder[0], "--train_dir", str(split), "--dev_comparison", "false")
+    report = json.loads((fresh / "load_report.json").read_text())
+    assert report["corpus"]["auxiliary_tasks"]["ner"] == "off: no title has entity annotations"
+    assert not json.loads((fresh / "config.json").read_text())["use_ner_task"]
+    assert not any(name.startswith("ner_head") for name in load_file(fresh / "model.safetensors"))
+
+    annotated = tmp_path / "annotated"  # EB-NeRD's titles carry entities: a model with a NER head
+    run_mtrec(monkeypatch, annotated, tiny_encoder[0], "--train_dir", str(ebnerd_corpus(tmp_path / "ebnerd", "train")),
+              "--dev_comparison", "false")
+    tuned = tmp_path / "tuned"
+    run_mtrec(monkeypatch, tuned, tiny_encoder[0], "--init_from", str(annotated), "--train_dir", str(split),
+              "--dev_comparison", "false")
+    before, after = load_file(annotated / "model.safetensors"), load_file(tuned / "model.safetensors")
+    assert json.loads((tuned / "config.json").read_text())["use_ner_task"]  # the head is kept ...
+    for name in ("ner_head.weight", "ner_head.bias"):
+        assert after[name].equal(before[name])  # ... and untouched: no NER label to learn from
+    assert not after["category_head.weight"].equal(before["category_head.weight"])  # while the run did train

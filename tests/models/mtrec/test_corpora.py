@@ -68,6 +68,23 @@ def test_load_mind_reads_xmind_tables_and_adressa(tmp_path):
     assert len(corpus.train) > 0 and len(corpus.eval) > 0
 
 
+def test_ner_tags_are_ignored_where_no_title_is_annotated(tmp_path):
+    """Unannotated titles (xMIND, Adressa) are not entity-free: their tags are ignored (-100), never all O, so the NER
+    head learns nothing from them (the load report's "off"); EB-NeRD's located entities keep B/I/O tags."""
+    tokenizer = synthetic_tokenizer()
+    xmind = xmind_split(tmp_path / "x", TRANSLATIONS)
+    corpora = {
+        "xmind": load_mind(tokenizer, train_dir=xmind, mind_dir=tmp_path / "x" / "MINDsmall_train"),
+        "adressa": load_mind(tokenizer, train_dir=adressa_one_week(tmp_path), history_days=1, dev_days=1),
+    }
+    for name, corpus in corpora.items():
+        assert corpus.labels["ner"].startswith("off"), name
+        assert {tag for tags in corpus.news["ner_labels"] for tag in tags} == {-100}, name
+    train, dev = ebnerd_small(tmp_path)
+    tags = {tag for tags in load_mind(tokenizer, train_dir=train, eval_dir=dev).news["ner_labels"] for tag in tags}
+    assert {0, 1} <= tags  # O and B: the tags stay where the corpus has entities
+
+
 def test_load_retrieval_corpus_reads_ebnerd(tmp_path):
     train, dev = ebnerd_small(tmp_path)
     corpus = load_retrieval_corpus(train_dir=train, eval_dir=dev, data_format="ebnerd")
