@@ -13,9 +13,9 @@ On MIND (https://msnews.github.io), several processes:
         --learning_rate 1e-3 --num_train_epochs 5 --text_encoder default
 
 The output folder holds the model (`AutoModel.from_pretrained(output_dir)` once `modeling_mtrec` is imported), a
-model card, `retrieval_metrics.json` (overall / head / tail / cold Recall@K), `load_report.json` (rows kept and every
-problem counted while loading) and `items.faiss` (exact inner-product index; rows = news rows in `news_ids.json`
-order).
+model card, `retrieval_metrics.json` (overall / head / tail / cold Recall@K; null for a group with no held-out
+click), `load_report.json` (rows kept and every problem counted while loading) and `items.faiss` (exact
+inner-product index; rows = news rows in `news_ids.json` order).
 
 The files a run writes beside the model (`retrieval_metrics.json`, `load_report.json`, `items.faiss`,
 `news_ids.json`) are removed from a reused output folder when the run starts, so the folder never pairs a new model
@@ -209,8 +209,11 @@ def main() -> None:
                 head_share=script_args.head_share,
             )
             logger.info("Retrieval metrics: %s", json.dumps(metrics, indent=2))
+        # A group without held-out clicks (e.g. no cold items) has no recall: `null` in the file, not a bare NaN,
+        # which is not JSON and which strict readers (JavaScript, jq) refuse.
         with open(os.path.join(training_args.output_dir, "retrieval_metrics.json"), "w") as f:
-            json.dump(metrics, f, indent=2)
+            json.dump({name: None if value != value else value for name, value in metrics.items()}, f, indent=2,
+                      allow_nan=False)
         write_model_card(training_args.output_dir, config, metrics=metrics or None, dataset_name=dataset)
         save_training_curves(trainer.state.log_history, training_args.output_dir, config.model_type)
         logger.info("Saved model, items.faiss, model card and retrieval_metrics.json to %s", training_args.output_dir)

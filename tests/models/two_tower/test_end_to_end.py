@@ -52,7 +52,8 @@ def test_training_recipe_writes_model_index_and_metrics(tmp_path):
          "--eval_ks", "10,50", "--logging_steps", "1", "--use_cpu"],
         check=True, env=env, cwd=REPO_ROOT, capture_output=True,
     )
-    metrics = json.loads((out / "retrieval_metrics.json").read_text())
+    # Strict JSON: an empty group is written as null, never as a bare NaN.
+    metrics = json.loads((out / "retrieval_metrics.json").read_text(), parse_constant=pytest.fail)
     assert {"recall@10", "recall@50", "tail_recall@50", "cold_recall@50"} <= set(metrics)
     assert (out / "items.faiss").is_file() and (out / "model.safetensors").is_file()
     assert "Recall@50" in (out / "README.md").read_text()
