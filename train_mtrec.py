@@ -195,7 +195,8 @@ COMPARISON_NAMES = {
 
 
 def main() -> None:
-    # Defaults of the main job (one epoch of the demo corpus: ~8 minutes on 2 CPU cores); any can be overridden.
+    # Defaults of the main job (one epoch of the demo corpus: 2.5-8 minutes on 2 CPU cores, by CPU); any can be
+    # overridden.
     script_args, tune_args, training_args = parse_recipe_arguments(
         (MTRecScriptArguments, FineTuneArguments, MTRecTrainingArguments), description=__doc__,
         output_dir="outputs/mtrec", do_train=True, per_device_train_batch_size=8, per_device_eval_batch_size=64,

@@ -82,7 +82,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # show: a favourite subcategory (its topic words), favourite entities (their names) and an appealing wording, the
     # same for every user; the favourite category counts less. So ranking by the category of past clicks (the
     # baseline the recipe prints beside the model) leaves room that a model reading titles can take. About 1,500
-    # clicks (one epoch of the main job, ~8 minutes on 2 CPU cores) and 600 dev impressions, 3-10 clicks per
+    # clicks (one epoch of the main job, 2.5-8 minutes on 2 CPU cores) and 600 dev impressions, 3-10 clicks per
     # history.
     "demo": {
         "num_users": 400, "num_dev_users": 600, "history_length": (3, 10),
