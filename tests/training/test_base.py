@@ -89,7 +89,9 @@ def test_foundation_step_refuses_a_non_finite_loss(tmp_path, mode):
 
 def test_non_finite_weights_are_not_saved_as_a_model(tmp_path):
     model = build_model()
-    trainer = MTRecTrainer(model=model, args=None)
+    # An output_dir of the test's own: without args the Trainer would create `tmp_trainer/` in the working directory.
+    args = MTRecTrainingArguments(output_dir=str(tmp_path / "run"), report_to="none", use_cpu=True)
+    trainer = MTRecTrainer(model=model, args=args)
     with torch.no_grad():
         model.news_encoder.embeddings.word_embeddings.weight[3, 0] = float("inf")
     with pytest.raises(RuntimeError, match=r"word_embeddings\.weight.* NaN or inf"):
