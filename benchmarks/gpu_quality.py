@@ -10,7 +10,10 @@ dev impressions. Encoder: all-MiniLM-L6-v2. Training: `MTRecTrainer`, bf16, batc
 10% warm-up and linear decay, 2 epochs, then `trainer.evaluate()` (AUC, MRR, nDCG@5/10 over whole dev impressions).
 
 Variants (`--variants`): ``main only`` (no auxiliary head), ``+ both (none)`` (plain sum), ``+ both (mtrec)``,
-``+ both (pcgrad)``; each for every seed (`--seeds`). Beside them, on the same dev impressions: the untrained
+``+ both (pcgrad)``, and the cheaper fine-tuning with the `mtrec` surgery: ``+ both (mtrec) + frozen 4/6 cached
+states`` (`freeze_encoder_layers=4`, `training.frozen_states`) and ``+ both (mtrec) + LoRA r 8`` (`training.lora`, on
+query/value, adapters at `--lora-learning-rate`, user encoder and heads at `--learning-rate`); each for every seed
+(`--seeds`). Beside them, on the same dev impressions: the untrained
 model (seed's initialisation) and a non-neural baseline, score = share of the user's history in the candidate's
 category. Each finished run is appended to a JSON file next to `--out`, so a cut-off run keeps what it did.
 """
@@ -35,14 +38,18 @@ from modeling_mtrec.default_encoder import default_encoder_path
 from modeling_mtrec.evaluation.metrics import impression_metrics
 from modeling_mtrec.models.mtrec.collator import MTRecCollator
 from modeling_mtrec.models.mtrec.corpus import load_mind
+from modeling_mtrec.training.frozen_states import FrozenStateCache, FrozenStateCollator
+from modeling_mtrec.training.lora import apply_lora
 
 DEFAULT_MIND_NEWS = str(_common.MIND_SAMPLE)
-# variant -> (gradient_surgery, auxiliary tasks on)
+# variant -> gradient_surgery, auxiliary tasks on, frozen lower layers (with cached states), LoRA rank
 VARIANTS = {
-    "main only": ("none", False),
-    "+ both (none)": ("none", True),
-    "+ both (mtrec)": ("mtrec", True),
-    "+ both (pcgrad)": ("pcgrad", True),
+    "main only": {"surgery": "none", "aux": False},
+    "+ both (none)": {"surgery": "none", "aux": True},
+    "+ both (mtrec)": {"surgery": "mtrec", "aux": True},
+    "+ both (pcgrad)": {"surgery": "pcgrad", "aux": True},
+    "+ both (mtrec) + frozen 4/6 cached states": {"surgery": "mtrec", "aux": True, "freeze": 4},
+    "+ both (mtrec) + LoRA r 8": {"surgery": "mtrec", "aux": True, "lora": 8},
 }
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 
@@ -61,19 +68,24 @@ def category_share_baseline(corpus) -> dict[str, float]:
 
 
 def run(corpus, tokenizer, variant: str, seed: int, args, work_dir: str) -> dict:
-    mode, aux = VARIANTS[variant]
+    spec = VARIANTS[variant]
     set_seed(seed)
     model = MTRecModel.from_pretrained_encoder(
         default_encoder_path(), id2category={i: c for c, i in corpus.category2id.items()},
-        use_category_task=aux, use_ner_task=aux,
-    )
-    training_args = MTRecTrainingArguments(
-        output_dir=os.path.join(work_dir, f"{variant}-{seed}"), gradient_surgery=mode, aux_weight=0.3, bf16=True,
-        per_device_train_batch_size=32, per_device_eval_batch_size=512, learning_rate=args.learning_rate,
-        warmup_steps=0.1, lr_scheduler_type="linear", num_train_epochs=args.epochs, logging_steps=50,
-        save_strategy="no", eval_strategy="no", report_to=[], seed=seed, dataloader_num_workers=4,
+        use_category_task=spec["aux"], use_ner_task=spec["aux"], freeze_encoder_layers=spec.get("freeze", 0),
     )
     collator = MTRecCollator(corpus.news, num_negatives=4, pad_token_id=tokenizer.pad_token_id, seed=seed)
+    if spec.get("freeze"):  # the frozen layers' states of every news, computed once (on the CPU, before training)
+        collator = FrozenStateCollator(collator, FrozenStateCache.from_model(model, corpus.news))
+    if spec.get("lora"):
+        model = apply_lora(model, r=spec["lora"], alpha=2 * spec["lora"], dropout=0.1)
+    training_args = MTRecTrainingArguments(
+        output_dir=os.path.join(work_dir, f"{variant}-{seed}"), gradient_surgery=spec["surgery"], aux_weight=0.3,
+        bf16=True, per_device_train_batch_size=32, per_device_eval_batch_size=512,
+        learning_rate=args.lora_learning_rate if spec.get("lora") else args.learning_rate,
+        head_learning_rate=args.learning_rate, warmup_steps=0.1, lr_scheduler_type="linear", num_train_epochs=args.epochs, logging_steps=50,
+        save_strategy="no", eval_strategy="no", report_to=[], seed=seed, dataloader_num_workers=4,
+    )
     trainer = MTRecTrainer(
         model=model, args=training_args, train_dataset=corpus.train, eval_dataset=corpus.eval,
         data_collator=collator,
@@ -151,6 +163,7 @@ def main() -> None:
     parser.add_argument("--num-dev-users", type=int, default=1000)
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--learning-rate", type=float, default=2e-5)
+    parser.add_argument("--lora-learning-rate", type=float, default=1e-3, help="of the LoRA adapters (fine_tune_cost.py's)")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--out", default=None)
