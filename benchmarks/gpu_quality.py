@@ -83,7 +83,8 @@ def run(corpus, tokenizer, variant: str, seed: int, args, work_dir: str) -> dict
         output_dir=os.path.join(work_dir, f"{variant}-{seed}"), gradient_surgery=spec["surgery"], aux_weight=0.3,
         bf16=True, per_device_train_batch_size=32, per_device_eval_batch_size=512,
         learning_rate=args.lora_learning_rate if spec.get("lora") else args.learning_rate,
-        head_learning_rate=args.learning_rate, warmup_steps=0.1, lr_scheduler_type="linear", num_train_epochs=args.epochs, logging_steps=50,
+        head_learning_rate=args.learning_rate, warmup_steps=0.1, lr_scheduler_type="linear",
+        num_train_epochs=args.epochs, logging_steps=50,
         save_strategy="no", eval_strategy="no", report_to=[], seed=seed, dataloader_num_workers=4,
     )
     trainer = MTRecTrainer(
@@ -163,7 +164,8 @@ def main() -> None:
     parser.add_argument("--num-dev-users", type=int, default=1000)
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--learning-rate", type=float, default=2e-5)
-    parser.add_argument("--lora-learning-rate", type=float, default=1e-3, help="of the LoRA adapters (fine_tune_cost.py's)")
+    parser.add_argument("--lora-learning-rate", type=float, default=1e-3,
+                        help="of the LoRA adapters (fine_tune_cost.py's)")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--out", default=None)

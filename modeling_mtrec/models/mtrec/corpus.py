@@ -18,7 +18,6 @@ from datasets import Dataset
 
 from ...data.formats import read_corpus_splits
 from ...data.mind import load_split_samples
-from ...data.padding import IGNORE_INDEX
 from ...data.samples import build_eval_impressions, build_train_samples
 from ...data.stats import LoadStats
 from .configuration_mtrec import MTRecConfig
@@ -137,15 +136,9 @@ def load_mind(
     news = tokenize_news(
         news, tokenizer, max_title_length, category2id=category2id, stats=stats, cache_dir=cache_dir,
         sentiment2id=sentiment2id or None,
+        # NER off (no title of the corpus is annotated): ignored tags, so the NER loss trains nothing, as reported.
+        ner_labels=corpus.labels.get("ner", "on") == "on",
     )
-    if corpus.labels.get("ner", "on") != "on":
-        # No title of the corpus carries entity annotations (xMIND, Adressa, own tables without them): its titles are
-        # unannotated, not entity-free, so their all-O tags would teach the NER head that nothing is an entity.
-        # Ignored tags instead: the NER loss is 0 and trains nothing, as the load report's "off" says.
-        news = news.map(
-            lambda input_ids: {"ner_labels": [IGNORE_INDEX] * len(input_ids)}, input_columns=["input_ids"],
-            desc="NER off: no entity annotations",
-        )
     if "sentiment_label" in news.column_names and not sentiment2id:  # the vocabulary tokenize_news built, sorted
         sentiment2id = sentiment_vocabulary(corpus.news["sentiment"])
 

@@ -461,6 +461,7 @@ def tokenize_news(
     stats: LoadStats | None = None,
     cache_dir: str | None = None,
     sentiment2id: dict[str, int] | None = None,
+    ner_labels: bool = True,
 ) -> Dataset:
     """Tokenise every title and add ``input_ids``, ``category_label`` and ``ner_labels`` (all columns kept), and
     ``sentiment_label`` when the table has a ``sentiment`` column (EB-NeRD, own tables; `modeling_mtrec.data.formats`).
@@ -486,6 +487,9 @@ def tokenize_news(
             the column's values, sorted (EB-NeRD: Negative 0, Neutral 1, Positive 2).
         stats: counter to add the problems to.
         cache_dir: folder for the cached tokenised table; None disables the explicit cache file.
+        ner_labels: False for a corpus whose titles carry no entity annotations (`data.formats.label_report`'s NER
+            "off": xMIND, Adressa): its titles are unannotated, not entity-free, so every tag is -100 (ignored)
+            instead of an O that would teach the NER head that nothing is an entity.
 
     Returns:
         ``news`` with ``input_ids`` (list[int]), ``category_label`` (int), ``ner_labels`` (list[int]) and, with a
@@ -549,15 +553,15 @@ def tokenize_news(
 
     def tokenize_batch(batch_titles: list[str], indices: list[int]) -> dict[str, list[Any]]:
         encoded = tokenize_titles(tokenizer, batch_titles, max_title_length, return_offsets_mapping=True)
-        ner_labels, cut_off = [], []
+        tags, cut_off = [], []
         for title, offsets, index in zip(batch_titles, encoded["offset_mapping"], indices, strict=True):
             spans = spans_per_news[index]
-            ner_labels.append(bio_tags(offsets, spans))
+            tags.append(bio_tags(offsets, spans) if ner_labels else [IGNORE_INDEX] * len(offsets))
             cut_off.append(_entities_cut_off(title or "", offsets, spans))
         columns = {
             "input_ids": encoded["input_ids"],
             "category_label": [category_labels[i] for i in indices],
-            "ner_labels": ner_labels,
+            "ner_labels": tags,
             "_entities_cut_off": cut_off,
         }
         if sentiment_labels is not None:
@@ -576,6 +580,8 @@ def tokenize_news(
     if sentiment_labels is not None:  # MIND's tables (no sentiment column) keep the fingerprint they always had
         key = f"{fingerprint}\x1d{sorted(sentiment2id.items())}\x1d" + "\x1e".join(sentiments)
         fingerprint = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[: len(fingerprint)]
+    if not ner_labels:  # tables with tags keep the fingerprint they always had
+        fingerprint = hashlib.sha256(f"{fingerprint}\x1dno-ner-labels".encode()).hexdigest()[: len(fingerprint)]
     cache_file_name = None
     if cache_dir is not None:
         os.makedirs(cache_dir, exist_ok=True)
